@@ -1,0 +1,1 @@
+"""Posterior arithmetic, selection rules, evidence aggregation and metrics: numpy only, no I/O."""

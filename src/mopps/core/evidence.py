@@ -1,0 +1,92 @@
+"""Turn flat per-rollout records into per-prompt observations, the input of every posterior update.
+
+Trainers hand over one reward per generated response; the posterior wants, per prompt, how many of
+its rollouts succeeded. ``SuccessRule`` says what "success" means for a reward scale, and
+``aggregate_rollouts`` sums per prompt in one vectorised pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mopps.core.id_index import STR_KIND, normalize_ids
+from mopps.core.validation import as_float_array, check_same_length
+
+SUCCESS_RULE_KINDS = ("threshold", "sign", "fraction")
+
+
+@dataclass(frozen=True)
+class SuccessRule:
+    """How one rollout's reward becomes its success (0/1, or a fraction for ``"fraction"``).
+
+    - ``"threshold"``: success = reward >= ``threshold``. With the default 1.0 this is the reference's
+      binarisation of ``acc`` (``acc >= 1``); with a shaped score (Countdown's 1 / 0.1 / 0) it counts
+      only fully correct answers.
+    - ``"sign"``: success = reward > 0, for +1/-1 rewards (DAPO's math reward).
+    - ``"fraction"``: the reward itself, which must lie in [0, 1], is a fractional success.
+    """
+
+    kind: str = "threshold"
+    threshold: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in SUCCESS_RULE_KINDS:
+            raise ValueError(f"kind = {self.kind!r}; kind must be one of {SUCCESS_RULE_KINDS}")
+        if not np.isfinite(self.threshold):
+            raise ValueError(f"threshold = {self.threshold}; threshold must be finite")
+
+    def successes(self, rewards) -> np.ndarray:
+        """Success of each rollout, float64 array (m,) in [0, 1]."""
+        rewards = as_float_array(rewards, "rewards")
+        if self.kind == "threshold":
+            return (rewards >= self.threshold).astype(np.float64)
+        if self.kind == "sign":
+            return (rewards > 0.0).astype(np.float64)
+        outside = (rewards < 0.0) | (rewards > 1.0)
+        if outside.any():
+            position = int(np.argmax(outside))
+            raise ValueError(
+                f"rewards[{position}] = {rewards[position]}; with kind 'fraction' rewards must lie in [0, 1]"
+            )
+        return rewards
+
+
+@dataclass(frozen=True)
+class Observations:
+    """Per-prompt evidence: ``ids`` (m,) unique prompt ids (int64 array or list of str), sorted;
+    ``successes`` float (m,) summed successes; ``trials`` float (m,) rollouts per prompt."""
+
+    ids: object
+    successes: np.ndarray
+    trials: np.ndarray
+
+
+def aggregate_rollouts(prompt_ids, rewards, rule: SuccessRule = SuccessRule()) -> Observations:
+    """Sum per-rollout successes by prompt.
+
+    ``prompt_ids``: (r,) the prompt of each rollout, ints or strings, any order (e.g. rows shuffled by
+    verl's ``balance_batch``); ``rewards``: float (r,), one reward per rollout. Groups of unequal size
+    are fine. Returns ``Observations`` with one row per distinct prompt, ids in sorted order.
+    """
+    kind, ids = normalize_ids(prompt_ids, "prompt_ids")
+    successes = rule.successes(rewards)
+    check_same_length(prompt_ids=ids, rewards=successes)
+    unique_ids, (summed, trials) = sum_by_id(kind, ids, successes, np.ones(len(successes)))
+    return Observations(unique_ids, summed, trials)
+
+
+def sum_by_id(kind, ids, *columns: np.ndarray):
+    """Sum each float column (m,) over rows that share an id.
+
+    ``kind``/``ids`` as returned by ``normalize_ids``. Returns ``(unique_ids, sums)``: the distinct
+    ids in sorted order (int64 array or list of str) and one float64 array per column, aligned.
+    """
+    if kind is None:
+        return np.zeros(0, dtype=np.int64), [np.zeros(0) for _ in columns]
+    keys = np.asarray(ids) if kind == STR_KIND else ids
+    unique, inverse = np.unique(keys, return_inverse=True)
+    sums = [np.bincount(inverse, weights=column, minlength=len(unique)) for column in columns]
+    unique_ids = unique.tolist() if kind == STR_KIND else unique.astype(np.int64)
+    return unique_ids, sums

@@ -1,0 +1,208 @@
+"""Map prompt ids (non-negative integers or strings) to compact slots 0, 1, 2, ...
+
+Slots are assigned in order of first insertion and never move, so per-prompt arrays indexed by slot
+only ever grow at the end. Integer ids (verl's ``extra_info.index``, dataset row numbers) are looked
+up without any Python loop: through a direct-address table ``slot_of_id`` while the ids are dense
+(4 bytes per id up to the largest id), or through a sorted key array when they are sparse (hashes).
+String ids go through a dict, which is a Python-level loop over the ids by nature; prefer integer
+ids at scale.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+INT_KIND = "int"
+STR_KIND = "str"
+
+# A direct-address table is used while largest_id + 1 <= max(_DENSE_FLOOR, _DENSE_FACTOR * count).
+_DENSE_FLOOR = 1 << 22
+_DENSE_FACTOR = 4
+
+
+def normalize_ids(ids, name: str):
+    """Return ``(kind, ids)`` with ``ids`` an int64 array (kind "int") or a list of str (kind "str").
+
+    Raises ``ValueError`` naming ``name`` for negative integers, booleans, floats, mixed kinds, or
+    anything that is neither. An empty input has kind ``None``.
+    """
+    if isinstance(ids, (str, bytes)):
+        raise ValueError(f"{name} must be a sequence of ids, not a single string")
+    array = np.asarray(ids)
+    if array.ndim != 1:
+        if array.size == 0:
+            return None, np.zeros(0, dtype=np.int64)
+        raise ValueError(f"{name} must be one-dimensional; got shape {array.shape}")
+    if array.size == 0:
+        return None, np.zeros(0, dtype=np.int64)
+    if array.dtype.kind in "iu":
+        ids64 = array.astype(np.int64, copy=False)
+        if array.dtype.kind == "u" and array.dtype.itemsize == 8 and (array > np.iinfo(np.int64).max).any():
+            position = int(np.argmax(array > np.iinfo(np.int64).max))
+            raise ValueError(f"{name}[{position}] = {array[position]}; integer ids must fit in int64")
+        negative = ids64 < 0
+        if negative.any():
+            position = int(np.argmax(negative))
+            raise ValueError(f"{name}[{position}] = {ids64[position]}; integer ids must be >= 0")
+        return INT_KIND, ids64
+    if array.dtype.kind == "U":
+        return STR_KIND, array.tolist()
+    if array.dtype.kind == "O":
+        values = list(array)
+        first_type = _id_type(values[0], name, 0)
+        for position, value in enumerate(values):
+            if _id_type(value, name, position) is not first_type:
+                raise ValueError(
+                    f"{name}[{position}] = {value!r}; {name} mixes integer and string ids"
+                )
+        if first_type is str:
+            return STR_KIND, values
+        return normalize_ids(np.asarray(values, dtype=np.int64), name)
+    raise ValueError(
+        f"{name} has dtype {array.dtype}; ids must be non-negative integers or strings"
+    )
+
+
+def _id_type(value, name: str, position: int):
+    if isinstance(value, str):
+        return str
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return int
+    raise ValueError(f"{name}[{position}] = {value!r}; ids must be non-negative integers or strings")
+
+
+def first_duplicate(kind: str | None, ids) -> int:
+    """Position of the first id that already occurred earlier in ``ids``, or -1 if all are unique."""
+    if kind is None or len(ids) < 2:
+        return -1
+    if kind == STR_KIND:
+        if len(set(ids)) == len(ids):
+            return -1
+        seen: set[str] = set()
+        for position, value in enumerate(ids):
+            if value in seen:
+                return position
+            seen.add(value)
+        return -1
+    positions = np.arange(len(ids), dtype=np.int64)
+    if int(ids.max()) < max(1 << 24, 8 * len(ids)):
+        # Scatter positions into a scratch table: for a repeated id the earliest position wins
+        # (reversed write order), so any later position that does not read itself back is a repeat.
+        # np.empty touches only the pages that are written, so this is O(len(ids)).
+        scratch = np.empty(int(ids.max()) + 1, dtype=np.int64)
+        scratch[ids[::-1]] = positions[::-1]
+        repeated = scratch[ids] != positions
+    else:
+        order = np.argsort(ids, kind="stable")
+        sorted_ids = ids[order]
+        repeated = np.zeros(len(ids), dtype=bool)
+        repeated[order[1:]] = sorted_ids[1:] == sorted_ids[:-1]
+    if not repeated.any():
+        return -1
+    return int(np.argmax(repeated))
+
+
+class IdIndex:
+    """A growing map from prompt ids to slots. The id kind is fixed by the first insertion."""
+
+    def __init__(self) -> None:
+        self.kind: str | None = None
+        self._count = 0
+        # Integer ids: either a direct-address table or sorted keys with their slots.
+        self._slot_of_id = np.full(0, -1, dtype=np.int32)
+        self._sorted_keys: np.ndarray | None = None
+        self._sorted_slots: np.ndarray | None = None
+        self._int_ids = np.zeros(0, dtype=np.int64)  # id of each slot, in slot order
+        # String ids.
+        self._slot_of_str: dict[str, int] = {}
+        self._str_ids: list[str] = []
+
+    def __len__(self) -> int:
+        return self._count
+
+    def check_kind(self, kind: str | None, name: str) -> None:
+        """Raise if ids of ``kind`` cannot live in this index."""
+        if kind is not None and self.kind is not None and kind != self.kind:
+            raise ValueError(
+                f"{name} holds {kind} ids but this selector already holds {self.kind} ids; "
+                "use one id kind per selector"
+            )
+
+    def find(self, kind: str | None, ids) -> np.ndarray:
+        """Slots of normalized ``ids`` as int64 (m,), -1 where an id is unknown."""
+        if kind is None or self.kind is None:
+            return np.full(len(ids), -1, dtype=np.int64)
+        if kind == STR_KIND:
+            get = self._slot_of_str.get
+            return np.fromiter((get(value, -1) for value in ids), dtype=np.int64, count=len(ids))
+        if self._sorted_keys is None:
+            slots = np.full(len(ids), -1, dtype=np.int64)
+            inside = ids < len(self._slot_of_id)
+            if inside.all():
+                return self._slot_of_id[ids].astype(np.int64)
+            slots[inside] = self._slot_of_id[ids[inside]]
+            return slots
+        positions = np.searchsorted(self._sorted_keys, ids)
+        positions = np.minimum(positions, len(self._sorted_keys) - 1)
+        hit = self._sorted_keys[positions] == ids
+        return np.where(hit, self._sorted_slots[positions], -1).astype(np.int64)
+
+    def insert(self, kind: str | None, ids) -> np.ndarray:
+        """Slots of normalized, unique ``ids``, creating slots for unknown ones (in order)."""
+        if kind is None:
+            return np.zeros(0, dtype=np.int64)
+        self.check_kind(kind, "ids")
+        self.kind = kind
+        slots = self.find(kind, ids)
+        missing = slots < 0
+        n_new = int(missing.sum())
+        if n_new == 0:
+            return slots
+        new_slots = np.arange(self._count, self._count + n_new, dtype=np.int64)
+        slots[missing] = new_slots
+        if kind == STR_KIND:
+            new_ids = [value for value, is_new in zip(ids, missing) if is_new]
+            self._slot_of_str.update(zip(new_ids, new_slots.tolist()))
+            self._str_ids.extend(new_ids)
+        else:
+            self._insert_ints(ids[missing], new_slots)
+        self._count += n_new
+        return slots
+
+    def _insert_ints(self, new_ids: np.ndarray, new_slots: np.ndarray) -> None:
+        self._int_ids = np.concatenate([self._int_ids, new_ids])
+        largest = int(self._int_ids.max())
+        dense_ok = largest + 1 <= max(_DENSE_FLOOR, _DENSE_FACTOR * len(self._int_ids))
+        if self._sorted_keys is None and dense_ok:
+            if largest >= len(self._slot_of_id):
+                grown = np.full(max(largest + 1, 2 * len(self._slot_of_id)), -1, dtype=np.int32)
+                grown[: len(self._slot_of_id)] = self._slot_of_id
+                self._slot_of_id = grown
+            self._slot_of_id[new_ids] = new_slots
+            return
+        # Sparse ids: keep (or switch to) sorted keys; the direct-address table is dropped.
+        self._slot_of_id = np.full(0, -1, dtype=np.int32)
+        order = np.argsort(self._int_ids, kind="stable")
+        self._sorted_keys = self._int_ids[order]
+        self._sorted_slots = order.astype(np.int64)
+
+    def ids(self):
+        """All known ids in slot order: int64 array or list of str."""
+        if self.kind == STR_KIND:
+            return list(self._str_ids)
+        return self._int_ids.copy()
+
+    def nbytes(self) -> int:
+        """Bytes held by the index's arrays (string dicts are not counted: see ``ids``)."""
+        total = self._slot_of_id.nbytes + self._int_ids.nbytes
+        if self._sorted_keys is not None:
+            total += self._sorted_keys.nbytes + self._sorted_slots.nbytes
+        return total
+
+    @classmethod
+    def from_ids(cls, kind: str | None, ids) -> "IdIndex":
+        """Rebuild an index whose slot order is the order of ``ids`` (unique)."""
+        index = cls()
+        if kind is not None and len(ids):
+            index.insert(kind, ids)
+        return index

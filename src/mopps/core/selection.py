@@ -1,0 +1,72 @@
+"""Selection rules: choose ``k`` of ``n`` candidates from per-candidate scores. Pure functions.
+
+Every rule returns int64 positions (k,) into the candidate array, with no repeats. Rules that need
+randomness take an explicit ``numpy.random.Generator``. Scores are usually success rates in [0, 1]:
+Thompson draws (MoPPS), posterior means (the greedy ablation) or exact rates (the oracle).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _smallest(values: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` smallest values, ordered by value then position (deterministic)."""
+    if k < len(values):
+        chosen = np.argpartition(values, k - 1)[:k]
+    else:
+        chosen = np.arange(len(values))
+    order = np.lexsort((chosen, values[chosen]))
+    return chosen[order].astype(np.int64)
+
+
+def topk_toward_target(scores: np.ndarray, k: int, target: float) -> np.ndarray:
+    """The ``k`` candidates whose score is closest to ``target`` (the paper's "topk", gamma* = 0.5).
+
+    ``scores``: float array (n,). Returns positions (k,), closest first.
+    """
+    return _smallest(np.abs(scores - target), k)
+
+
+def threshold_band(scores: np.ndarray, k: int, band: tuple[float, float],
+                   rng: np.random.Generator) -> np.ndarray:
+    """The reference's "threshold" rule on a band ``[low, high]``.
+
+    If at least ``k`` scores fall inside the band, ``k`` of those are taken uniformly at random;
+    otherwise every candidate is ranked by its distance outside the band (0 inside) and the ``k``
+    smallest are taken, so all in-band candidates are kept. Uses ``rng`` only in the first case.
+    """
+    low, high = band
+    distance = np.maximum(low - scores, 0.0) + np.maximum(scores - high, 0.0)
+    inside = np.flatnonzero(distance == 0.0)
+    if len(inside) >= k:
+        return np.sort(rng.choice(inside, size=k, replace=False)).astype(np.int64)
+    return _smallest(distance, k)
+
+
+def uniform_choice(n_candidates: int, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``k`` distinct positions out of ``n_candidates``, uniformly at random.
+
+    Returns ``(index (k,), noise (n_candidates,))``: the positions of the ``k`` smallest of
+    ``n_candidates`` uniform draws, and the draws themselves (the "scores" a random rule ranked).
+    """
+    noise = rng.random(n_candidates)
+    return _smallest(noise, k), noise
+
+
+def largest_learnability(scores: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` candidates with the largest p(1 - p) of their score p.
+
+    p(1 - p) = 1/4 - (p - 1/2)^2, so on the same scores this ranks exactly like
+    ``topk_toward_target(scores, k, 0.5)``; it ignores any other target by design.
+    """
+    return _smallest(-(scores * (1.0 - scores)), k)
+
+
+def informative_groups(successes: np.ndarray, trials: np.ndarray) -> np.ndarray:
+    """Bool mask (m,): groups whose binary outcomes are not all equal (0 < successes < trials).
+
+    This is DAPO's dynamic-sampling filter applied to *binary success*, never to a shaped score: a
+    group that is all wrong but mixes formatting rewards carries no GRPO signal on correctness.
+    """
+    return (successes > 0.0) & (successes < trials)

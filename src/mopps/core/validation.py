@@ -1,0 +1,103 @@
+"""Boundary checks shared by every layer.
+
+Each check raises ``ValueError`` naming the argument and the first bad position, in the style
+``successes[3] = -1.0; successes must be >= 0``. Checks never mutate their inputs, so a caller that
+validates everything before touching its state leaves that state unchanged on bad input.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+
+def as_float_array(values, name: str) -> np.ndarray:
+    """Return ``values`` as a 1-D float64 array whose entries are all finite."""
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{name} must be numbers; could not convert: {error}") from None
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional; got shape {array.shape}")
+    finite = np.isfinite(array)
+    if not finite.all():
+        position = int(np.argmin(finite))
+        raise ValueError(f"{name}[{position}] = {array[position]}; {name} must be finite")
+    return array
+
+
+def check_at_least(array: np.ndarray, bound: float, name: str) -> None:
+    """Raise unless every entry of ``array`` is >= ``bound``."""
+    bad = array < bound
+    if bad.any():
+        position = int(np.argmax(bad))
+        raise ValueError(f"{name}[{position}] = {array[position]}; {name} must be >= {bound}")
+
+
+def check_same_length(**arrays: Sequence) -> None:
+    """Raise unless all named arrays have the same length."""
+    lengths = {name: len(array) for name, array in arrays.items()}
+    if len(set(lengths.values())) > 1:
+        described = ", ".join(f"len({name}) = {length}" for name, length in lengths.items())
+        raise ValueError(f"lengths differ: {described}; they must be equal")
+
+
+def check_observations(successes, trials) -> tuple[np.ndarray, np.ndarray]:
+    """Validate one batch of per-prompt observations.
+
+    ``successes``: float array (m,), successful rollouts (may be fractional), 0 <= successes <= trials.
+    ``trials``: float array (m,), rollouts per prompt, trials >= 1 (fractional pseudo-counts allowed).
+    Returns both as float64 arrays.
+    """
+    successes = as_float_array(successes, "successes")
+    trials = as_float_array(trials, "trials")
+    check_same_length(successes=successes, trials=trials)
+    check_at_least(successes, 0.0, "successes")
+    check_at_least(trials, 1.0, "trials")
+    over = successes > trials
+    if over.any():
+        position = int(np.argmax(over))
+        raise ValueError(
+            f"successes[{position}] = {successes[position]} > trials[{position}] = "
+            f"{trials[position]}; successes must be <= trials"
+        )
+    return successes, trials
+
+
+def check_count(k, n_candidates: int, name: str = "k") -> int:
+    """Validate a number of prompts to choose from ``n_candidates`` candidates."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise ValueError(f"{name} = {k!r}; {name} must be an integer")
+    k = int(k)
+    if n_candidates == 0:
+        raise ValueError("candidate_ids is empty; at least one candidate is needed")
+    if k < 1:
+        raise ValueError(f"{name} = {k}; {name} must be >= 1")
+    if k > n_candidates:
+        raise ValueError(
+            f"{name} = {k} > len(candidate_ids) = {n_candidates}; cannot choose more prompts than "
+            "there are candidates"
+        )
+    return k
+
+
+def check_probability(value: float, name: str) -> float:
+    """Validate a scalar in [0, 1]."""
+    value = float(value)
+    if not (0.0 <= value <= 1.0):
+        raise ValueError(f"{name} = {value}; {name} must lie in [0, 1]")
+    return value
+
+
+def check_band(band) -> tuple[float, float]:
+    """Validate a success-rate band ``(low, high)`` with 0 <= low <= high <= 1."""
+    try:
+        low, high = (float(bound) for bound in band)
+    except (TypeError, ValueError):
+        raise ValueError(f"band = {band!r}; band must be a pair (low, high)") from None
+    check_probability(low, "band[0]")
+    check_probability(high, "band[1]")
+    if low > high:
+        raise ValueError(f"band = ({low}, {high}); band[0] must be <= band[1]")
+    return low, high

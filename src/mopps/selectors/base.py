@@ -1,0 +1,199 @@
+"""The one protocol every prompt selector follows.
+
+    choice = selector.select(candidate_ids, k)     # before rollout: keep k of the candidates
+    selector.update(ids, successes, trials)        # after rollout: the evidence of the rolled-out prompts
+    selector.state_dict() / load_state_dict(d)     # everything, RNG included
+    selector.save(path) / type(selector).load(path)
+
+``Selector`` does the boundary work once for all subclasses: it validates every input before any state
+is touched (so a ``ValueError`` leaves posterior and RNG exactly as they were), normalizes ids (ints or
+strings), combines duplicate ids in one update, counts steps, and serializes. A subclass implements
+``_choose`` and, if it learns, ``_observe``, plus ``_config`` / ``_arrays`` / ``_restore`` for its state.
+"""
+
+from __future__ import annotations
+
+import copy
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from mopps.core.evidence import sum_by_id
+from mopps.core.id_index import STR_KIND, first_duplicate, normalize_ids
+from mopps.core.validation import check_count, check_observations, check_same_length
+
+STATE_FORMAT = "mopps.selector-state"
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The result of ``select``.
+
+    ``index``: int64 (k,), positions into ``candidate_ids`` of the chosen prompts, in rank order.
+    ``ids``: the chosen ids (int64 array (k,) or list of k str), ``candidate_ids[index]``.
+    ``scores``: float64 (n,), aligned with ``candidate_ids``: the value the rule ranked (Thompson
+    draws for MoPPS, posterior means for ``greedy_mean``, exact rates for the oracle, uniform noise
+    for random rules).
+    ``predicted_rate``: float64 (n,) aligned with ``candidate_ids``, the selector's point estimate of
+    each candidate's success rate (posterior mean for MoPPS), or ``None`` if it keeps no estimate.
+    """
+
+    index: np.ndarray
+    ids: Any
+    scores: np.ndarray
+    predicted_rate: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+class Selector(ABC):
+    """Base class of all selectors. ``seed`` seeds the selector's own ``numpy.random.Generator``."""
+
+    name: ClassVar[str] = "selector"
+
+    def __init__(self, seed: int | None = 0) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.step = 0  # number of update() calls that applied evidence
+
+    # -- the protocol ----------------------------------------------------------------------------
+
+    def select(self, candidate_ids, k: int) -> Selection:
+        """Keep ``k`` of ``candidate_ids`` (unique ints >= 0 or strings) for rollout."""
+        kind, ids = self._normalize_candidates(candidate_ids)
+        k = check_count(k, len(ids))
+        index, scores, predicted = self._choose(kind, ids, k)
+        chosen = [ids[position] for position in index] if kind == STR_KIND else ids[index]
+        return Selection(index=index, ids=chosen, scores=scores, predicted_rate=predicted)
+
+    def update(self, ids, successes, trials) -> None:
+        """Record one rollout batch: per prompt, ``successes`` out of ``trials`` rollouts.
+
+        ``ids``: (m,) prompt ids; ``successes``: float (m,), 0 <= successes <= trials (fractional
+        allowed: mean reward in [0, 1] times trials); ``trials``: float (m,) >= 1, may differ per
+        prompt. A prompt that appears several times is combined into one observation with summed
+        successes and trials (so the discount is applied once for that step, not once per row).
+        """
+        kind, normalized = normalize_ids(ids, "ids")
+        successes, trials = check_observations(successes, trials)
+        check_same_length(ids=normalized, successes=successes)
+        self._check_kind(kind, "ids")
+        if kind is None:
+            return
+        if first_duplicate(kind, normalized) >= 0:
+            normalized, (successes, trials) = sum_by_id(kind, normalized, successes, trials)
+        self._observe(kind, normalized, successes, trials)
+        self.step += 1
+
+    def predict(self, ids) -> np.ndarray | None:
+        """Point estimate of each id's success rate, float64 (m,), or None if the selector has none."""
+        return None
+
+    # -- hooks for subclasses ----------------------------------------------------------------------
+
+    @abstractmethod
+    def _choose(self, kind, ids, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Return ``(index (k,), scores (n,), predicted_rate (n,) or None)`` for validated input."""
+
+    def _observe(self, kind, ids, successes: np.ndarray, trials: np.ndarray) -> None:
+        """Learn from validated, de-duplicated evidence. Selectors that do not learn keep this."""
+
+    def _check_kind(self, kind, name: str) -> None:
+        """Raise if ``kind`` of ids cannot be mixed with what the selector holds (default: anything goes)."""
+
+    def _config(self) -> dict[str, Any]:
+        """JSON-serializable constructor arguments (without ``seed``)."""
+        return {}
+
+    def _arrays(self) -> dict[str, Any]:
+        """Learned state as arrays (or lists of str for string ids) and JSON scalars."""
+        return {}
+
+    def _restore(self, arrays: dict[str, Any]) -> None:
+        """Inverse of ``_arrays``."""
+
+    # -- state -------------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: config, learned arrays, RNG state, step counter."""
+        return {
+            "format": STATE_FORMAT,
+            "version": STATE_VERSION,
+            "selector": type(self).__name__,
+            "config": self._config(),
+            "step": self.step,
+            "rng": copy.deepcopy(self.rng.bit_generator.state),
+            "arrays": self._arrays(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Replace this selector's state with ``state``; raises ``ValueError`` (state unchanged) if
+        it was written by another selector class or an incompatible format version."""
+        check_state_header(state, type(self).__name__)
+        if state["config"] != self._config():
+            raise ValueError(
+                f"state config {state['config']} differs from this selector's config "
+                f"{self._config()}; build the selector with the saved config (or use {type(self).__name__}.load)"
+            )
+        rng = np.random.default_rng()
+        try:
+            rng.bit_generator.state = state["rng"]
+        except (TypeError, ValueError, KeyError) as error:
+            raise ValueError(f"state['rng'] is not a valid generator state: {error}") from None
+        backup = self._arrays()
+        try:
+            self._restore(state["arrays"])
+        except (KeyError, TypeError, ValueError) as error:
+            self._restore(backup)
+            raise ValueError(f"state['arrays'] is invalid: {error}") from None
+        self.rng = rng
+        self.step = int(state["step"])
+
+    def save(self, path) -> None:
+        """Write the state atomically to ``path`` (see ``mopps.selectors.persistence``)."""
+        from mopps.selectors.persistence import save_state
+
+        save_state(self.state_dict(), path)
+
+    @classmethod
+    def load(cls, path, **kwargs):
+        """Build a selector from a file written by ``save``; ``kwargs`` supply what cannot be saved
+        (e.g. the oracle's success-rate function)."""
+        from mopps.selectors.persistence import load_state
+
+        state = load_state(path)
+        check_state_header(state, cls.__name__)
+        selector = cls(**state["config"], **kwargs)
+        selector.load_state_dict(state)
+        return selector
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    def _normalize_candidates(self, candidate_ids):
+        kind, ids = normalize_ids(candidate_ids, "candidate_ids")
+        self._check_kind(kind, "candidate_ids")
+        position = first_duplicate(kind, ids)
+        if position >= 0:
+            raise ValueError(
+                f"candidate_ids[{position}] = {ids[position]!r} occurs earlier too; candidate ids must be unique"
+            )
+        return kind, ids
+
+
+def check_state_header(state: dict[str, Any], class_name: str) -> None:
+    """Raise ``ValueError`` unless ``state`` is a selector state of ``class_name`` we can read."""
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise ValueError("not a mopps selector state (missing or wrong 'format')")
+    version = state.get("version")
+    if version != STATE_VERSION:
+        raise ValueError(
+            f"selector state version {version} is not supported by this mopps (reads version {STATE_VERSION})"
+        )
+    if state.get("selector") != class_name:
+        raise ValueError(f"state was saved by {state.get('selector')}, not {class_name}")
+    for key in ("config", "step", "rng", "arrays"):
+        if key not in state:
+            raise ValueError(f"selector state lacks the key {key!r}")

@@ -1,0 +1,208 @@
+"""MoPPS: Model Predictive Prompt Selection (arXiv 2507.04632), and Uniform over the same posterior.
+
+Each prompt keeps Beta(alpha, beta) over its success rate. ``select`` draws one Thompson sample per
+candidate from its posterior (unseen prompts: the prior) and applies a rule to the draws:
+
+- ``"topk"`` (the paper): the k draws closest to ``target`` (gamma* = 0.5);
+- ``"threshold"``: the reference's band rule on ``band`` (k at random from inside, else the nearest);
+- ``"learnability"``: the k largest p(1 - p) of the draws;
+- ``"greedy_mean"``: the ``topk`` rule on posterior means instead of draws (no exploration: the
+  ablation the paper lacks);
+- ``"uniform"``: k at random (posteriors still learn, so predictions can be logged and compared).
+
+``update`` applies the discounted update (``mopps.core.posterior.discounted_update``) to the rolled-out
+prompts only; prompts not rolled out are not decayed (as in the reference).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from mopps.core.id_index import normalize_ids
+from mopps.core.posterior import credible_interval, posterior_mean, thompson_sample
+from mopps.core.selection import (
+    largest_learnability,
+    threshold_band,
+    topk_toward_target,
+    uniform_choice,
+)
+from mopps.core.table import PosteriorTable
+from mopps.core.validation import (
+    as_float_array,
+    check_band,
+    check_observations,
+    check_probability,
+    check_same_length,
+)
+from mopps.core.id_index import first_duplicate
+from mopps.selectors.base import Selector
+
+STRATEGIES = ("topk", "threshold", "learnability", "greedy_mean", "uniform")
+
+
+class MoPPS(Selector):
+    """Thompson-sampling prompt selector over per-prompt Beta posteriors.
+
+    ``prior``: (alpha0, beta0) > 0, the Beta prior of unseen prompts and the point the discount pulls
+    toward (reference: (1, 1)). ``discount``: lambda in [0, 1] (reference ``bandit_decay_ratio``: 1.0
+    for MATH, 0.5 for Countdown/Geo3k). ``target``: gamma* in [0, 1] (``bandit_target_mean``, 0.5).
+    ``strategy``: one of ``STRATEGIES``. ``band``: (low, high) for ``"threshold"`` (0.3, 0.7).
+    ``seed``: seed of the selector's generator (its state is saved with the selector).
+    """
+
+    name = "mopps"
+
+    def __init__(self, prior=(1.0, 1.0), discount: float = 1.0, target: float = 0.5,
+                 strategy: str = "topk", band=(0.3, 0.7), seed: int | None = 0) -> None:
+        prior_alpha, prior_beta = _check_prior(prior)
+        self.discount = check_probability(discount, "discount")
+        self.target = check_probability(target, "target")
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy = {strategy!r}; strategy must be one of {STRATEGIES}")
+        self.strategy = strategy
+        self.band = check_band(band)
+        super().__init__(seed)
+        self.table = PosteriorTable(prior_alpha, prior_beta)
+
+    def __len__(self) -> int:
+        """Number of prompts with a posterior entry (observed or given an offline prior)."""
+        return len(self.table)
+
+    # -- queries -----------------------------------------------------------------------------------
+
+    def posterior(self, ids) -> tuple[np.ndarray, np.ndarray]:
+        """``(alpha, beta)`` float arrays (m,) of ``ids``; unseen ids report the prior."""
+        kind, normalized = normalize_ids(ids, "ids")
+        self._check_kind(kind, "ids")
+        return self.table.gather(kind, normalized)
+
+    def predict(self, ids) -> np.ndarray:
+        """Posterior mean success rate, float (m,)."""
+        return posterior_mean(*self.posterior(ids))
+
+    def credible_interval(self, ids, mass: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+        """Central credible interval of each id's success rate: ``(lower (m,), upper (m,))``."""
+        return credible_interval(*self.posterior(ids), mass=mass)
+
+    # -- offline prior -----------------------------------------------------------------------------
+
+    def initialize_from_pass_counts(self, ids, successes, trials, weight: float = 3.0,
+                                    as_prior: bool = False) -> None:
+        """Seed posteriors from base-model pass counts (the reference's ``bandit_init``).
+
+        For each prompt: alpha = alpha0 + weight * successes, beta = beta0 + weight * (trials -
+        successes) (the reference uses weight 3). ``ids`` must be unique; ``successes``/``trials`` as
+        in ``update``. With ``as_prior=True`` these values also become the prompts' own prior, so the
+        discount pulls toward them instead of toward (alpha0, beta0).
+        """
+        kind, normalized = normalize_ids(ids, "ids")
+        successes, trials = check_observations(successes, trials)
+        check_same_length(ids=normalized, successes=successes)
+        self._check_kind(kind, "ids")
+        weight = float(weight)
+        if not (np.isfinite(weight) and weight >= 0.0):
+            raise ValueError(f"weight = {weight}; weight must be finite and >= 0")
+        position = first_duplicate(kind, normalized)
+        if position >= 0:
+            raise ValueError(f"ids[{position}] = {normalized[position]!r} occurs earlier too; ids must be unique")
+        if kind is None:
+            return
+        alpha = self.table.prior_alpha + weight * successes
+        beta = self.table.prior_beta + weight * (trials - successes)
+        self.table.assign(kind, normalized, alpha, beta, as_prior=as_prior)
+
+    # -- protocol hooks ----------------------------------------------------------------------------
+
+    def _check_kind(self, kind, name: str) -> None:
+        self.table.index.check_kind(kind, name)
+
+    def _choose(self, kind, ids, k):
+        alpha, beta = self.table.gather(kind, ids)
+        predicted = posterior_mean(alpha, beta)
+        if self.strategy == "uniform":
+            index, scores = uniform_choice(len(predicted), k, self.rng)
+            return index, scores, predicted
+        if self.strategy == "greedy_mean":
+            return topk_toward_target(predicted, k, self.target), predicted, predicted
+        draws = thompson_sample(alpha, beta, self.rng)
+        if self.strategy == "topk":
+            index = topk_toward_target(draws, k, self.target)
+        elif self.strategy == "threshold":
+            index = threshold_band(draws, k, self.band, self.rng)
+        else:
+            index = largest_learnability(draws, k)
+        return index, draws, predicted
+
+    def _observe(self, kind, ids, successes, trials) -> None:
+        self.table.observe(kind, ids, successes, trials, self.discount)
+
+    def _config(self) -> dict[str, Any]:
+        return {
+            "prior": [self.table.prior_alpha, self.table.prior_beta],
+            "discount": self.discount,
+            "target": self.target,
+            "strategy": self.strategy,
+            "band": list(self.band),
+        }
+
+    def _arrays(self) -> dict[str, Any]:
+        arrays = self.table.arrays()
+        arrays["id_kind"] = self.table.index.kind
+        return arrays
+
+    def _restore(self, arrays: dict[str, Any]) -> None:
+        self.table = _table_from_arrays(self.table.prior_alpha, self.table.prior_beta, arrays)
+
+
+class Uniform(MoPPS):
+    """Uniformly random selection (the paper's main baseline). It keeps the same Beta posteriors as
+    MoPPS, so its predictions can be logged and compared, but they never influence the choice."""
+
+    name = "uniform"
+
+    def __init__(self, prior=(1.0, 1.0), discount: float = 1.0, seed: int | None = 0) -> None:
+        super().__init__(prior=prior, discount=discount, strategy="uniform", seed=seed)
+
+    def _config(self) -> dict[str, Any]:
+        return {"prior": [self.table.prior_alpha, self.table.prior_beta], "discount": self.discount}
+
+
+def _check_prior(prior) -> tuple[float, float]:
+    try:
+        prior_alpha, prior_beta = (float(value) for value in prior)
+    except (TypeError, ValueError):
+        raise ValueError(f"prior = {prior!r}; prior must be a pair (alpha0, beta0)") from None
+    for name, value in (("prior[0]", prior_alpha), ("prior[1]", prior_beta)):
+        if not (np.isfinite(value) and value > 0.0):
+            raise ValueError(f"{name} = {value}; Beta prior parameters must be finite and > 0")
+    return prior_alpha, prior_beta
+
+
+def _table_from_arrays(prior_alpha: float, prior_beta: float, arrays: dict[str, Any]) -> PosteriorTable:
+    """Validate saved table arrays and rebuild the table (raises ValueError on any inconsistency)."""
+    kind = arrays["id_kind"]
+    raw_ids = arrays["ids"]
+    if kind is None:
+        if len(raw_ids):
+            raise ValueError("id_kind is None but ids are present")
+        ids = np.zeros(0, dtype=np.int64)
+    else:
+        stored_kind, ids = normalize_ids(raw_ids, "ids")
+        if stored_kind not in (None, kind):
+            raise ValueError(f"id_kind = {kind!r} but ids are {stored_kind}")
+        if first_duplicate(stored_kind, ids) >= 0:
+            raise ValueError("ids are not unique")
+    columns = {"alpha": arrays["alpha"], "beta": arrays["beta"]}
+    if "prompt_prior_alpha" in arrays:
+        columns["prompt_prior_alpha"] = arrays["prompt_prior_alpha"]
+        columns["prompt_prior_beta"] = arrays["prompt_prior_beta"]
+    for name, values in columns.items():
+        values = as_float_array(values, name)
+        if len(values) != len(ids):
+            raise ValueError(f"len({name}) = {len(values)} but len(ids) = {len(ids)}")
+        if len(values) and values.min() <= 0.0:
+            raise ValueError(f"{name} has a value <= 0; Beta parameters must be > 0")
+        columns[name] = values
+    return PosteriorTable.from_arrays(prior_alpha, prior_beta, kind, {"ids": ids, **columns})
