@@ -46,7 +46,18 @@ def normalize_ids(ids, name: str):
             raise ValueError(f"{name}[{position}] = {ids64[position]}; integer ids must be >= 0")
         return INT_KIND, ids64
     if array.dtype.kind == "U":
-        return STR_KIND, array.tolist()
+        values = array.tolist()
+        if not isinstance(ids, np.ndarray):
+            # numpy turns [1, "a"] into strings; a mixed sequence must be refused, not coerced.
+            first_is_str = None
+            for position, value in enumerate(ids):
+                if first_is_str is None:
+                    first_is_str = isinstance(value, str)
+                if isinstance(value, str) != first_is_str:
+                    raise ValueError(
+                        f"{name}[{position}] = {value!r}; {name} mixes integer and string ids"
+                    )
+        return STR_KIND, values
     if array.dtype.kind == "O":
         values = list(array)
         first_type = _id_type(values[0], name, 0)

@@ -1,0 +1,112 @@
+import numpy as np
+import pytest
+
+from mopps import MoPPS, Uniform
+
+
+def test_unseen_ids_report_the_prior_and_select_does_not_create_entries():
+    selector = MoPPS(prior=(2.0, 3.0))
+    selector.select(np.arange(50), 10)
+    assert len(selector) == 0
+    alpha, beta = selector.posterior([7, 1_000_000_000_000])
+    np.testing.assert_array_equal(alpha, [2.0, 2.0])
+    np.testing.assert_array_equal(beta, [3.0, 3.0])
+
+
+def test_update_applies_the_discounted_rule_to_observed_prompts_only():
+    selector = MoPPS(discount=0.5, prior=(1.0, 1.0))
+    selector.update([1, 2], [6.0, 2.0], [8.0, 8.0])
+    selector.update([1], [1.0], [1.0])  # n = 1 counts (the reference would reset to 8, 8)
+    alpha, beta = selector.posterior([1, 2])
+    np.testing.assert_allclose(alpha, [0.5 * 7 + 0.5 + 1, 3.0])
+    np.testing.assert_allclose(beta, [0.5 * 3 + 0.5 + 0, 7.0])
+
+
+def test_fractional_successes_and_variable_trials():
+    selector = MoPPS()
+    selector.update(["x", "y"], [2.5, 0.3], [4.0, 1.0])
+    alpha, beta = selector.posterior(["x", "y"])
+    np.testing.assert_allclose(alpha, [3.5, 1.3])
+    np.testing.assert_allclose(beta, [2.5, 1.7])
+
+
+def test_topk_prefers_prompts_near_the_target():
+    selector = MoPPS(seed=0)
+    ids = np.arange(30)
+    rates = np.repeat([0.0, 0.5, 1.0], 10)
+    selector.update(ids, rates * 200, np.full(30, 200.0))
+    choice = selector.select(ids, 10)
+    assert sorted(choice.ids.tolist()) == list(range(10, 20))
+    np.testing.assert_allclose(choice.predicted_rate, (rates * 200 + 1) / 202)
+
+
+def test_threshold_and_greedy_mean_strategies():
+    ids = np.arange(30)
+    rates = np.repeat([0.05, 0.5, 0.95], 10)
+    for strategy in ("threshold", "greedy_mean", "learnability"):
+        selector = MoPPS(strategy=strategy, seed=1)
+        selector.update(ids, rates * 100, np.full(30, 100.0))
+        assert set(selector.select(ids, 5).ids.tolist()) <= set(range(10, 20)), strategy
+
+
+def test_greedy_mean_uses_no_randomness():
+    selector = MoPPS(strategy="greedy_mean")
+    state = selector.rng.bit_generator.state
+    selector.select(np.arange(20), 5)
+    assert selector.rng.bit_generator.state == state
+
+
+def test_offline_prior_from_pass_counts():
+    selector = MoPPS(discount=0.5)
+    selector.initialize_from_pass_counts([10, 11], [4.0, 0.0], [4.0, 4.0], weight=3.0)
+    alpha, beta = selector.posterior([10, 11])
+    np.testing.assert_allclose(alpha, [13.0, 1.0])
+    np.testing.assert_allclose(beta, [1.0, 13.0])
+    # Default: the discount still pulls toward the global prior (reference behaviour).
+    selector.update([10], [0.0], [1.0])
+    assert selector.posterior([10])[0][0] == pytest.approx(0.5 * 13 + 0.5)
+    # as_prior: the discount pulls toward the prompt's own offline prior.
+    own = MoPPS(discount=0.5)
+    own.initialize_from_pass_counts([10], [4.0], [4.0], as_prior=True)
+    own.update([10], [0.0], [1.0])
+    assert own.posterior([10])[0][0] == pytest.approx(13.0)
+    with pytest.raises(ValueError, match=r"ids\[1\]"):
+        own.initialize_from_pass_counts([3, 3], [1.0, 1.0], [2.0, 2.0])
+    with pytest.raises(ValueError, match="weight"):
+        own.initialize_from_pass_counts([3], [1.0], [2.0], weight=-1)
+
+
+def test_credible_interval_narrows_with_evidence():
+    selector = MoPPS()
+    selector.update([1], [400.0], [800.0])
+    lower, upper = selector.credible_interval([1, 2], mass=0.95)
+    assert lower[0] < 0.5 < upper[0] and upper[0] - lower[0] < 0.08
+    assert lower[1] == pytest.approx(0.025) and upper[1] == pytest.approx(0.975)
+
+
+def test_sparse_integer_ids_use_the_sorted_index():
+    selector = MoPPS(seed=0)
+    ids = np.array([2**62, 17, 2**40 + 3, 5])
+    selector.update(ids, [1.0, 2.0, 3.0, 4.0], [8.0] * 4)
+    np.testing.assert_array_equal(selector.posterior(ids)[0], [2.0, 3.0, 4.0, 5.0])
+    assert selector.table.index._sorted_keys is not None
+    selector.update([6], [1.0], [1.0])
+    np.testing.assert_array_equal(selector.posterior([6, 5, 99])[0], [2.0, 5.0, 1.0])
+
+
+def test_constructor_rejects_bad_config():
+    for kwargs, field in (({"prior": (0.0, 1.0)}, "prior"), ({"discount": 1.5}, "discount"),
+                          ({"target": -0.1}, "target"), ({"strategy": "best"}, "strategy"),
+                          ({"band": (0.7, 0.3)}, "band")):
+        with pytest.raises(ValueError, match=field):
+            MoPPS(**kwargs)
+
+
+def test_uniform_learns_but_chooses_at_random():
+    selector = Uniform(seed=0)
+    selector.update([1, 2], [8.0, 0.0], [8.0, 8.0])
+    assert selector.predict([1, 2]).tolist() == [0.9, 0.1]
+    counts = np.zeros(10)
+    for _ in range(2000):
+        counts[selector.select(np.arange(10), 2).ids] += 1
+    np.testing.assert_allclose(counts / counts.sum(), 0.1, atol=0.015)
