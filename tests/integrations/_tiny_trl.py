@@ -1,0 +1,71 @@
+"""A GRPO setup small enough for CPU CI and built without the Hub: a WordLevel tokenizer over digits
+and a few words, a 2-layer ``Qwen2ForCausalLM`` with random weights, and an "a + b =" dataset.
+
+Each prompt has a stable ``prompt_id`` column; ``contains_answer`` rewards a completion 1.0 if it
+contains the sum as a word (a random policy does so for a fraction of its completions, so groups have
+mixed outcomes) and 0.0 otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import torch  # noqa: E402
+from datasets import Dataset  # noqa: E402
+from tokenizers import Tokenizer, models, pre_tokenizers  # noqa: E402
+from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM  # noqa: E402
+from trl import GRPOConfig  # noqa: E402
+
+WORDS = [str(number) for number in range(19)] + ["+", "=", "the", "answer", "is"]
+SPECIAL = ["<pad>", "<eos>", "<unk>"]
+
+
+def tiny_tokenizer() -> PreTrainedTokenizerFast:
+    """A whitespace WordLevel tokenizer over ``WORDS`` (vocab size 27 incl. specials)."""
+    vocab = {token: index for index, token in enumerate(SPECIAL + WORDS)}
+    tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    wrapped = PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="<eos>",
+                                      unk_token="<unk>")
+    wrapped.padding_side = "left"
+    return wrapped
+
+
+def tiny_model(tokenizer: PreTrainedTokenizerFast, seed: int = 0) -> Qwen2ForCausalLM:
+    """A randomly initialised 2-layer Qwen2 (hidden size 32), seeded so every process builds the same."""
+    torch.manual_seed(seed)
+    config = Qwen2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         intermediate_size=64, vocab_size=len(tokenizer), max_position_embeddings=64,
+                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                         bos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True)
+    return Qwen2ForCausalLM(config)
+
+
+def addition_dataset(rows: int = 24) -> Dataset:
+    """``rows`` prompts "a + b =" with a, b in 0..9, columns ``prompt``, ``answer``, ``prompt_id``."""
+    pairs = [(index % 10, (index * 7 + 3) % 10) for index in range(rows)]
+    return Dataset.from_dict({
+        "prompt": [f"{a} + {b} =" for a, b in pairs],
+        "answer": [str(a + b) for a, b in pairs],
+        "prompt_id": [100 + index for index in range(rows)],
+    })
+
+
+def contains_answer(completions, answer, **kwargs) -> list[float]:
+    """1.0 per completion that contains its prompt's sum as a word, else 0.0."""
+    return [1.0 if expected in completion.split() else 0.0 for completion, expected in zip(completions, answer)]
+
+
+def tiny_grpo_config(output_dir, **overrides) -> GRPOConfig:
+    """GRPO on CPU: 2 prompts x 4 generations per step, 6-token completions, no logging backends."""
+    settings = dict(
+        output_dir=str(output_dir), use_cpu=True, per_device_train_batch_size=8, num_generations=4,
+        max_completion_length=6, max_steps=4, learning_rate=1e-2, logging_steps=1, save_strategy="no",
+        report_to=[], seed=0, temperature=1.0, dataloader_num_workers=0, disable_tqdm=True,
+    )
+    settings.update(overrides)
+    return GRPOConfig(**settings)
