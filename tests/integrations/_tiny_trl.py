@@ -14,11 +14,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from datasets import Dataset  # noqa: E402
 from tokenizers import Tokenizer, models, pre_tokenizers  # noqa: E402
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM  # noqa: E402
 from trl import GRPOConfig  # noqa: E402
+
+from mopps import MoPPS  # noqa: E402
 
 WORDS = [str(number) for number in range(19)] + ["+", "=", "the", "answer", "is"]
 SPECIAL = ["<pad>", "<eos>", "<unk>"]
@@ -41,7 +44,7 @@ def tiny_model(tokenizer: PreTrainedTokenizerFast, seed: int = 0) -> Qwen2ForCau
     config = Qwen2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                          intermediate_size=64, vocab_size=len(tokenizer), max_position_embeddings=64,
                          pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-                         bos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True)
+                         bos_token_id=None, tie_word_embeddings=True)
     return Qwen2ForCausalLM(config)
 
 
@@ -69,3 +72,29 @@ def tiny_grpo_config(output_dir, **overrides) -> GRPOConfig:
     )
     settings.update(overrides)
     return GRPOConfig(**settings)
+
+
+class RecordingMoPPS(MoPPS):
+    """MoPPS that records, per ``select``: the number of updates applied before it (``steps``) and the
+    chosen ids (``choices``)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.steps: list[int] = []
+        self.choices: list[list] = []
+
+    def select(self, candidate_ids, k):
+        choice = super().select(candidate_ids, k)
+        self.steps.append(self.step)
+        self.choices.append(list(np.asarray(choice.ids).tolist()))
+        return choice
+
+
+def prompt_log_reward(log: list):
+    """``contains_answer`` that also appends every ``prompt_id`` it scores (in batch order) to ``log``."""
+
+    def logged_contains_answer(completions, answer, prompt_id, **kwargs) -> list[float]:
+        log.extend(prompt_id)
+        return contains_answer(completions, answer)
+
+    return logged_contains_answer
