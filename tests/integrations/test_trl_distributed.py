@@ -1,0 +1,51 @@
+"""MoPPSGRPOTrainer on two processes (torchrun, gloo on CPU): both ranks must hold the same posterior,
+built from the rewards of both, and roll out the same prompts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("trl")
+
+HERE = Path(__file__).resolve().parent
+
+
+def run_two_ranks(out_dir: Path, seeding: str) -> list[dict]:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+               HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               str(HERE / "_trl_two_ranks.py"), str(out_dir), seeding]
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    return [json.loads((out_dir / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+
+
+def test_two_ranks_choose_identically_from_gathered_rewards(tmp_path):
+    rank0, rank1 = run_two_ranks(tmp_path, "same-seed")
+    assert (rank0["world"], rank1["world"]) == (2, 2)
+    assert "error" not in rank0 and "error" not in rank1
+    assert len(rank0["choices"]) == 3
+    assert rank0["choices"] == rank1["choices"]
+    assert rank0["steps"] == rank1["steps"] == [0, 1, 2]  # each choice saw all earlier rewards
+    assert rank0["arrays"] == rank1["arrays"]
+    # Each rank scored its own slice; together they are the chosen prompts in TRL's layout, and the
+    # posterior on each rank holds the evidence of both slices.
+    for generation, choice in enumerate(rank0["choices"]):
+        layout = [prompt for prompt in choice for _ in range(4)]
+        assert rank0["scored_prompt_ids"][6 * generation:6 * generation + 6] == layout[:6]
+        assert rank1["scored_prompt_ids"][6 * generation:6 * generation + 6] == layout[6:]
+    assert rank0["rollouts_scored"] == rank1["rollouts_scored"] == 3 * 12
+    arrays = rank0["arrays"]
+    assert sum(arrays["alpha"]) + sum(arrays["beta"]) - 2 * len(arrays["ids"]) == pytest.approx(36)
+
+
+def test_ranks_that_disagree_stop_with_an_error(tmp_path):
+    rank0, rank1 = run_two_ranks(tmp_path, "rank-seed")
+    for record in (rank0, rank1):
+        assert "processes chose different prompts" in record.get("error", "")
