@@ -13,6 +13,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True)
     # Each layer registers its own subcommand; heavy imports happen inside the handlers.
+    from mopps.bench.cli import register as register_bench
+
+    register_bench(subparsers)
     return parser, subparsers
 
 

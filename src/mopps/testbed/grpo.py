@@ -1,0 +1,254 @@
+"""GRPO on reversed-digit addition with a prompt selector in the loop: one run, top to bottom.
+
+Read in order: the config (every hyperparameter and its meaning), the prompt pools, then ``run``,
+whose loop does per step: draw candidates -> the selector picks B prompts (DS instead rolls out
+generation batches until B informative groups) -> n rollouts each at temperature 1 -> binary rewards
+-> selector update -> GRPO update (group-normalised advantages, PPO-clip with clip-higher,
+``minibatches`` Adam steps, token-mean loss, no KL) -> metrics against the exact success rates.
+
+The ground truth that makes this a testbed: every prompt's success probability under the current
+policy is computed exactly (``exact_success_rate``), so we can measure how well a selector's
+prediction ranks prompts, and test/pool accuracy without sampling noise.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from mopps.core.metrics import spearman
+from mopps.selectors import DynamicSampling
+from mopps.testbed.methods import build_method
+from mopps.testbed.policy import completion_logprobs, exact_success_rate, sample
+from mopps.testbed.task import EOS, AdditionTask
+from mopps.testbed.warmstart import WarmStartConfig, load_warm_start
+
+
+@dataclass(frozen=True)
+class GRPOConfig:
+    """Every hyperparameter of one run. The same config is used for every selector."""
+
+    # -- prompts --
+    train_pool_size: int = 384  # prompts RL may train on (ids 0..train_pool_size-1)
+    test_size: int = 1000  # held-out prompts, disjoint from the pool; test accuracy is their mean exact rate
+    pool_seed: int = 1234  # which prompts are in the pool and test set (fixed per preset)
+    # -- GRPO, as the paper runs it --
+    steps: int = 200  # optimiser steps (= trained batches)
+    batch_size: int = 32  # B: prompts per trained batch
+    group_size: int = 8  # n: rollouts per prompt at temperature 1
+    learning_rate: float = 1e-4  # Adam step size
+    minibatches: int = 2  # PPO mini-batch updates per step; >= 2 so the ratio moves and the clip acts
+    clip_low: float = 0.2  # PPO ratio floor 1 - clip_low
+    clip_high: float = 0.28  # PPO ratio ceiling 1 + clip_high (DAPO's clip-higher)
+    max_grad_norm: float = 1.0  # gradient clipping per mini-batch step (verl default)
+    advantage_eps: float = 1e-6  # added to the group std before dividing
+    # -- selection --
+    ts_ratio: int = 8  # candidates per trained prompt for MoPPS / oracle / history (B_hat = ts_ratio * B)
+    ds_max_gen_batches: int = 10  # DS refill cap: generation batches of B per step at most
+    # -- measurement --
+    eval_every: int = 10  # steps between test / pool accuracy evaluations
+    influence_probe: int = 64  # untrained (test) prompts whose rate change is compared with the batch's
+    seed: int = 0  # RL seed: candidate stream, rollouts, mini-batch order, selector
+    warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("train_pool_size", "test_size", "steps", "batch_size", "group_size", "minibatches",
+                     "ts_ratio", "ds_max_gen_batches", "eval_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} = {getattr(self, name)}; {name} must be >= 1")
+        if self.batch_size * self.ts_ratio > self.train_pool_size:
+            raise ValueError(f"ts_ratio * batch_size = {self.ts_ratio * self.batch_size} exceeds "
+                             f"train_pool_size = {self.train_pool_size}; candidates must be distinct prompts")
+
+
+class Pool:
+    """A fixed set of prompts as tensors: ``prompts`` (m, P), ``answers`` (m, L), ``mask`` (m, L)."""
+
+    def __init__(self, task: AdditionTask, operands: np.ndarray) -> None:
+        self.operands = operands
+        self.prompts = torch.from_numpy(task.encode_prompts(operands))
+        self.answers = torch.from_numpy(task.encode_answers(operands))
+        self.mask = torch.from_numpy(task.answer_mask(operands))
+
+    def __len__(self) -> int:
+        return len(self.operands)
+
+    def exact_rates(self, policy, ids: np.ndarray) -> np.ndarray:
+        """Exact success probability of the prompts ``ids`` (m,) under ``policy``, float64 (m,)."""
+        index = torch.from_numpy(np.asarray(ids, dtype=np.int64))
+        return exact_success_rate(policy, self.prompts[index], self.answers[index], self.mask[index]).numpy()
+
+
+def make_pools(config: GRPOConfig) -> tuple[AdditionTask, Pool, Pool]:
+    """The task, the training pool and the disjoint test set, fixed by ``pool_seed``."""
+    task = AdditionTask(config.warm_start.digits)
+    rng = np.random.default_rng(config.pool_seed)
+    train = task.sample_unique(config.train_pool_size, rng)
+    test = task.sample_unique(config.test_size, rng, exclude=train)
+    return task, Pool(task, train), Pool(task, test)
+
+
+class CandidateStream:
+    """The trainer's shuffled data loader over pool ids: epochs of a fresh permutation each."""
+
+    def __init__(self, size: int, rng: np.random.Generator) -> None:
+        self.size, self.rng = size, rng
+        self.order, self.position = rng.permutation(size), 0
+
+    def next(self, count: int) -> np.ndarray:
+        """The next ``count`` distinct ids; a batch that would straddle an epoch starts a new one."""
+        if self.position + count > self.size:
+            self.order, self.position = self.rng.permutation(self.size), 0
+        ids = self.order[self.position:self.position + count]
+        self.position += count
+        return ids
+
+
+def rollout(policy, task: AdditionTask, pool: Pool, ids: np.ndarray, group_size: int,
+            generator: torch.Generator):
+    """n completions per prompt: returns ``(completions (m*n, L), rewards float (m*n,))``, grouped by
+    prompt (rows i*n .. i*n+n-1 belong to ids[i])."""
+    repeated = np.repeat(np.asarray(ids, dtype=np.int64), group_size)
+    completions = sample(policy, pool.prompts[repeated], task.answer_length, generator)
+    rewards = task.verify(pool.operands[repeated], completions.numpy())
+    return completions, rewards
+
+
+def completion_mask(completions: torch.Tensor) -> torch.Tensor:
+    """float (m, L): 1 on generated tokens up to and including the first EOS (what the loss sees)."""
+    is_eos = (completions == EOS).int()
+    before_eos = (torch.cumsum(is_eos, dim=1) - is_eos) == 0
+    return before_eos.float()
+
+
+def grpo_update(policy, optimizer, config: GRPOConfig, prompts: torch.Tensor, completions: torch.Tensor,
+                rewards: np.ndarray, generator: torch.Generator) -> None:
+    """One GRPO step on G groups of n rollouts: ``prompts`` (G*n, P), ``completions`` (G*n, L),
+    ``rewards`` float (G*n,) grouped by prompt."""
+    n = config.group_size
+    grouped = torch.from_numpy(rewards).view(-1, n)
+    # Group-normalised advantage (GRPO); zero-variance groups get 0 and only dilute the token mean.
+    advantages = ((grouped - grouped.mean(1, keepdim=True)) / (grouped.std(1, keepdim=True) + config.advantage_eps))
+    advantages = advantages.reshape(-1, 1).float()
+    mask = completion_mask(completions)
+    with torch.no_grad():
+        old_logprobs = completion_logprobs(policy, prompts, completions)
+    order = torch.randperm(len(prompts), generator=generator)
+    for rows in order.chunk(config.minibatches):
+        logprobs = completion_logprobs(policy, prompts[rows], completions[rows])
+        ratio = torch.exp(logprobs - old_logprobs[rows])
+        clipped = ratio.clamp(1.0 - config.clip_low, 1.0 + config.clip_high)
+        per_token = -torch.minimum(ratio * advantages[rows], clipped * advantages[rows])
+        loss = (per_token * mask[rows]).sum() / mask[rows].sum()  # token-mean over the mini-batch
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
+        optimizer.step()
+
+
+def run(config: GRPOConfig, method_name: str, on_step: Callable[[int], None] | None = None) -> dict:
+    """Train from the warm start with the selector ``method_name``; return the measured curves.
+
+    Returns ``{"evals": [row, ...], "steps": [row, ...], "visits": int array (pool,)}`` where an eval
+    row holds step, rollouts, test_accuracy, pool_accuracy, wall_time, and a step row holds the
+    batch's size, zero-variance share, Spearman correlations and self-influence (see below).
+    ``on_step(step)`` is called after every step (progress bars).
+    """
+    task, train_pool, test_pool = make_pools(config)
+    policy = load_warm_start(config.warm_start)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=config.learning_rate)
+    rng = np.random.default_rng(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    stream = CandidateStream(len(train_pool), rng)
+    method = build_method(method_name, config.seed, config.ts_ratio, config.ds_max_gen_batches,
+                          lambda ids: train_pool.exact_rates(policy, ids))
+    selector = method.selector
+    probe = np.arange(min(config.influence_probe, len(test_pool)))
+    B, n = config.batch_size, config.group_size
+
+    evals, steps = [], []
+    visits = np.zeros(len(train_pool), dtype=np.int64)  # rollout groups per pool prompt
+    rollouts = 0
+    start = time.perf_counter()
+
+    def evaluate(step: int) -> None:
+        evals.append({
+            "step": step,
+            "rollouts": rollouts,
+            "test_accuracy": float(test_pool.exact_rates(policy, np.arange(len(test_pool))).mean()),
+            "pool_accuracy": float(train_pool.exact_rates(policy, np.arange(len(train_pool))).mean()),
+            "wall_time": time.perf_counter() - start,
+        })
+
+    evaluate(0)
+    for step in range(1, config.steps + 1):
+        row = {"step": step}
+        if isinstance(selector, DynamicSampling):
+            # DAPO dynamic sampling: generation batches of B until B informative groups or the cap.
+            generated = []
+
+            def roll(ids):
+                completions, rewards = rollout(policy, task, train_pool, ids, n, generator)
+                generated.append((np.asarray(ids), completions, rewards))
+                successes = rewards.reshape(-1, n).sum(1)
+                return successes, np.full(len(ids), float(n))
+
+            batch = selector.fill_batch(lambda: stream.next(B), B, roll)
+            rollouts += int(batch.rollouts)
+            for ids, _, _ in generated:
+                visits[ids] += 1
+            rows = [(r, p) for r, p in batch.kept]
+            chosen = np.array([generated[r][0][p] for r, p in rows], dtype=np.int64)
+            group_rows = [np.arange(p * n, p * n + n) for _, p in rows]
+            completions = torch.cat([generated[r][1][g] for (r, _), g in zip(rows, group_rows)]) \
+                if rows else torch.zeros((0, task.answer_length), dtype=torch.int64)
+            rewards = np.concatenate([generated[r][2][g] for (r, _), g in zip(rows, group_rows)]) \
+                if rows else np.zeros(0)
+            row.update(spearman_candidates=float("nan"), spearman_selected=float("nan"),
+                       generation_batches=len(batch.rounds))
+        else:
+            candidates = stream.next(method.candidates * B)
+            exact = train_pool.exact_rates(policy, candidates)
+            choice = selector.select(candidates, B)
+            chosen = np.asarray(choice.ids, dtype=np.int64)
+            completions, rewards = rollout(policy, task, train_pool, chosen, n, generator)
+            selector.update(chosen, rewards.reshape(-1, n).sum(1), np.full(B, float(n)))
+            rollouts += B * n
+            visits[chosen] += 1
+            predicted = choice.predicted_rate
+            row.update(
+                spearman_candidates=spearman(predicted, exact) if predicted is not None else float("nan"),
+                spearman_selected=spearman(predicted[choice.index], exact[choice.index])
+                if predicted is not None else float("nan"),
+                generation_batches=1,
+            )
+        successes = rewards.reshape(-1, n).sum(1)
+        row.update(trained_groups=len(chosen), rollouts=rollouts,
+                   zero_variance_share=float(np.mean((successes == 0) | (successes == n))) if len(chosen) else 1.0,
+                   batch_success_rate=float(rewards.mean()) if len(rewards) else float("nan"))
+        if len(chosen):
+            # Self-influence: how much one update moves the trained prompts' own exact rates, against
+            # prompts it never saw (a fixed probe of the test set).
+            before_trained = train_pool.exact_rates(policy, chosen)
+            before_probe = test_pool.exact_rates(policy, probe)
+            grpo_update(policy, optimizer, config, train_pool.prompts[np.repeat(chosen, n)], completions,
+                        rewards, generator)
+            row["influence_trained"] = float((train_pool.exact_rates(policy, chosen) - before_trained).mean())
+            row["influence_untrained"] = float((test_pool.exact_rates(policy, probe) - before_probe).mean())
+        else:
+            row["influence_trained"] = row["influence_untrained"] = float("nan")
+        steps.append(row)
+        if step % config.eval_every == 0 or step == config.steps:
+            evaluate(step)
+        if on_step is not None:
+            on_step(step)
+    return {"evals": evals, "steps": steps, "visits": visits}
+
+
+def config_dict(config: GRPOConfig) -> dict:
+    """The config as plain JSON-able data (for results files)."""
+    return asdict(config)
