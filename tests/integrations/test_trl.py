@@ -239,3 +239,10 @@ def test_candidate_stream_draws_without_replacement_and_resumes():
     np.testing.assert_array_equal(restored.next(), third)
     with pytest.raises(ValueError, match="num_rows"):
         CandidateStream(num_rows=11, size=4, seed=3).load_state_dict(state)
+
+
+def test_prior_file_keys_must_match_the_id_kind(tmp_path):
+    prior = tmp_path / "index_score.json"
+    prior.write_text(json.dumps({"q-100": [1, 0]}))
+    with pytest.raises(ValueError, match="q-100"):
+        make_trainer(tmp_path, mopps=MoPPSConfig(id_column="prompt_id", bandit_init_path=str(prior)))

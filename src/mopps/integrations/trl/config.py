@@ -94,19 +94,18 @@ class MoPPSConfig:
                      band=(self.bandit_lower_bound, self.bandit_upper_bound), seed=seed)
 
 
-def read_pass_counts(path) -> tuple[list, np.ndarray, np.ndarray]:
+def read_pass_counts(path) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Read a pass-count file ``{prompt_id: [result, ...]}`` (results 0/1 or fractions in [0, 1]).
 
-    Returns ``(ids, successes, trials)``: ids as int when every key is a decimal integer (row
-    positions, integer id columns) else as str; ``successes`` float (m,) = sum of results;
-    ``trials`` float (m,) = number of results. Raises ``ValueError`` naming the bad key.
+    Returns ``(keys, successes, trials)``: the prompt ids as the file's string keys (m,);
+    ``successes`` float (m,) = sum of results; ``trials`` float (m,) = number of results.
+    Raises ``ValueError`` naming the bad key.
     """
     with open(Path(path), encoding="utf-8") as handle:
         data = json.load(handle)
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object {{prompt_id: [results]}}, got {type(data).__name__}")
     keys = list(data)
-    ids = [int(key) for key in keys] if all(key.isdecimal() for key in keys) else keys
     successes = np.zeros(len(keys))
     trials = np.zeros(len(keys))
     for position, key in enumerate(keys):
@@ -118,4 +117,4 @@ def read_pass_counts(path) -> tuple[list, np.ndarray, np.ndarray]:
             raise ValueError(f"{path}: entry {key!r} has a result outside [0, 1]")
         successes[position] = values.sum()
         trials[position] = len(values)
-    return ids, successes, trials
+    return keys, successes, trials

@@ -56,7 +56,7 @@ class MoPPSGRPOTrainer(GRPOTrainer):
     Takes every argument of ``trl.GRPOTrainer`` plus, keyword-only:
     ``mopps``: ``MoPPSConfig`` (default ``MoPPSConfig()``);
     ``selector``: any ``mopps.selectors.Selector`` (e.g. ``mopps.Uniform`` for an A/B run); default
-    ``mopps.build_selector(seed)``. It must be built identically on every process.
+    the ``MoPPS`` from the config's ``build_selector(seed)``. It must be built identically on every process.
 
     ``train_dataset`` must be a map-style ``datasets.Dataset``. After training, ``selector`` holds the
     learned state; ``rollouts_scored`` counts the rollouts whose rewards reached it.
@@ -278,7 +278,17 @@ class MoPPSGRPOTrainer(GRPOTrainer):
             raise ValueError(
                 f"bandit_init_path = {path!r} but {type(self.selector).__name__} cannot take an offline prior"
             )
-        ids, successes, trials = read_pass_counts(path)
+        keys, successes, trials = read_pass_counts(path)
+        if self._id_kind == STR_KIND:
+            ids = keys
+        else:
+            not_integer = [key for key in keys if not key.isdecimal()]
+            if not_integer:
+                raise ValueError(
+                    f"bandit_init_path = {path!r} has the key {not_integer[0]!r}, but prompt ids here are "
+                    "integers (row positions or an integer id_column)"
+                )
+            ids = [int(key) for key in keys]
         initialize(ids, successes, trials, weight=self.mopps_config.bandit_init_weight)
 
 
