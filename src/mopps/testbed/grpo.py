@@ -51,13 +51,15 @@ class GRPOConfig:
     ds_max_gen_batches: int = 10  # DS refill cap: generation batches of B per step at most
     # -- measurement --
     eval_every: int = 10  # steps between test / pool accuracy evaluations
+    pool_eval_size: int = 2000  # pool accuracy is measured on the first this-many pool prompts (a uniform sample)
+    influence_every: int = 5  # steps between self-influence measurements (two extra forward passes each)
     influence_probe: int = 64  # untrained (test) prompts whose rate change is compared with the batch's
     seed: int = 0  # RL seed: candidate stream, rollouts, mini-batch order, selector
     warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
 
     def __post_init__(self) -> None:
         for name in ("train_pool_size", "test_size", "steps", "batch_size", "group_size", "minibatches",
-                     "ts_ratio", "ds_max_gen_batches", "eval_every"):
+                     "ts_ratio", "ds_max_gen_batches", "eval_every", "pool_eval_size", "influence_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} = {getattr(self, name)}; {name} must be >= 1")
         if self.batch_size * self.ts_ratio > self.train_pool_size:
@@ -168,6 +170,7 @@ def run(config: GRPOConfig, method_name: str, on_step: Callable[[int], None] | N
                           lambda ids: train_pool.exact_rates(policy, ids))
     selector = method.selector
     probe = np.arange(min(config.influence_probe, len(test_pool)))
+    pool_sample = np.arange(min(config.pool_eval_size, len(train_pool)))
     B, n = config.batch_size, config.group_size
 
     evals, steps = [], []
@@ -180,7 +183,7 @@ def run(config: GRPOConfig, method_name: str, on_step: Callable[[int], None] | N
             "step": step,
             "rollouts": rollouts,
             "test_accuracy": float(test_pool.exact_rates(policy, np.arange(len(test_pool))).mean()),
-            "pool_accuracy": float(train_pool.exact_rates(policy, np.arange(len(train_pool))).mean()),
+            "pool_accuracy": float(train_pool.exact_rates(policy, pool_sample).mean()),
             "wall_time": time.perf_counter() - start,
         })
 
@@ -201,13 +204,12 @@ def run(config: GRPOConfig, method_name: str, on_step: Callable[[int], None] | N
             rollouts += int(batch.rollouts)
             for ids, _, _ in generated:
                 visits[ids] += 1
-            rows = [(r, p) for r, p in batch.kept]
-            chosen = np.array([generated[r][0][p] for r, p in rows], dtype=np.int64)
-            group_rows = [np.arange(p * n, p * n + n) for _, p in rows]
-            completions = torch.cat([generated[r][1][g] for (r, _), g in zip(rows, group_rows)]) \
-                if rows else torch.zeros((0, task.answer_length), dtype=torch.int64)
-            rewards = np.concatenate([generated[r][2][g] for (r, _), g in zip(rows, group_rows)]) \
-                if rows else np.zeros(0)
+            # The trained batch: the kept groups' own rollouts (rows p*n .. p*n+n-1 of their round).
+            chosen = np.array([generated[r][0][p] for r, p in batch.kept], dtype=np.int64)
+            kept_rows = [(r, np.arange(p * n, (p + 1) * n)) for r, p in batch.kept]
+            no_rollouts = torch.zeros((0, task.answer_length), dtype=torch.int64)
+            completions = torch.cat([generated[r][1][g] for r, g in kept_rows] or [no_rollouts])
+            rewards = np.concatenate([generated[r][2][g] for r, g in kept_rows] or [np.zeros(0)])
             row.update(spearman_candidates=float("nan"), spearman_selected=float("nan"),
                        generation_batches=len(batch.rounds))
         else:
@@ -228,15 +230,18 @@ def run(config: GRPOConfig, method_name: str, on_step: Callable[[int], None] | N
             )
         successes = rewards.reshape(-1, n).sum(1)
         row.update(trained_groups=len(chosen), rollouts=rollouts,
-                   zero_variance_share=float(np.mean((successes == 0) | (successes == n))) if len(chosen) else 1.0,
+                   zero_variance_share=float(np.mean((successes == 0) | (successes == n))) if len(chosen) else float("nan"),
                    batch_success_rate=float(rewards.mean()) if len(rewards) else float("nan"))
-        if len(chosen):
+        measure_influence = len(chosen) > 0 and step % config.influence_every == 0
+        if measure_influence:
             # Self-influence: how much one update moves the trained prompts' own exact rates, against
             # prompts it never saw (a fixed probe of the test set).
             before_trained = train_pool.exact_rates(policy, chosen)
             before_probe = test_pool.exact_rates(policy, probe)
+        if len(chosen):
             grpo_update(policy, optimizer, config, train_pool.prompts[np.repeat(chosen, n)], completions,
                         rewards, generator)
+        if measure_influence:
             row["influence_trained"] = float((train_pool.exact_rates(policy, chosen) - before_trained).mean())
             row["influence_untrained"] = float((test_pool.exact_rates(policy, probe) - before_probe).mean())
         else:
