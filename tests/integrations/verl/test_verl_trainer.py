@@ -163,3 +163,26 @@ def test_resume_from_a_checkpoint_without_selector_state_is_refused(write_parque
     trainer.actor_rollout_wg = StubWorkers()
     with pytest.raises(FileNotFoundError, match="mopps_selector.npz"):
         trainer._load_checkpoint()
+
+
+def test_three_sync_steps_learn_and_log_through_verls_metrics(write_parquet, verl_config, memory_queue,
+                                                              monkeypatch):
+    trainer = build_trainer(verl_config(write_parquet(verl_rows(40)), batch_size=4, ts_ratio=3,
+                                        bandit_decay_ratio=1.0))
+    rollouts = ScriptedRollouts(memory_queue, outcomes)
+    trainer.agent_loop_manager = rollouts
+    # verl's own metric code needs the GPU workers' tensors; keep only the adapter's addition.
+    monkeypatch.setattr(trainer_module.PPOTrainerSync, "_compute_metrics", lambda *args, **kwargs: None)
+    for step in (1, 2, 3):
+        trainer.global_steps = step
+        trainer.prepare_step()
+        batch, _ = trainer.replay_buffer.sample(global_steps=step, partition_id="train", batch_size=4)
+        memory_queue.kv_clear(batch.keys, "train")  # fit() clears the trained trajectories
+        metrics = {}
+        trainer._compute_metrics(batch, metrics, {}, global_steps=step, epoch=0)
+        assert metrics["mopps/observed_groups"] == 4 and metrics["mopps/candidates"] == 12
+        assert 0.0 <= metrics["mopps/group/zero_variance_frac"] <= 1.0
+    assert trainer.selector.step == 3
+    assert metrics["mopps/posterior_size"] == len(trainer.selector)
+    alpha, beta = trainer.selector.posterior([f"countdown/{i}" for i in rollouts.sessions_by_index])
+    assert (alpha + beta - 2.0).sum() == sum(rollouts.sessions_by_index.values())  # every session, once
