@@ -7,11 +7,16 @@ No Hub access (tokenizer and model are built locally, see ``_tiny_trl``). The 2-
 from __future__ import annotations
 
 import json
+import runpy
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 pytest.importorskip("trl")
+
+import torch  # noqa: E402
 
 from _tiny_trl import (  # noqa: E402
     RecordingMoPPS,
@@ -33,6 +38,15 @@ from mopps.integrations.trl import (  # noqa: E402
 )
 
 TOKENIZER = tiny_tokenizer()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """These models are tiny: one thread is faster than two fighting over a shared CI machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def make_trainer(output_dir, reward_funcs=contains_answer, selector=None, mopps=None, **config):
@@ -246,3 +260,11 @@ def test_prior_file_keys_must_match_the_id_kind(tmp_path):
     prior.write_text(json.dumps({"q-100": [1, 0]}))
     with pytest.raises(ValueError, match="q-100"):
         make_trainer(tmp_path, mopps=MoPPSConfig(id_column="prompt_id", bandit_init_path=str(prior)))
+
+
+def test_countdown_example_runs_tiny_on_cpu(tmp_path, monkeypatch):
+    pytest.importorskip("mopps.tasks.countdown")
+    example = Path(__file__).resolve().parents[2] / "examples" / "trl_grpo_countdown.py"
+    monkeypatch.setattr(sys, "argv", [str(example), "--tiny", "--max-steps", "2", "--output-dir", str(tmp_path)])
+    runpy.run_path(str(example), run_name="__main__")
+    assert (tmp_path / "model.safetensors").is_file()
