@@ -13,12 +13,12 @@ optimizer steps of 64 rollouts, the paper's 4 mini-batches per batch.
     # resume after an interruption (selector state comes back with the checkpoint)
     python examples/trl_grpo_countdown.py --output-dir runs/countdown-mopps --resume
 
-    # CPU smoke run: a tiny random Qwen2 and a tokenizer built locally, no downloads, about a minute
+    # CPU smoke run: a tiny random Qwen2 and a tokenizer built locally, no downloads, well under a minute
     python examples/trl_grpo_countdown.py --tiny --output-dir /tmp/countdown-tiny
 
-Instances come from ``mopps.tasks.generate_countdown`` (solvable by construction, same ranges as
+Instances come from ``mopps.tasks.countdown.generate_countdown`` (solvable by construction, same ranges as
 ``Jiayi-Pan/Countdown-Tasks-3to4``); the reward is the reference's 1 / 0.1 / 0 score from
-``mopps.tasks.score_countdown``. A rollout counts as a success for the selector when its reward is
+``mopps.tasks.countdown_reward``. A rollout counts as a success for the selector when its reward is
 1.0 (a correct equation), the reference's ``acc >= 1``. Watch ``mopps/zero_std_frac`` fall and
 ``mopps/spearman`` rise in the logs.
 """
@@ -34,35 +34,24 @@ from trl import GRPOConfig
 
 from mopps import Uniform
 from mopps.integrations.trl import MoPPSConfig, MoPPSGRPOTrainer
+from mopps.tasks import countdown_reward
 from mopps.tasks.countdown import generate_countdown
-from mopps.tasks.countdown_reward import score_countdown
-
-PROMPT = (
-    "A conversation between User and Assistant. The user asks a question, and the assistant solves it. "
-    "The assistant first thinks about the reasoning process in the mind and then provides the user with "
-    "the answer.\nUser: Using the numbers {numbers}, create an equation that equals {target}. You can use "
-    "basic arithmetic operations (+, -, *, /) and each number can only be used once. Show your work in "
-    "<think> </think> tags. And return the final answer in <answer> </answer> tags, for example "
-    "<answer> (1 + 2) / 3 </answer>.\nAssistant: Let me solve this step by step.\n<think>"
-)
+from mopps.tasks.prompts import countdown_messages
 
 
 def countdown_datasets(train_size: int, test_size: int, seed: int) -> tuple[Dataset, Dataset]:
-    """Disjoint train and test sets with columns ``prompt`` (text), ``ground_truth``
-    (``{"target", "numbers"}``) and ``prompt_id`` (int, stable across runs with the same seed)."""
+    """Disjoint train and test sets with columns ``prompt`` (the reference's base-model text, plain so
+    no chat template wraps it), ``target``, ``numbers`` (what ``countdown_reward`` reads) and
+    ``prompt_id`` (int, the same for the same ``seed``)."""
     instances = generate_countdown(train_size + test_size, seed=seed)
     rows = {
-        "prompt": [PROMPT.format(numbers=list(item.numbers), target=item.target) for item in instances],
-        "ground_truth": [item.ground_truth() for item in instances],
+        "prompt": [countdown_messages(item.numbers, item.target, "base")[0]["content"] for item in instances],
+        "target": [item.target for item in instances],
+        "numbers": [list(item.numbers) for item in instances],
         "prompt_id": list(range(len(instances))),
     }
     everything = Dataset.from_dict(rows)
     return everything.select(range(train_size)), everything.select(range(train_size, len(instances)))
-
-
-def countdown_reward(completions, ground_truth, **kwargs) -> list[float]:
-    """The reference's Countdown score per completion: 1.0 correct, 0.1 tagged but wrong, 0.0 untagged."""
-    return [score_countdown(completion, truth)["score"] for completion, truth in zip(completions, ground_truth)]
 
 
 def training_config(args: argparse.Namespace) -> GRPOConfig:
