@@ -52,3 +52,9 @@ def test_resolve_applies_quick_steps_and_seeds():
     assert config.steps == 7 and seeds == (3, 4)
     with pytest.raises(ValueError, match="preset"):
         resolve("nope")
+
+
+def test_cli_preset_names_mirror_presets():
+    from mopps.bench.cli import PRESET_NAMES
+
+    assert set(PRESET_NAMES) == set(PRESETS)

@@ -28,14 +28,14 @@ class Preset:
     description: str
 
 
-_RECURRING = GRPOConfig(train_pool_size=640, steps=300)
-_FRESH = GRPOConfig(train_pool_size=20000, steps=300)
+_RECURRING = GRPOConfig(train_pool_size=640, steps=400)
+_FRESH = GRPOConfig(train_pool_size=20000, steps=400)
 
 PRESETS = {
     "recurring": Preset("recurring", _RECURRING, (0, 1, 2),
-                        "paper's regime: 640 training prompts, each rolled out ~15 times"),
+                        "paper's regime: 640 training prompts, each rolled out 20 times on average"),
     "fresh": Preset("fresh", _FRESH, (0, 1, 2),
-                    "20,000 training prompts, each rolled out ~0.5 times"),
+                    "20,000 training prompts, each rolled out 0.64 times on average"),
     # For tests: a tiny policy, a few steps, seconds end to end.
     "tiny": Preset("tiny", GRPOConfig(train_pool_size=64, test_size=64, steps=4, batch_size=4, group_size=4,
                                       ts_ratio=4, ds_max_gen_batches=3, eval_every=2, influence_probe=8,
@@ -44,7 +44,7 @@ PRESETS = {
                    (0,), "CI smoke test"),
 }
 
-QUICK_STEPS = 150  # --quick: half the steps, one seed
+QUICK_STEPS = 200  # --quick: half the steps, one seed
 QUICK_SEEDS = (0,)
 
 
