@@ -9,7 +9,7 @@ import importlib
 import numpy as np
 import pytest
 import torch
-from conftest import rlhf_dataset, verl_rows
+from _verl_helpers import rlhf_dataset, verl_rows
 from omegaconf import OmegaConf
 
 from mopps.integrations.verl.legacy_sampler import MoPPSCurriculumSampler

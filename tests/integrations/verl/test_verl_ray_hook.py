@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 ray = pytest.importorskip("ray")
-pytest.importorskip("mopps.integrations.verl.trainer")
+pytest.importorskip("transfer_queue", reason="verl's V1 trainer needs TransferQueue (verl's verl-core extra)")
 
 HOOK = "mopps.integrations.verl.trainer.setup_worker"
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import ScriptedRollouts, verl_rows
+from _verl_helpers import ScriptedRollouts, verl_rows
 
-trainer_module = pytest.importorskip("mopps.integrations.verl.trainer")
+pytest.importorskip("transfer_queue", reason="verl's V1 trainer needs TransferQueue (verl's verl-core extra)")
+from mopps.integrations.verl import trainer as trainer_module  # noqa: E402
+
 MoPPSTrainer = trainer_module.MoPPSTrainer
 
 

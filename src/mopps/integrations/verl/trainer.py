@@ -94,13 +94,8 @@ def read_rewards(trajectory_keys: list[str], reward_key: str) -> np.ndarray:
 class ObservingReplayBuffer(ReplayBuffer):
     """verl's synchronous ``ReplayBuffer`` that reports each finished training group's rewards once,
     right after it reads the queue's metadata and before it evicts (DAPO filter), samples or discards
-    any group. ``on_finished(uids (t,), rewards (t,))`` receives one entry per rollout session."""
-
-    def __init__(self, *args, on_finished, reward_key: str, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._on_finished = on_finished
-        self._reward_key = reward_key
-        self._reported: set[str] = set()
+    any group. ``on_finished(uids (t,), rewards (t,))`` receives one entry per rollout session.
+    Built with ``adopt`` from the buffer verl made."""
 
     @classmethod
     def adopt(cls, buffer: ReplayBuffer, on_finished, reward_key: str) -> "ObservingReplayBuffer":

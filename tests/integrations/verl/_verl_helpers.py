@@ -1,0 +1,107 @@
+"""Helpers of the verl adapter tests: a tiny parquet in verl's row schema, verl's dataset class, an
+in-memory stand-in for TransferQueue and a scripted rollout engine. Fixtures are in ``conftest``.
+
+verl's ``RLHFDataset``, ``StatefulDataLoader``, ``DataProto``, ``ReplayBuffer`` (with its DAPO filter)
+and ``PPOTrainer`` code paths are the real ones; only the queue service and the generation engine
+are replaced, by objects with the same calls.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+
+def verl_rows(count: int, source: str = "countdown", index_of=lambda i: i) -> list[dict]:
+    """``count`` rows in verl's parquet schema; ``index_of(i)`` gives row i's extra_info.index
+    (None: the row has no index)."""
+    rows = []
+    for i in range(count):
+        extra_info = {"split": "train"}
+        if index_of(i) is not None:
+            extra_info["index"] = index_of(i)
+        rows.append({
+            "data_source": source,
+            "prompt": [{"role": "user", "content": f"Make {i} from 1 2 3."}],
+            "ability": "math",
+            "reward_model": {"style": "rule", "ground_truth": str(i)},
+            "extra_info": extra_info,
+        })
+    return rows
+
+
+def rlhf_dataset(train_file: str, cache_dir: str, **data):
+    """verl's ``RLHFDataset`` over ``train_file`` (no tokenizer needed without length filtering)."""
+    from verl.utils.dataset.rl_dataset import RLHFDataset
+
+    config = OmegaConf.create({"filter_overlong_prompts": False, "cache_dir": cache_dir, **data})
+    return RLHFDataset(train_file, tokenizer=None, config=config)
+
+
+class MemoryQueue:
+    """In-memory stand-in for the TransferQueue calls verl's trainer and replay buffer make
+    (``kv_list``, ``kv_batch_put``, ``kv_batch_get``, ``kv_clear``)."""
+
+    def __init__(self) -> None:
+        self.tags: dict[str, dict[str, dict]] = defaultdict(dict)
+        self.fields: dict[str, dict[str, dict]] = defaultdict(dict)
+
+    def kv_list(self, partition_id=None):
+        return {
+            partition: {key: dict(tag) for key, tag in items.items()}
+            for partition, items in self.tags.items()
+            if partition_id in (None, partition)
+        }
+
+    def kv_batch_put(self, keys, partition_id, tags=None, fields=None):
+        for i, key in enumerate(keys):
+            self.tags[partition_id].setdefault(key, {}).update(tags[i] if tags else {})
+            if fields is not None:
+                self.fields[partition_id][key] = fields[i]
+
+    def kv_batch_get(self, keys, partition_id, select_fields):
+        return {field: [self.fields[partition_id][key][field] for key in keys] for field in select_fields}
+
+    def kv_clear(self, keys, partition_id):
+        for key in keys:
+            self.tags[partition_id].pop(key, None)
+            self.fields[partition_id].pop(key, None)
+
+
+class ScriptedRollouts:
+    """Stands in for verl's ``AgentLoopManagerTQ``: finishes every submitted prompt at once, writing
+    its sessions to the queue in shuffled order. ``outcomes(index)`` lists the ``acc`` of each session
+    of prompt ``extra_info.index`` (lists of unequal length make unequal groups); prompts whose index
+    is in ``multi_output`` get a second, earlier output in session 0 (a multi-turn agent loop)."""
+
+    def __init__(self, queue: MemoryQueue, outcomes, multi_output=(), seed: int = 0) -> None:
+        self.queue = queue
+        self.outcomes = outcomes
+        self.multi_output = set(multi_output)
+        self.rng = np.random.default_rng(seed)
+        self.sessions_by_index: dict[int, int] = defaultdict(int)
+        self.uids: list[str] = []
+
+    def generate_sequences(self, batch) -> None:
+        writes = []
+        for uid, info in zip(batch["uid"], batch["extra_info"]):
+            index = int(info["index"])
+            accs = self.outcomes(index)
+            self.sessions_by_index[index] += len(accs)
+            self.uids.append(uid)
+            for session, acc in enumerate(accs):
+                outputs = 2 if (index in self.multi_output and session == 0) else 1
+                for output in range(outputs):
+                    extra = {"reward_extra_info": {"acc": float(acc)}}
+                    field = {"extra_fields": extra, "rm_scores": torch.tensor([0.0, float(acc)])}
+                    tag = {"status": "success", "seq_len": 8, "min_global_steps": 1, "max_global_steps": 1}
+                    writes.append((f"{uid}_{session}_{output}", tag, field))
+        for position in self.rng.permutation(len(writes)):
+            key, tag, field = writes[position]
+            self.queue.kv_batch_put([key], "train", tags=[tag], fields=[field])
+        self.queue.kv_batch_put(list(batch["uid"]), "train", tags=[{"status": "finished"}] * len(batch["uid"]))
+
+
