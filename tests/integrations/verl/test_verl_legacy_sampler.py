@@ -69,6 +69,28 @@ def test_imports_without_verls_removed_sampler_module():
     assert issubclass(MoPPSCurriculumSampler, torch.utils.data.Sampler)
 
 
+def test_subclasses_verls_curriculum_sampler_where_it_exists(monkeypatch):
+    """verl 0.5 - 0.7.1 check ``isinstance(sampler, AbstractSampler)`` and call ``update`` only on an
+    ``AbstractCurriculumSampler``; a stand-in module with that class (same shape as 0.7.1's) is used."""
+    import sys
+    import types
+
+    from mopps.integrations.verl import legacy_sampler
+
+    class AbstractCurriculumSampler(torch.utils.data.Sampler):
+        pass
+
+    stand_in = types.ModuleType("verl.experimental.dataset.sampler")
+    stand_in.AbstractCurriculumSampler = AbstractCurriculumSampler
+    monkeypatch.setitem(sys.modules, "verl.experimental.dataset.sampler", stand_in)
+    try:
+        reloaded = importlib.reload(legacy_sampler)
+        assert issubclass(reloaded.MoPPSCurriculumSampler, AbstractCurriculumSampler)
+    finally:
+        monkeypatch.undo()
+        importlib.reload(legacy_sampler)
+
+
 def test_each_batch_is_selected_from_ts_ratio_candidates(dataset):
     sampler = MoPPSCurriculumSampler(dataset, data_config(ts_ratio=3))
     assert len(sampler) == 24
