@@ -247,8 +247,8 @@ class MoPPSGRPOTrainer(GRPOTrainer):
             state = json.load(handle)
         if state.get("format") != ADAPTER_FORMAT or state.get("version") != ADAPTER_VERSION:
             raise ValueError(f"{adapter_path}: not a {ADAPTER_FORMAT} file of version {ADAPTER_VERSION}")
-        self._candidates.load_state_dict(state["candidates"])
         self.selector.load_state_dict(load_state(selector_path))
+        self._candidates.load_state_dict(state["candidates"])
         chosen = state["chosen_positions"]
         self._chosen_positions = None if chosen is None else np.asarray(chosen, dtype=np.int64)
         self._chosen_prediction = None
@@ -302,7 +302,8 @@ def _row_ids(dataset: Dataset, id_column: str | None):
     position = first_duplicate(kind, ids)
     if position >= 0:
         raise ValueError(
-            f"train_dataset[{id_column!r}][{position}] = {ids[position]!r} occurs earlier too; prompt ids must be unique"
+            f"train_dataset[{id_column!r}][{position}] = {ids[position]!r} occurs earlier too; "
+            "prompt ids must be unique"
         )
     return kind, ids
 
