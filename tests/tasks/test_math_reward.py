@@ -128,8 +128,8 @@ def test_static_screen_lets_ordinary_answers_through(answer):
 
 
 def test_grading_works_outside_the_main_thread():
-    # math-verify's signal-based timeout makes its parse return nothing in a worker thread, so
-    # every answer would grade wrong there; the child process does not care about threads.
+    # math-verify's signal-based timeout makes its parse raise in a worker thread; the child
+    # process does not care which thread asks.
     results = []
     thread = threading.Thread(target=lambda: results.append(grade_answer("\\sqrt{2}/2", "\\frac{\\sqrt{2}}{2}")))
     thread.start()

@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
             splits = prepare.prepare_geo3k(args.source or prepare.GEO3K_HUB, progress=progress)
         else:
             if args.source is None:
-                print("mopps data deepscaler: --source DIR is required (the DeepScaleR data directory)", file=sys.stderr)
+                message = "mopps data deepscaler: --source DIR is required (the DeepScaleR data directory)"
+                print(message, file=sys.stderr)
                 return 2
             splits = prepare.prepare_deepscaler(args.source, progress=progress)
     except ValueError as error:

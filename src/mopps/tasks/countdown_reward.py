@@ -44,7 +44,9 @@ def countdown_ground_truth(ground_truth: Mapping[str, Any]) -> tuple[int, tuple[
     try:
         return operator.index(ground_truth["target"]), tuple(operator.index(n) for n in numbers)
     except TypeError as error:
-        raise ValueError(f"countdown ground_truth target and numbers must be ints; got {dict(ground_truth)!r}") from error
+        raise ValueError(
+            f"countdown ground_truth target and numbers must be ints; got {dict(ground_truth)!r}"
+        ) from error
 
 
 def check_equation(equation: str, target: int, numbers: Sequence[int]) -> bool:

@@ -1,9 +1,10 @@
 """math-verify in a child process that a hard deadline can kill.
 
 Why a process: math-verify's own ``timeout_seconds`` uses ``signal.alarm``, which (a) only works
-in the main thread — in a worker thread (Ray actors with threads, thread-pool reward loops) its
-``parse`` catches the resulting ``ValueError`` and silently returns nothing, so *every* answer
-grades wrong — and (b) cannot interrupt C code: ``9^{9^{9}}`` or ``(10^{100})!`` make sympy compute
+in the main thread — in a worker thread (Ray actors with threads, thread-pool reward loops)
+math-verify 0.9's ``parse`` raises ``ValueError``, and a reward function that catches it grades
+*every* answer wrong; turning the timeout off there removes all protection — and (b) cannot
+interrupt C code: ``9^{9^{9}}`` or ``(10^{100})!`` make sympy compute
 a gigantic integer inside one C call, which no Python-level timeout stops. A child process can
 always be killed. The parent talks to it over pipes, one JSON line per request.
 

@@ -147,7 +147,10 @@ def prepare_deepscaler(json_dir: str | Path, progress: bool = True) -> Prepared:
             except ValueError as error:
                 raise ValueError(f"deepscaler {name} record {position}: {error}") from error
             records.append(math_record(row["problem"], answers, source, alternatives=True))
-        splits["train" if name == DEEPSCALER_TRAIN else name] = ("train" if name == DEEPSCALER_TRAIN else "test", records)
+        if name == DEEPSCALER_TRAIN:
+            splits["train"] = ("train", records)
+        else:
+            splits[name] = ("test", records)
     return splits
 
 

@@ -83,9 +83,8 @@ def completion_text(completion: Any) -> str:
         if isinstance(content, str):
             return content
         if isinstance(content, list):
-            return "".join(
-                part.get("text", "") for part in content if isinstance(part, Mapping) and isinstance(part.get("text"), str)
-            )
+            texts = [part.get("text") for part in content if isinstance(part, Mapping)]
+            return "".join(text for text in texts if isinstance(text, str))
     return ""
 
 
