@@ -16,9 +16,9 @@ optimizer steps of 64 rollouts, the paper's 4 mini-batches per batch.
     # CPU smoke run: a tiny random Qwen2 and a tokenizer built locally, no downloads, well under a minute
     python examples/trl_grpo_countdown.py --tiny --output-dir /tmp/countdown-tiny
 
-Instances come from ``mopps.tasks.countdown.generate_countdown`` (solvable by construction, same ranges as
-``Jiayi-Pan/Countdown-Tasks-3to4``); the reward is the reference's 1 / 0.1 / 0 score from
-``mopps.tasks.countdown_reward``. A rollout counts as a success for the selector when its reward is
+Instances come from ``mopps.tasks.prepare.prepare_countdown`` (generated, solvable by construction,
+same ranges as ``Jiayi-Pan/Countdown-Tasks-3to4``, the reference's prompt wording); the reward is the
+reference's 1 / 0.1 / 0 score from ``mopps.tasks.countdown_reward``. A rollout counts as a success for the selector when its reward is
 1.0 (a correct equation), the reference's ``acc >= 1``. Watch ``mopps/zero_std_frac`` fall and
 ``mopps/spearman`` rise in the logs.
 """
@@ -35,23 +35,16 @@ from trl import GRPOConfig
 from mopps import Uniform
 from mopps.integrations.trl import MoPPSConfig, MoPPSGRPOTrainer
 from mopps.tasks import countdown_reward
-from mopps.tasks.countdown import generate_countdown
-from mopps.tasks.prompts import countdown_messages
+from mopps.tasks.formats import trl_rows
+from mopps.tasks.prepare import prepare_countdown
 
 
 def countdown_datasets(train_size: int, test_size: int, seed: int) -> tuple[Dataset, Dataset]:
-    """Disjoint train and test sets with columns ``prompt`` (the reference's base-model text, plain so
-    no chat template wraps it), ``target``, ``numbers`` (what ``countdown_reward`` reads) and
-    ``prompt_id`` (int, the same for the same ``seed``)."""
-    instances = generate_countdown(train_size + test_size, seed=seed)
-    rows = {
-        "prompt": [countdown_messages(item.numbers, item.target, "base")[0]["content"] for item in instances],
-        "target": [item.target for item in instances],
-        "numbers": [list(item.numbers) for item in instances],
-        "prompt_id": list(range(len(instances))),
-    }
-    everything = Dataset.from_dict(rows)
-    return everything.select(range(train_size)), everything.select(range(train_size, len(instances)))
+    """Train and test sets as ``mopps data countdown`` writes them for TRL: ``prompt`` (the reference's
+    base-model text, plain so no chat template wraps it), ``target`` and ``numbers`` (what
+    ``countdown_reward`` reads), ``prompt_id`` (content hash, the id the verl files carry too)."""
+    splits = prepare_countdown(train_size=train_size, test_size=test_size, seed=seed, progress=False)
+    return tuple(Dataset.from_list(trl_rows(splits[name][1])) for name in ("train", "test"))
 
 
 def training_config(args: argparse.Namespace) -> GRPOConfig:
