@@ -1,6 +1,6 @@
 import pytest
 
-from mopps.tasks.math_verify_worker import shared_process
+from mopps.tasks.math_verify_worker import shared_pool
 
 
 @pytest.fixture
@@ -10,5 +10,5 @@ def warm_math_verify():
     Function-scoped on purpose: a test that makes the grader kill the child leaves a fresh one
     starting, and the next test must not race it.
     """
-    assert shared_process().equal("0.5", ["1/2"], timeout_s=30.0) is True
-    return shared_process()
+    assert shared_pool().equal("0.5", ["1/2"], timeout_s=30.0) is True
+    return shared_pool()

@@ -79,3 +79,18 @@ def test_trl_callables_name_missing_or_misaligned_columns():
         math_reward(["x"], prompt=["p"])
     with pytest.raises(ValueError, match="2 values for 1 completions"):
         math_reward(["x"], answer=["1", "2"])
+
+
+def test_compute_score_accepts_verl_reward_model_kwargs():
+    result = compute_score("math", "\\boxed{2}", "2", {"index": 0}, reward_router_address=None, reward_model_tokenizer=None)
+    assert result["acc"] == 1.0
+
+
+def test_concurrent_grading_from_a_thread_pool_like_verl_reward_loop():
+    # verl 0.9's reward loop calls compute_score through run_in_executor (a thread pool).
+    from concurrent.futures import ThreadPoolExecutor
+
+    cases = [("\\sqrt{2}/2", "\\frac{\\sqrt{2}}{2}", 1.0), ("p - q", "-q + p", 1.0), ("(1, 2]", "(1,2)", 0.0)] * 4
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(lambda c: compute_score("math", f"\\boxed{{{c[0]}}}", c[1])["acc"], cases))
+    assert results == [expected for _, _, expected in cases]

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from mopps.tasks.extract import last_boxed_answer
 from mopps.tasks.math_normalize import answers_match_without_sympy
-from mopps.tasks.math_verify_worker import shared_process
+from mopps.tasks.math_verify_worker import shared_pool
 
 DEFAULT_TIMEOUT_S = 0.7
 MAX_SYMPY_CHARS = 512
@@ -119,7 +119,7 @@ def grade_answer(predicted: str, ground_truth, timeout_s: float = DEFAULT_TIMEOU
     safe_references = [reference for reference in references if sympy_safe(reference)]
     if not safe_references or not sympy_safe(predicted):
         return False
-    return bool(shared_process().equal(predicted, safe_references, timeout_s))
+    return bool(shared_pool().equal(predicted, safe_references, timeout_s))
 
 
 def score_math(solution_str: str, ground_truth, timeout_s: float = DEFAULT_TIMEOUT_S) -> dict[str, float]:

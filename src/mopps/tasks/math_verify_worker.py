@@ -8,10 +8,11 @@ interrupt C code: ``9^{9^{9}}`` or ``(10^{100})!`` make sympy compute
 a gigantic integer inside one C call, which no Python-level timeout stops. A child process can
 always be killed. The parent talks to it over pipes, one JSON line per request.
 
-The child is started on first use (about half a second, paid once per process) and replaced at
-once after it is killed, so the next call usually finds a fresh one ready. Calls from several
-threads are serialised; a call that cannot get a verdict before its deadline gets ``None`` and
-the caller falls back to string normalisation.
+A child is started on first use (about half a second, paid once) and replaced at once after it
+is killed. verl 0.9 runs reward functions in a thread pool, so the graders share a
+:class:`MathVerifyPool` of children: each call borrows an idle one (waiting in line when all are
+busy), preferring one that is already warm, and returns it afterwards. A call that cannot get a
+verdict before its deadline gets ``None`` and the caller falls back to string normalisation.
 
 Run as ``python -m mopps.tasks.math_verify_worker`` it is the child's request loop.
 """
@@ -84,6 +85,16 @@ class MathVerifyProcess:
         self._ever_ready = False
         self._unavailable = False
         self.kills = 0
+
+    @property
+    def started(self) -> bool:
+        """Whether a child process exists (starting or ready)."""
+        return self._process is not None
+
+    @property
+    def ready(self) -> bool:
+        """Whether the child has announced readiness and not been stopped since."""
+        return self._ready and self._process is not None and self._process.poll() is None
 
     def _start(self) -> None:
         environment = dict(os.environ)
@@ -183,16 +194,58 @@ class MathVerifyProcess:
             self._lock.release()
 
 
-_shared: MathVerifyProcess | None = None
+class MathVerifyPool:
+    """Up to ``size`` :class:`MathVerifyProcess` children shared by all threads of a process.
+
+    :meth:`equal` waits (without a deadline: queueing is throughput, not a hang) for an idle
+    child, preferring a warm one, so a single busy grader never turns its neighbours' calls into
+    fallbacks. Children start lazily, only as many as concurrent calls need.
+    """
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError(f"size = {size}; must be >= 1")
+        self._processes = [MathVerifyProcess() for _ in range(size)]
+        self._idle = list(self._processes)
+        self._available = threading.Condition()
+
+    @property
+    def kills(self) -> int:
+        """How many children were killed at a deadline so far."""
+        with self._available:
+            return sum(process.kills for process in self._processes)
+
+    def _borrow(self) -> MathVerifyProcess:
+        with self._available:
+            self._available.wait_for(lambda: self._idle)
+            # Warm first, then one already starting, and only then a child never started.
+            rank = [2 * process.ready + process.started for process in self._idle]
+            return self._idle.pop(rank.index(max(rank)))
+
+    def equal(self, predicted: str, golds: list[str], timeout_s: float) -> bool | None:
+        """:meth:`MathVerifyProcess.equal` on a borrowed child."""
+        process = self._borrow()
+        try:
+            return process.equal(predicted, golds, timeout_s)
+        finally:
+            with self._available:
+                self._idle.append(process)
+                self._available.notify()
+
+
+_shared: MathVerifyPool | None = None
 _shared_lock = threading.Lock()
+POOL_SIZE_ENV = "MOPPS_MATH_VERIFY_PROCESSES"
 
 
-def shared_process() -> MathVerifyProcess:
-    """The process-wide :class:`MathVerifyProcess` used by the graders."""
+def shared_pool() -> MathVerifyPool:
+    """The process-wide pool the graders use; its size is ``$MOPPS_MATH_VERIFY_PROCESSES``
+    (default: the number of CPUs, at most 4)."""
     global _shared
     with _shared_lock:
         if _shared is None:
-            _shared = MathVerifyProcess()
+            size = int(os.environ.get(POOL_SIZE_ENV, min(4, os.cpu_count() or 1)))
+            _shared = MathVerifyPool(size)
         return _shared
 
 

@@ -51,8 +51,13 @@ def task_of(data_source: str) -> str:
     )
 
 
-def compute_score(data_source: str, solution_str: str, ground_truth: Any, extra_info: Mapping | None = None) -> dict:
+def compute_score(
+    data_source: str, solution_str: str, ground_truth: Any, extra_info: Mapping | None = None, **reward_model_kwargs
+) -> dict:
     """verl's reward-function signature; returns ``{"score", "acc", "formatted"}`` as floats.
+
+    ``reward_model_kwargs``: verl 0.9 adds ``reward_router_address`` and
+    ``reward_model_tokenizer`` when a reward model is configured; rule-based grading ignores them.
 
     ``ground_truth``: Countdown ``{"target": int, "numbers": [int, ...]}``; MATH and Geo3k the
     answer string. MATH rows may list further accepted answers in
