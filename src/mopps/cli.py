@@ -1,9 +1,17 @@
-"""The ``mopps`` command: parses arguments and hands each subcommand to the layer that owns it."""
+"""The ``mopps`` command: parses arguments and hands each subcommand to the layer that owns it.
+
+Subcommands: ``mopps bench`` (the embedded RL testbed benchmark, ``mopps.bench.cli``) and
+``mopps data`` (task data preparation, ``mopps.tasks.cli``). Each layer registers its own parser;
+heavy imports (torch, datasets) happen inside the handlers, so ``mopps --help`` is instant.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+
+from mopps.bench.cli import register as register_bench
+from mopps.tasks.cli import register as register_data
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -12,17 +20,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mopps", description="Online prompt selection for RL finetuning of reasoning models."
     )
     subparsers = parser.add_subparsers(dest="command", required=True)
-    # Each layer registers its own subcommand; heavy imports happen inside the handlers.
-    from mopps.bench.cli import register as register_bench
-
     register_bench(subparsers)
-    return parser, subparsers
+    register_data(subparsers)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mopps`` console script; returns the process exit code."""
-    parser, _ = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 
 
