@@ -125,6 +125,17 @@ def test_rejects_unknown_mopps_key(write_parquet, verl_config):
         MoPPSTrainer(verl_config(write_parquet(verl_rows(8)), ts_ration=2))
 
 
+def test_refuses_a_colocated_reward_model(write_parquet, verl_config):
+    # A colocated reward model writes rm_scores and reward extras only after the replay buffer has
+    # sampled, so the observer would find nothing to learn from; refuse it before anything is built.
+    config = verl_config(write_parquet(verl_rows(8)), ts_ratio=2)
+    config.reward.reward_model.enable = True
+    with pytest.raises(ValueError, match="reward.reward_model.enable_resource_pool"):
+        MoPPSTrainer(config)
+    config.reward.reward_model.enable_resource_pool = True  # a separate pool scores during rollout
+    assert build_trainer(config).mopps_config.ts_ratio == 2
+
+
 class StubWorkers:
     """The actor worker group's checkpoint calls, without GPUs."""
 

@@ -91,6 +91,22 @@ def read_rewards(trajectory_keys: list[str], reward_key: str) -> np.ndarray:
     return np.asarray(values, dtype=np.float64)
 
 
+def require_rewards_before_sampling(config) -> None:
+    """Refuse a colocated reward model (``reward.reward_model.enable`` without ``enable_resource_pool``).
+
+    The selector reads each group's rewards when the group finishes, before the replay buffer samples
+    it; a colocated reward model scores rollouts only after sampling (``PPOTrainer._step_once``), so
+    the rewards would not exist yet. verl's own DAPO filter refuses this setup for the same reason.
+    """
+    reward_model = (config.get("reward") or {}).get("reward_model") or {}
+    if reward_model.get("enable", False) and not reward_model.get("enable_resource_pool", False):
+        raise ValueError(
+            "reward.reward_model.enable = True with reward.reward_model.enable_resource_pool = False: a colocated "
+            "reward model scores rollouts only after verl's replay buffer has sampled them, so MoPPS would have no "
+            "reward to learn from; set reward.reward_model.enable_resource_pool=True or use a rule-based reward"
+        )
+
+
 class ObservingReplayBuffer(ReplayBuffer):
     """verl's synchronous ``ReplayBuffer`` that reports each finished training group's rewards once,
     right after it reads the queue's metadata and before it evicts (DAPO filter), samples or discards
@@ -129,6 +145,7 @@ class MoPPSTrainer(PPOTrainerSync):
 
     def __init__(self, config) -> None:
         self.mopps_config = MoPPSVerlConfig.from_mapping(config.get("mopps"))
+        require_rewards_before_sampling(config)
         self.selector = self.mopps_config.load_selector()
         self.ledger = SelectionLedger()
         super().__init__(config)
