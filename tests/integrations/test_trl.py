@@ -262,6 +262,15 @@ def test_prior_file_keys_must_match_the_id_kind(tmp_path):
         make_trainer(tmp_path, mopps=MoPPSConfig(id_column="prompt_id", bandit_init_path=str(prior)))
 
 
+@pytest.mark.parametrize("keys", [["5000", "5001"], []], ids=["other-ids", "empty"])
+def test_prior_file_that_matches_no_prompt_is_refused(tmp_path, keys):
+    # Keyed by ids the dataset does not carry, the prior would seed nothing and the run start flat.
+    prior = tmp_path / "index_score.json"
+    prior.write_text(json.dumps({key: [1, 0] for key in keys}))
+    with pytest.raises(ValueError, match="bandit_init_path.*none of its"):
+        make_trainer(tmp_path, mopps=MoPPSConfig(id_column="prompt_id", bandit_init_path=str(prior)))
+
+
 def test_countdown_example_runs_tiny_on_cpu(tmp_path, monkeypatch):
     pytest.importorskip("mopps.tasks.countdown")
     example = Path(__file__).resolve().parents[2] / "examples" / "trl_grpo_countdown.py"

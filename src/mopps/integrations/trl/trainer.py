@@ -289,6 +289,19 @@ class MoPPSGRPOTrainer(GRPOTrainer):
                     "integers (row positions or an integer id_column)"
                 )
             ids = [int(key) for key in keys]
+        if self._id_kind == STR_KIND:
+            matched = not set(ids).isdisjoint(self._row_ids)
+        else:
+            matched = bool(np.isin(np.asarray(ids, dtype=np.int64), self._row_ids).any())
+        if not matched:
+            # Keyed by other ids (e.g. the reference's extra_info.index against content-hash ids) the
+            # prior would seed prompts that never occur, and the run would silently start flat.
+            column = self.mopps_config.id_column
+            source = "row positions" if column is None else f"train_dataset[{column!r}]"
+            raise ValueError(
+                f"bandit_init_path = {path!r}: none of its {len(ids)} prompt ids (e.g. {keys[:1]}) is a prompt id "
+                f"here ({source}, e.g. {_as_list(self._row_ids[:1])}); key the file by the same ids as id_column"
+            )
         initialize(ids, successes, trials, weight=self.mopps_config.bandit_init_weight)
 
 
