@@ -22,9 +22,6 @@ class SelectionLedger:
         self._settled: list[tuple[float, float, float, float]] = []  # draw, mean, successes, trials
         self._counts = {"candidates": 0, "selected": 0}
 
-    def __len__(self) -> int:
-        return len(self._open)
-
     def record(self, handles: Sequence[str], keys: Sequence[str], scores, predicted, candidates: int) -> None:
         """Remember the selected groups: ``scores`` float (k,) the ranked value (Thompson draws),
         ``predicted`` float (k,) posterior means; ``candidates``: how many prompts were offered."""
@@ -32,13 +29,6 @@ class SelectionLedger:
             self._open[str(handle)] = (key, float(score), float(mean))
         self._counts["candidates"] += int(candidates)
         self._counts["selected"] += len(handles)
-
-    def key_of(self, handle: str) -> str:
-        """Prompt key of an open group; ``KeyError`` naming the handle if it was never selected."""
-        try:
-            return self._open[str(handle)][0]
-        except KeyError:
-            raise KeyError(f"group {handle!r} was not selected by this adapter (or was already settled)") from None
 
     def keys_of(self) -> dict[str, str]:
         """``handle -> key`` of every open group."""
