@@ -253,6 +253,9 @@ def test_candidate_stream_draws_without_replacement_and_resumes():
     np.testing.assert_array_equal(restored.next(), third)
     with pytest.raises(ValueError, match="num_rows"):
         CandidateStream(num_rows=11, size=4, seed=3).load_state_dict(state)
+    # A resume with another batch layout changes the candidate count: say which settings decide it.
+    with pytest.raises(ValueError, match="size = 4 but this run has size = 5.*generation_batch_size"):
+        CandidateStream(num_rows=10, size=5, seed=3).load_state_dict(state)
 
 
 def test_prior_file_keys_must_match_the_id_kind(tmp_path):

@@ -61,7 +61,8 @@ class CandidateStream:
             if state.get(key) != getattr(self, key):
                 raise ValueError(
                     f"saved candidate stream has {key} = {state.get(key)!r} but this run has "
-                    f"{key} = {getattr(self, key)!r}; resume with the same dataset, ts_ratio and seed"
+                    f"{key} = {getattr(self, key)!r}; resume with the same dataset, ts_ratio, seed and "
+                    "generation_batch_size // num_generations (size = round(ts_ratio x prompts per generation))"
                 )
         epoch, offset = int(state["epoch"]), int(state["offset"])
         if epoch < 0 or not 0 <= offset <= self.num_rows:
