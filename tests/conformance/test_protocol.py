@@ -191,3 +191,52 @@ def test_scale_smoke(name):
         choice = selector.select(candidates, 1_000)
         assert len(np.unique(choice.ids)) == 1_000
         selector.update(choice.ids, rng.integers(0, 9, 1_000).astype(float), np.full(1_000, 8.0))
+
+
+def _corruptions(state):
+    """Ways a state dict can be wrong, each of which must leave the target selector untouched."""
+    yield {**state, "step": "x"}
+    yield {**state, "step": -5}
+    yield {**state, "step": 2.7}
+    yield {**state, "step": None}
+    yield {**state, "rng": {"bit_generator": "PCG64", "state": "nonsense"}}
+    if state["arrays"]:
+        yield {**state, "arrays": {}}
+    yield {**state, "version": 2}
+    yield {**state, "selector": "SomethingElse"}
+    arrays = dict(state["arrays"])
+    for key, value in arrays.items():
+        if isinstance(value, np.ndarray) and len(value):
+            yield {**state, "arrays": {**arrays, key: value[:-1]}}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_rejected_state_leaves_the_whole_selector_unchanged(name):
+    source = make(name, seed=1)
+    run_steps(source, 3, np.random.default_rng(2), pool=50)
+    target = make(name, seed=7)
+    run_steps(target, 2, np.random.default_rng(3), pool=50)
+    before = target.state_dict()
+    for corrupt in _corruptions(source.state_dict()):
+        with pytest.raises(ValueError):
+            target.load_state_dict(corrupt)
+        assert_same_state(target.state_dict(), before)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_seed_must_be_an_integer_the_selector_owns(name):
+    factory = SELECTORS[name][0]
+    with pytest.raises(ValueError, match="seed"):
+        factory(np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("name", ["mopps_topk", "history"])
+def test_ids_near_the_int64_limit_round_trip_through_a_file(name, tmp_path):
+    selector = make(name)
+    ids = np.array([2**63 - 1, 0, 2**40, 2**62 + 11], dtype=np.uint64)
+    selector.update(ids, [1.0, 2.0, 3.0, 4.0], [8.0] * 4)
+    selector.save(tmp_path / "s.npz")
+    loaded = type(selector).load(tmp_path / "s.npz")
+    np.testing.assert_array_equal(loaded.predict(ids), selector.predict(ids))
+    with pytest.raises(ValueError, match=r"ids\[0\]"):
+        selector.update([2**64], [1.0], [1.0])

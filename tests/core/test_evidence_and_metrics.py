@@ -63,3 +63,10 @@ def test_group_metrics():
     assert metrics["solve_all_frac"] == 0.5
     assert metrics["zero_variance_frac"] == 0.75
     assert metrics["success_rate_min"] == 0.0 and metrics["success_rate_max"] == 1.0
+
+
+def test_metrics_refuse_misaligned_inputs():
+    with pytest.raises(ValueError, match="len"):
+        prediction_metrics([0.5, 0.1], [1.0], [2.0])
+    with pytest.raises(ValueError, match=r"trials\[0\]"):
+        group_metrics([0.0], [0.0])

@@ -99,3 +99,7 @@ def test_thompson_draws_follow_the_posterior():
     draws = thompson_sample(np.full(200_000, 3.0), np.full(200_000, 7.0), rng)
     assert draws.mean() == pytest.approx(0.3, abs=2e-3)
     assert draws.var() == pytest.approx(stats.beta.var(3, 7), rel=2e-2)
+
+
+def test_variance_stays_finite_for_huge_parameters():
+    assert posterior_variance(1e200, 1e200) == pytest.approx(0.25 / (2e200 + 1.0))

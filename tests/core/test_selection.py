@@ -17,6 +17,12 @@ def test_topk_takes_the_closest_to_the_target_closest_first():
 
 def test_topk_breaks_ties_by_position():
     np.testing.assert_array_equal(topk_toward_target(np.full(6, 0.5), 3, 0.5), [0, 1, 2])
+    # A tie across the cut in a large array: the earliest tied positions win.
+    scores = np.full(4096, 0.5)
+    scores[::5] = 0.6
+    chosen = topk_toward_target(scores, 1076, 0.5)
+    tied = np.flatnonzero(scores == 0.5)
+    np.testing.assert_array_equal(chosen, tied[:1076])
 
 
 def test_threshold_samples_inside_the_band_when_enough_are_inside():

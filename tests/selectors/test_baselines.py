@@ -41,7 +41,7 @@ def test_dynamic_sampling_refills_and_counts_every_rollout():
     assert batch.reached_k and len(batch.kept) == 5
     assert len(batch.rounds) == 3  # 2 informative prompts per batch of 6
     assert batch.rollouts == 3 * 6 * 8
-    assert batch.kept_ids == [0, 3, 6, 9, 12]
+    assert batch.kept_ids.tolist() == [0, 3, 6, 9, 12]
     assert ds.rollouts_generated == batch.rollouts
 
 
@@ -50,7 +50,7 @@ def test_dynamic_sampling_at_the_cap_returns_what_it_found_without_duplicates():
     ds = DynamicSampling(max_num_gen_batches=2)
     batch = ds.fill_batch(source.next_candidates, 10, source.rollout)
     assert not batch.reached_k
-    assert batch.kept_ids == [0, 3, 6, 9]
+    assert batch.kept_ids.tolist() == [0, 3, 6, 9]
     assert len(set(batch.kept_ids)) == len(batch.kept_ids)
     assert source.calls == 2 and batch.rollouts == 2 * 6 * 8
 
@@ -79,3 +79,22 @@ def test_history_filter_adapts_skip_probabilities_toward_the_target():
     assert selector.skip_hard == pytest.approx(0.4)
     with pytest.raises(ValueError, match="min_skip"):
         HistoryFilter(min_skip=0.9, max_skip=0.1)
+
+
+def test_dynamic_sampling_keeps_a_prompt_repeated_by_the_stream_once():
+    batches = iter([np.array([1, 2, 3]), np.array([3, 4, 5])])
+    ds = DynamicSampling(max_num_gen_batches=2)
+    batch = ds.fill_batch(lambda: next(batches), 3, lambda ids: (np.full(len(ids), 4.0), np.full(len(ids), 8.0)))
+    np.testing.assert_array_equal(batch.kept_ids, [1, 2, 3])
+    assert batch.kept_ids.dtype == np.int64
+
+
+def test_dynamic_sampling_leaves_counters_alone_when_the_rollout_raises():
+    ds = DynamicSampling()
+
+    def failing(ids):
+        raise RuntimeError("rollout worker died")
+
+    with pytest.raises(RuntimeError):
+        ds.fill_batch(lambda: np.arange(3), 2, failing)
+    assert ds.rollouts_generated == 0.0 and ds.step == 0

@@ -111,3 +111,40 @@ def test_history_filter_state_round_trip(tmp_path):
     loaded = HistoryFilter.load(tmp_path / "h.npz")
     assert loaded.skip_easy == selector.skip_easy
     np.testing.assert_array_equal(loaded.predict(["a", "b", "c", "d"]), [1.0, 0.0, 0.375, 0.5])
+
+
+def _rewrite_meta(path, change):
+    raw = dict(np.load(path))
+    meta = json.loads(bytes(raw["__meta__"]))
+    meta = change(meta)
+    raw["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    with open(path, "wb") as handle:
+        np.savez(handle, **raw)
+
+
+@pytest.mark.parametrize("change", [
+    lambda meta: {key: value for key, value in meta.items() if key != "scalars"},
+    lambda meta: {key: value for key, value in meta.items() if key != "rng"},
+    lambda meta: [meta],
+    lambda meta: {**meta, "config": {**meta["config"], "unknown_option": 1}},
+])
+def test_corrupt_metadata_in_a_valid_zip_fails_with_value_error(tmp_path, change):
+    path = tmp_path / "state.npz"
+    trained().save(path)
+    _rewrite_meta(path, change)
+    with pytest.raises(ValueError):
+        MoPPS.load(path)
+
+
+def test_a_directory_is_not_a_state(tmp_path):
+    with pytest.raises(ValueError, match="is a directory"):
+        MoPPS.load(tmp_path)
+
+
+def test_saved_files_get_ordinary_permissions(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        trained().save(tmp_path / "state.npz")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "state.npz").stat().st_mode & 0o777 == 0o644

@@ -20,15 +20,33 @@ _DENSE_FLOOR = 1 << 22
 _DENSE_FACTOR = 4
 
 
+_INT64_MAX = np.iinfo(np.int64).max
+
+
 def normalize_ids(ids, name: str):
     """Return ``(kind, ids)`` with ``ids`` an int64 array (kind "int") or a list of str (kind "str").
 
-    Raises ``ValueError`` naming ``name`` for negative integers, booleans, floats, mixed kinds, or
-    anything that is neither. An empty input has kind ``None``.
+    Raises ``ValueError`` naming ``name`` and the first bad position for negative or too large
+    integers (ids must fit in int64), booleans, floats, mixed kinds, or anything that is neither.
+    An empty input has kind ``None``. Python sequences of strings are kept as they are (numpy's
+    fixed-width text type would strip trailing NULs and pad every id to the longest).
     """
     if isinstance(ids, (str, bytes)):
         raise ValueError(f"{name} must be a sequence of ids, not a single string")
-    array = np.asarray(ids)
+    if not isinstance(ids, np.ndarray):
+        values = ids if isinstance(ids, (list, tuple)) else list(ids)
+        if len(values) == 0:
+            return None, np.zeros(0, dtype=np.int64)
+        if isinstance(values[0], str):
+            return STR_KIND, _checked_python_ids(list(values), name)
+        try:
+            array = np.asarray(values)
+        except OverflowError:
+            array = np.asarray(values, dtype=object)
+        if array.dtype.kind not in "iu" and array.ndim == 1:
+            array = np.asarray(_checked_python_ids(list(values), name), dtype=np.int64)
+    else:
+        array = ids
     if array.ndim != 1:
         if array.size == 0:
             return None, np.zeros(0, dtype=np.int64)
@@ -36,50 +54,38 @@ def normalize_ids(ids, name: str):
     if array.size == 0:
         return None, np.zeros(0, dtype=np.int64)
     if array.dtype.kind in "iu":
-        ids64 = array.astype(np.int64, copy=False)
-        if array.dtype.kind == "u" and array.dtype.itemsize == 8 and (array > np.iinfo(np.int64).max).any():
-            position = int(np.argmax(array > np.iinfo(np.int64).max))
+        if array.dtype.kind == "u" and array.dtype.itemsize == 8 and (array > _INT64_MAX).any():
+            position = int(np.argmax(array > _INT64_MAX))
             raise ValueError(f"{name}[{position}] = {array[position]}; integer ids must fit in int64")
+        ids64 = array.astype(np.int64, copy=False)
         negative = ids64 < 0
         if negative.any():
             position = int(np.argmax(negative))
             raise ValueError(f"{name}[{position}] = {ids64[position]}; integer ids must be >= 0")
         return INT_KIND, ids64
-    if array.dtype.kind == "U":
-        values = array.tolist()
-        if not isinstance(ids, np.ndarray):
-            # numpy turns [1, "a"] into strings; a mixed sequence must be refused, not coerced.
-            first_is_str = None
-            for position, value in enumerate(ids):
-                if first_is_str is None:
-                    first_is_str = isinstance(value, str)
-                if isinstance(value, str) != first_is_str:
-                    raise ValueError(
-                        f"{name}[{position}] = {value!r}; {name} mixes integer and string ids"
-                    )
-        return STR_KIND, values
-    if array.dtype.kind == "O":
-        values = list(array)
-        first_type = _id_type(values[0], name, 0)
-        for position, value in enumerate(values):
-            if _id_type(value, name, position) is not first_type:
-                raise ValueError(
-                    f"{name}[{position}] = {value!r}; {name} mixes integer and string ids"
-                )
-        if first_type is str:
+    if array.dtype.kind in "UO":
+        values = _checked_python_ids(array.tolist(), name)
+        if isinstance(values[0], str):
             return STR_KIND, values
-        return normalize_ids(np.asarray(values, dtype=np.int64), name)
+        return INT_KIND, np.asarray(values, dtype=np.int64)
     raise ValueError(
         f"{name} has dtype {array.dtype}; ids must be non-negative integers or strings"
     )
 
 
-def _id_type(value, name: str, position: int):
-    if isinstance(value, str):
-        return str
-    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
-        return int
-    raise ValueError(f"{name}[{position}] = {value!r}; ids must be non-negative integers or strings")
+def _checked_python_ids(values: list, name: str) -> list:
+    """``values`` if all are str, or all are ints in [0, 2**63); else ValueError naming the position."""
+    first_is_str = isinstance(values[0], str)
+    for position, value in enumerate(values):
+        if isinstance(value, str) != first_is_str:
+            raise ValueError(f"{name}[{position}] = {value!r}; {name} mixes integer and string ids")
+        if first_is_str:
+            continue
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"{name}[{position}] = {value!r}; ids must be non-negative integers or strings")
+        if not 0 <= int(value) <= _INT64_MAX:
+            raise ValueError(f"{name}[{position}] = {value}; integer ids must lie in [0, 2**63 - 1]")
+    return values
 
 
 def first_duplicate(kind: str | None, ids) -> int:
@@ -192,10 +198,17 @@ class IdIndex:
             self._slot_of_id[new_ids] = new_slots
             return
         # Sparse ids: keep (or switch to) sorted keys; the direct-address table is dropped.
-        self._slot_of_id = np.full(0, -1, dtype=np.int32)
-        order = np.argsort(self._int_ids, kind="stable")
-        self._sorted_keys = self._int_ids[order]
-        self._sorted_slots = order.astype(np.int64)
+        if self._sorted_keys is None:
+            self._slot_of_id = np.full(0, -1, dtype=np.int32)
+            order = np.argsort(self._int_ids, kind="stable")
+            self._sorted_keys = self._int_ids[order]
+            self._sorted_slots = order.astype(np.int64)
+            return
+        # Merge the new keys into the sorted ones: O(N) instead of re-sorting everything.
+        order = np.argsort(new_ids, kind="stable")
+        positions = np.searchsorted(self._sorted_keys, new_ids[order])
+        self._sorted_keys = np.insert(self._sorted_keys, positions, new_ids[order])
+        self._sorted_slots = np.insert(self._sorted_slots, positions, new_slots[order])
 
     def ids(self):
         """All known ids in slot order: int64 array or list of str."""

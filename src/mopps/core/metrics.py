@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mopps.core.validation import as_float_array, check_at_least, check_same_length
+
 
 def rank_average_ties(values: np.ndarray) -> np.ndarray:
     """Ranks 1..n of ``values`` (n,), tied values sharing their average rank."""
@@ -53,9 +55,11 @@ def prediction_metrics(predicted, successes, trials) -> dict[str, float]:
     prediction is good; the reference logs Spearman negated), ``predicted_mean``, ``observed_mean``,
     ``brier`` (mean squared error of the prediction against each rollout's 0/1 outcome).
     """
-    predicted = np.asarray(predicted, dtype=np.float64)
-    successes = np.asarray(successes, dtype=np.float64)
-    trials = np.asarray(trials, dtype=np.float64)
+    predicted = as_float_array(predicted, "predicted")
+    successes = as_float_array(successes, "successes")
+    trials = as_float_array(trials, "trials")
+    check_same_length(predicted=predicted, successes=successes, trials=trials)
+    check_at_least(trials, 1.0, "trials")
     if len(predicted) == 0:
         nan = float("nan")
         return {"spearman": nan, "pearson": nan, "predicted_mean": nan, "observed_mean": nan, "brier": nan}
@@ -78,8 +82,10 @@ def group_metrics(successes, trials) -> dict[str, float]:
     ``zero_variance_frac`` (their sum: groups with zero GRPO advantage), and ``success_rate_mean``,
     ``success_rate_std``, ``success_rate_min``, ``success_rate_max`` over groups.
     """
-    successes = np.asarray(successes, dtype=np.float64)
-    trials = np.asarray(trials, dtype=np.float64)
+    successes = as_float_array(successes, "successes")
+    trials = as_float_array(trials, "trials")
+    check_same_length(successes=successes, trials=trials)
+    check_at_least(trials, 1.0, "trials")
     if len(successes) == 0:
         nan = float("nan")
         return {key: nan for key in ("solve_all_frac", "solve_none_frac", "zero_variance_frac",

@@ -1,8 +1,8 @@
 """Beta posterior arithmetic over per-prompt success rates, as pure functions on arrays.
 
 Every prompt tau keeps Beta(alpha_tau, beta_tau) over its success rate gamma_tau. After a rollout of
-``trials`` responses with ``successes`` of them correct, MoPPS (arXiv 2507.04632, the discounted
-update of its Eq. for the temporal prior) sets
+``trials`` responses with ``successes`` of them correct, MoPPS (arXiv 2507.04632, its discounted
+posterior update with temporal decay) sets
 
     alpha <- discount * alpha + (1 - discount) * prior_alpha + successes
     beta  <- discount * beta  + (1 - discount) * prior_beta  + (trials - successes)
@@ -44,10 +44,10 @@ def posterior_mean(alpha, beta) -> np.ndarray:
 
 def posterior_variance(alpha, beta) -> np.ndarray:
     """Variance alpha*beta / ((alpha+beta)^2 (alpha+beta+1)) of the success rate."""
-    alpha = np.asarray(alpha, dtype=np.float64)
-    beta = np.asarray(beta, dtype=np.float64)
-    total = alpha + beta
-    return alpha * beta / (total * total * (total + 1.0))
+    mean = posterior_mean(alpha, beta)
+    total = np.asarray(alpha, dtype=np.float64) + np.asarray(beta, dtype=np.float64)
+    # mean (1 - mean) / (total + 1) is the same quantity without total**3, which overflows near 1e102.
+    return mean * (1.0 - mean) / (total + 1.0)
 
 
 def thompson_sample(alpha, beta, rng: np.random.Generator) -> np.ndarray:

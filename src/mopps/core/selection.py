@@ -11,9 +11,16 @@ import numpy as np
 
 
 def _smallest(values: np.ndarray, k: int) -> np.ndarray:
-    """Positions of the ``k`` smallest values, ordered by value then position (deterministic)."""
+    """Positions of the ``k`` smallest values, ordered by value then position (deterministic).
+
+    Ties at the cut are resolved toward the earliest positions, independent of numpy's partition
+    internals. O(n) plus a sort of the k chosen.
+    """
     if k < len(values):
-        chosen = np.argpartition(values, k - 1)[:k]
+        cut = values[np.argpartition(values, k - 1)[k - 1]]
+        below = np.flatnonzero(values < cut)
+        at_cut = np.flatnonzero(values == cut)[: k - len(below)]
+        chosen = np.concatenate([below, at_cut])
     else:
         chosen = np.arange(len(values))
     order = np.lexsort((chosen, values[chosen]))

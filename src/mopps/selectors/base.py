@@ -8,7 +8,7 @@
 ``Selector`` does the boundary work once for all subclasses: it validates every input before any state
 is touched (so a ``ValueError`` leaves posterior and RNG exactly as they were), normalizes ids (ints or
 strings), combines duplicate ids in one update, counts steps, and serializes. A subclass implements
-``_choose`` and, if it learns, ``_observe``, plus ``_config`` / ``_arrays`` / ``_restore`` for its state.
+``_choose`` and, if it learns, ``_observe``, plus ``_config`` / ``_arrays`` / ``_restored`` for its state.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
@@ -53,11 +53,12 @@ class Selection:
 class Selector(ABC):
     """Base class of all selectors. ``seed`` seeds the selector's own ``numpy.random.Generator``."""
 
-    name: ClassVar[str] = "selector"
-
     def __init__(self, seed: int | None = 0) -> None:
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+            # A shared Generator would not be owned (or saved) by the selector: take a seed only.
+            raise ValueError(f"seed = {seed!r}; seed must be a non-negative integer or None")
         self.rng = np.random.default_rng(seed)
-        self.step = 0  # number of update() calls that applied evidence
+        self.step = 0  # number of update() (or DynamicSampling.fill_batch) calls that applied evidence
 
     # -- the protocol ----------------------------------------------------------------------------
 
@@ -112,8 +113,10 @@ class Selector(ABC):
         """Learned state as arrays (or lists of str for string ids) and JSON scalars."""
         return {}
 
-    def _restore(self, arrays: dict[str, Any]) -> None:
-        """Inverse of ``_arrays``."""
+    def _restored(self, arrays: dict[str, Any]) -> dict[str, Any]:
+        """Inverse of ``_arrays``: validate ``arrays`` and return the attributes to set (name ->
+        value) without touching ``self``; raise ``ValueError`` (or KeyError/TypeError) if invalid."""
+        return {}
 
     # -- state -------------------------------------------------------------------------------------
 
@@ -130,27 +133,31 @@ class Selector(ABC):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Replace this selector's state with ``state``; raises ``ValueError`` (state unchanged) if
-        it was written by another selector class or an incompatible format version."""
+        """Replace this selector's state with ``state``. Everything is validated before anything is
+        assigned: on a ``ValueError`` (another selector class, format version or config, a bad RNG
+        state, step or array) the selector is exactly as it was."""
         check_state_header(state, type(self).__name__)
         if state["config"] != self._config():
             raise ValueError(
                 f"state config {state['config']} differs from this selector's config "
                 f"{self._config()}; build the selector with the saved config (or use {type(self).__name__}.load)"
             )
+        step = state["step"]
+        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
+            raise ValueError(f"state['step'] = {step!r}; step must be a non-negative integer")
         rng = np.random.default_rng()
         try:
             rng.bit_generator.state = state["rng"]
         except (TypeError, ValueError, KeyError) as error:
-            raise ValueError(f"state['rng'] is not a valid generator state: {error}") from None
-        backup = self._arrays()
+            raise ValueError(f"state['rng'] is not a valid PCG64 generator state: {error}") from None
         try:
-            self._restore(state["arrays"])
+            attributes = self._restored(state["arrays"])
         except (KeyError, TypeError, ValueError) as error:
-            self._restore(backup)
             raise ValueError(f"state['arrays'] is invalid: {error}") from None
+        for attribute, value in attributes.items():
+            setattr(self, attribute, value)
         self.rng = rng
-        self.step = int(state["step"])
+        self.step = int(step)
 
     def save(self, path) -> None:
         """Write the state atomically to ``path`` (see ``mopps.selectors.persistence``)."""
@@ -166,7 +173,13 @@ class Selector(ABC):
 
         state = load_state(path)
         check_state_header(state, cls.__name__)
-        selector = cls(**state["config"], **kwargs)
+        try:
+            selector = cls(**state["config"], **kwargs)
+        except TypeError as error:
+            raise ValueError(
+                f"{path}: the saved config {state['config']} does not fit {cls.__name__} of this "
+                f"mopps version ({error})"
+            ) from None
         selector.load_state_dict(state)
         return selector
 

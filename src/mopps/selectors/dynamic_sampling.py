@@ -51,15 +51,17 @@ class DynamicBatch:
     reached_k: bool = False
 
     @property
-    def kept_ids(self) -> list:
-        """Ids of the kept groups, in order."""
-        return [self.rounds[round_index].ids[position] for round_index, position in self.kept]
+    def kept_ids(self):
+        """Ids of the kept groups, in order: int64 array (integer ids) or list of str."""
+        ids = [self.rounds[round_index].ids[position] for round_index, position in self.kept]
+        if self.rounds and isinstance(self.rounds[0].ids, np.ndarray):
+            return np.asarray(ids, dtype=np.int64)
+        return ids
 
 
 class DynamicSampling(Selector):
     """``max_num_gen_batches``: the refill cap (paper: 4 for MATH, 10 for Countdown and Geo3k)."""
 
-    name = "ds"
 
     def __init__(self, max_num_gen_batches: int = 10, seed: int | None = 0) -> None:
         if isinstance(max_num_gen_batches, bool) or not isinstance(max_num_gen_batches, (int, np.integer)) \
@@ -81,12 +83,15 @@ class DynamicSampling(Selector):
         unique within a batch). ``rollout(ids)``: rolls those prompts out and returns ``(successes,
         trials)`` float arrays aligned with ``ids`` (the caller keeps the rollouts themselves and
         uses ``kept`` to assemble the training batch). If fewer than ``k`` are found by the cap, the
-        batch holds what was found (possibly fewer than ``k``, never duplicates).
+        batch holds what was found (possibly fewer than ``k``). A prompt is kept at most once, even if
+        the stream repeats it in a later round. If either callback raises, the error propagates and
+        the selector's counters are left as they were.
         """
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"k = {k!r}; k must be an integer >= 1")
         rounds: list[DynamicRound] = []
         kept: list[tuple[int, int]] = []
+        kept_so_far: set = set()
         rollouts = 0.0
         for round_index in range(self.max_num_gen_batches):
             kind, ids = normalize_ids(next_candidates(), "next_candidates()")
@@ -100,7 +105,10 @@ class DynamicSampling(Selector):
             keep = informative_groups(successes, trials)
             rounds.append(DynamicRound(ids if kind == STR_KIND else ids.copy(), successes, trials, keep))
             rollouts += float(trials.sum())
-            kept.extend((round_index, int(position)) for position in np.flatnonzero(keep)[: k - len(kept)])
+            fresh = [position for position in np.flatnonzero(keep).tolist() if ids[position] not in kept_so_far]
+            for position in fresh[: k - len(kept)]:
+                kept.append((round_index, position))
+                kept_so_far.add(ids[position])
             if len(kept) >= k:
                 break
         self.rollouts_generated += rollouts
@@ -113,8 +121,8 @@ class DynamicSampling(Selector):
     def _arrays(self) -> dict[str, Any]:
         return {"rollouts_generated": self.rollouts_generated}
 
-    def _restore(self, arrays: dict[str, Any]) -> None:
+    def _restored(self, arrays: dict[str, Any]) -> dict[str, Any]:
         rollouts = float(arrays["rollouts_generated"])
         if not (np.isfinite(rollouts) and rollouts >= 0.0):
             raise ValueError(f"rollouts_generated = {rollouts}; it must be finite and >= 0")
-        self.rollouts_generated = rollouts
+        return {"rollouts_generated": rollouts}

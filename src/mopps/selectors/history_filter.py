@@ -31,7 +31,6 @@ class HistoryFilter(Selector):
     easy and hard). ``initial_skip``: starting skip probability for both kinds. ``adapt_step``: change
     of a skip probability per update. ``min_skip``/``max_skip``: bounds of the probabilities."""
 
-    name = "history"
 
     def __init__(self, target_zero_variance: float = 0.25, initial_skip: float = 0.5,
                  adapt_step: float = 0.01, min_skip: float = 0.0, max_skip: float = 1.0,
@@ -120,21 +119,27 @@ class HistoryFilter(Selector):
             "skip_hard": self.skip_hard,
         }
 
-    def _restore(self, arrays: dict[str, Any]) -> None:
+    def _restored(self, arrays: dict[str, Any]) -> dict[str, Any]:
         kind = arrays["id_kind"]
+        if kind not in (None, "int", "str"):
+            raise ValueError(f"id_kind = {kind!r}; it must be None, 'int' or 'str'")
         stored_kind, ids = normalize_ids(arrays["ids"], "ids")
         if stored_kind not in (None, kind):
             raise ValueError(f"id_kind = {kind!r} but ids are {stored_kind}")
         if first_duplicate(stored_kind, ids) >= 0:
             raise ValueError("ids are not unique")
-        outcome = np.asarray(arrays["outcome"], dtype=np.int8)
+        outcome = np.asarray(arrays["outcome"])
+        if outcome.dtype.kind not in "iu" or not np.isin(outcome, (_UNSEEN, _MIXED, _EASY, _HARD)).all():
+            raise ValueError("outcome must hold only the codes -1, 0, 1, 2")
         last_rate = as_float_array(arrays["last_rate"], "last_rate")
+        if ((last_rate < 0.0) | (last_rate > 1.0)).any():
+            raise ValueError("last_rate must lie in [0, 1]")
         if not len(outcome) == len(last_rate) == len(ids):
             raise ValueError("ids, outcome and last_rate differ in length")
-        skip_easy = check_probability(arrays["skip_easy"], "skip_easy")
-        skip_hard = check_probability(arrays["skip_hard"], "skip_hard")
-        self.index = IdIndex.from_ids(stored_kind, ids)
-        self._outcome = outcome.copy()
-        self._last_rate = last_rate.copy()
-        self.skip_easy = skip_easy
-        self.skip_hard = skip_hard
+        return {
+            "index": IdIndex.from_ids(stored_kind, ids),
+            "_outcome": outcome.astype(np.int8),
+            "_last_rate": last_rate.copy(),
+            "skip_easy": check_probability(arrays["skip_easy"], "skip_easy"),
+            "skip_hard": check_probability(arrays["skip_hard"], "skip_hard"),
+        }

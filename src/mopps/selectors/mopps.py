@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from mopps.core.id_index import normalize_ids
+from mopps.core.id_index import first_duplicate, normalize_ids
 from mopps.core.posterior import credible_interval, posterior_mean, thompson_sample
 from mopps.core.selection import (
     largest_learnability,
@@ -36,7 +36,6 @@ from mopps.core.validation import (
     check_probability,
     check_same_length,
 )
-from mopps.core.id_index import first_duplicate
 from mopps.selectors.base import Selector
 
 STRATEGIES = ("topk", "threshold", "learnability", "greedy_mean", "uniform")
@@ -52,7 +51,6 @@ class MoPPS(Selector):
     ``seed``: seed of the selector's generator (its state is saved with the selector).
     """
 
-    name = "mopps"
 
     def __init__(self, prior=(1.0, 1.0), discount: float = 1.0, target: float = 0.5,
                  strategy: str = "topk", band=(0.3, 0.7), seed: int | None = 0) -> None:
@@ -94,7 +92,7 @@ class MoPPS(Selector):
 
         For each prompt: alpha = alpha0 + weight * successes, beta = beta0 + weight * (trials -
         successes) (the reference uses weight 3). ``ids`` must be unique; ``successes``/``trials`` as
-        in ``update``. With ``as_prior=True`` these values also become the prompts' own prior, so the
+        in ``update``. It overwrites any evidence already gathered for these ids. With ``as_prior=True`` these values also become the prompts' own prior, so the
         discount pulls toward them instead of toward (alpha0, beta0).
         """
         kind, normalized = normalize_ids(ids, "ids")
@@ -111,6 +109,10 @@ class MoPPS(Selector):
             return
         alpha = self.table.prior_alpha + weight * successes
         beta = self.table.prior_beta + weight * (trials - successes)
+        overflow = ~(np.isfinite(alpha) & np.isfinite(beta))
+        if overflow.any():
+            position = int(np.argmax(overflow))
+            raise ValueError(f"weight = {weight} makes the prior of ids[{position}] infinite; use a smaller weight")
         self.table.assign(kind, normalized, alpha, beta, as_prior=as_prior)
 
     # -- protocol hooks ----------------------------------------------------------------------------
@@ -152,15 +154,14 @@ class MoPPS(Selector):
         arrays["id_kind"] = self.table.index.kind
         return arrays
 
-    def _restore(self, arrays: dict[str, Any]) -> None:
-        self.table = _table_from_arrays(self.table.prior_alpha, self.table.prior_beta, arrays)
+    def _restored(self, arrays: dict[str, Any]) -> dict[str, Any]:
+        return {"table": _table_from_arrays(self.table.prior_alpha, self.table.prior_beta, arrays)}
 
 
 class Uniform(MoPPS):
     """Uniformly random selection (the paper's main baseline). It keeps the same Beta posteriors as
     MoPPS, so its predictions can be logged and compared, but they never influence the choice."""
 
-    name = "uniform"
 
     def __init__(self, prior=(1.0, 1.0), discount: float = 1.0, seed: int | None = 0) -> None:
         super().__init__(prior=prior, discount=discount, strategy="uniform", seed=seed)
@@ -183,6 +184,8 @@ def _check_prior(prior) -> tuple[float, float]:
 def _table_from_arrays(prior_alpha: float, prior_beta: float, arrays: dict[str, Any]) -> PosteriorTable:
     """Validate saved table arrays and rebuild the table (raises ValueError on any inconsistency)."""
     kind = arrays["id_kind"]
+    if kind not in (None, "int", "str"):
+        raise ValueError(f"id_kind = {kind!r}; it must be None, 'int' or 'str'")
     raw_ids = arrays["ids"]
     if kind is None:
         if len(raw_ids):

@@ -20,7 +20,6 @@ class Oracle(Selector):
     """``success_rate``: callable mapping candidate ids (int64 array or list of str, (n,)) to their true
     success rates, float (n,) in [0, 1]. ``target``: the rate to aim at (0.5)."""
 
-    name = "oracle"
 
     def __init__(self, success_rate: Callable[[Any], np.ndarray], target: float = 0.5,
                  seed: int | None = 0) -> None:

@@ -1,6 +1,6 @@
 """Selector state files: atomic, versioned, readable with numpy alone.
 
-Format (``format_version`` 1): an uncompressed ``.npz`` (a zip of ``.npy`` files, each CRC-checked)
+Format (``version`` 1): an uncompressed ``.npz`` (a zip of ``.npy`` files, each CRC-checked)
 holding
 
 - ``__meta__.npy``: uint8 bytes of a UTF-8 JSON object ``{"format": "mopps.selector-state",
@@ -29,6 +29,8 @@ import numpy as np
 from mopps.selectors.base import STATE_FORMAT, STATE_VERSION
 
 _META = "__meta__"
+_META_KEYS = ("format", "version", "selector", "config", "step", "rng", "scalars", "array_keys",
+              "string_array_keys")
 
 
 def save_state(state: dict[str, Any], path) -> None:
@@ -58,6 +60,9 @@ def save_state(state: dict[str, Any], path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp creates 0600; give the file the permissions a plain open() would (checkpoints on a
+        # shared cluster stay readable to the team).
+        os.fchmod(descriptor, 0o666 & ~_current_umask())
         with os.fdopen(descriptor, "wb") as handle:
             np.savez(handle, **payload)
             handle.flush()
@@ -76,28 +81,35 @@ def load_state(path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no selector state at {path}")
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory, not a selector state file")
     try:
         with np.load(path, allow_pickle=False) as archive:
             if _META not in archive.files:
                 raise ValueError("missing the __meta__ entry")
             meta = json.loads(bytes(archive[_META]).decode("utf-8"))
-            if meta.get("format") != STATE_FORMAT:
-                raise ValueError(f"format is {meta.get('format')!r}, not {STATE_FORMAT!r}")
+            if not isinstance(meta, dict) or meta.get("format") != STATE_FORMAT:
+                raise ValueError(f"not a {STATE_FORMAT!r} file")
             if meta.get("version") != STATE_VERSION:
                 raise ValueError(
                     f"format version {meta.get('version')} is not supported (this mopps reads "
                     f"version {STATE_VERSION})"
                 )
+            missing = [key for key in _META_KEYS if key not in meta]
+            if missing:
+                raise ValueError(f"__meta__ lacks {missing}")
+            if not isinstance(meta["config"], dict) or not isinstance(meta["scalars"], dict):
+                raise ValueError("__meta__ 'config' and 'scalars' must be objects")
             arrays: dict[str, Any] = {key: archive[key] for key in meta["array_keys"]}
             for key in meta["string_array_keys"]:
                 arrays[key] = _decode_strings(archive[f"{key}.utf8"], archive[f"{key}.offsets"])
-    except (zipfile.BadZipFile, EOFError, OSError, KeyError, UnicodeDecodeError,
-            json.JSONDecodeError, ValueError) as error:
+            arrays.update(meta.pop("scalars"))
+            meta["rng"] = _decode_big_ints(meta["rng"])
+    except (zipfile.BadZipFile, EOFError, OSError, KeyError, TypeError, AttributeError,
+            UnicodeDecodeError, json.JSONDecodeError, ValueError) as error:
         raise ValueError(f"cannot read selector state {path}: {error} (truncated or corrupt?)") from None
-    arrays.update(meta.pop("scalars"))
     meta.pop("array_keys")
     meta.pop("string_array_keys")
-    meta["rng"] = _decode_big_ints(meta["rng"])
     meta["arrays"] = arrays
     return meta
 
@@ -123,6 +135,12 @@ def _decode_big_ints(value):
             return int(value["int"])
         return {key: _decode_big_ints(item) for key, item in value.items()}
     return value
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_directory(directory: Path) -> None:
