@@ -32,6 +32,8 @@ def test_speedups_against_uniform_ds_and_oracle():
     assert mopps["steps_vs_oracle"] == pytest.approx(10.0 / (20.0 / 3.0))
     assert mopps["rollouts_vs_ds"] is None  # never reaches DS's final 0.8
     assert block["methods"]["ds"]["rollouts_vs_ds"] == 1.0
+    # DS reaches 0.7 at step 10 with 4 rollouts per step (40); mopps at step 10 with 10.
+    assert mopps["rollouts_vs_ds_at_target"] == pytest.approx(10.0 / 40.0)
 
 
 def test_two_workers_reproduce_one(monkeypatch, tmp_path):

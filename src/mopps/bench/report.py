@@ -39,14 +39,15 @@ def _count(value) -> str:
 def format_table(document: dict, block: dict, title: str) -> str:
     """A fixed-width table of one summary block (test or pool accuracy)."""
     header = (f"{'method':<17}{'final acc':>10}{'steps→tgt':>10}{'rollouts→tgt':>14}{'speedup':>9}"
-              f"{'ro vs DS':>9}{'st vs orc':>10}{'ρ sel':>7}{'ρ cand':>7}{'zero-var':>9}")
+              f"{'ro vs DS':>9}{'ro/DS@tgt':>10}{'st vs orc':>10}{'ρ sel':>7}{'ρ cand':>7}{'zero-var':>9}")
     lines = [f"{title}: target = Uniform's final accuracy = {_number(block['target_accuracy'], 3)}; "
              f"DS's final accuracy = {_number(block['ds_final_accuracy'], 3)}", header, "-" * len(header)]
     for name, row in block["methods"].items():
         lines.append(
             f"{name:<17}{_number(row['final_accuracy'], 3):>10}{_number(row['steps_to_target'], 0):>10}"
             f"{_count(row['rollouts_to_target']):>14}{_number(row['speedup_vs_uniform'], 2, 'x'):>9}"
-            f"{_number(row['rollouts_vs_ds'], 2):>9}{_number(row['steps_vs_oracle'], 2):>10}"
+            f"{_number(row['rollouts_vs_ds'], 2):>9}{_number(row['rollouts_vs_ds_at_target'], 2):>10}"
+            f"{_number(row['steps_vs_oracle'], 2):>10}"
             f"{_number(row['mean_spearman_selected'], 2):>7}{_number(row['mean_spearman_candidates'], 2):>7}"
             f"{_number(row['mean_zero_variance_share'], 2):>9}")
     return "\n".join(lines)

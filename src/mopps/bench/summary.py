@@ -9,7 +9,10 @@ For one accuracy kind (``test_accuracy`` or ``pool_accuracy``):
 - ``steps_to_target`` / ``rollouts_to_target``: where a method's mean curve first reaches the target
   (``None`` if never);
 - ``speedup_vs_uniform`` = Uniform's steps to target / the method's;
-- ``rollouts_vs_ds`` = rollouts the method needs to reach DS's final accuracy / the rollouts DS needs;
+- ``rollouts_vs_ds`` = rollouts the method needs to reach DS's final accuracy / the rollouts DS needs
+  (``None`` when the method never gets there within the step budget, the usual case: DS spends more
+  rollouts per step, so it ends higher at equal steps);
+- ``rollouts_vs_ds_at_target`` = the method's rollouts to the Uniform target / DS's;
 - ``steps_vs_oracle`` = the method's steps to target / the oracle's.
 """
 
@@ -79,6 +82,7 @@ def summarize_kind(results: dict[str, list[dict]], key: str) -> dict:
             "rollouts_to_target": rollouts,
             "speedup_vs_uniform": ratio(to_target("uniform", target, 0), steps),
             "rollouts_vs_ds": ratio(to_target(name, ds_final, 1), to_target("ds", ds_final, 1)),
+            "rollouts_vs_ds_at_target": ratio(rollouts, to_target("ds", target, 1)),
             "steps_vs_oracle": ratio(steps, to_target("oracle", target, 0)),
             "mean_spearman_selected": step_mean(runs, "spearman_selected"),
             "mean_spearman_candidates": step_mean(runs, "spearman_candidates"),

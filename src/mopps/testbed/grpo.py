@@ -33,11 +33,11 @@ class GRPOConfig:
     """Every hyperparameter of one run. The same config is used for every selector."""
 
     # -- prompts --
-    train_pool_size: int = 384  # prompts RL may train on (ids 0..train_pool_size-1)
+    train_pool_size: int = 640  # prompts RL may train on (ids 0..train_pool_size-1)
     test_size: int = 1000  # held-out prompts, disjoint from the pool; test accuracy is their mean exact rate
     pool_seed: int = 1234  # which prompts are in the pool and test set (fixed per preset)
     # -- GRPO, as the paper runs it --
-    steps: int = 200  # optimiser steps (= trained batches)
+    steps: int = 400  # optimiser steps (= trained batches)
     batch_size: int = 32  # B: prompts per trained batch
     group_size: int = 8  # n: rollouts per prompt at temperature 1
     learning_rate: float = 1e-4  # Adam step size
