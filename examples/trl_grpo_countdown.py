@@ -20,7 +20,7 @@ Instances come from ``mopps.tasks.prepare.prepare_countdown`` (generated, solvab
 same ranges as ``Jiayi-Pan/Countdown-Tasks-3to4``, the reference's prompt wording); the reward is the
 reference's 1 / 0.1 / 0 score from ``mopps.tasks.countdown_reward``. A rollout counts as a success
 for the selector when its reward is 1.0 (a correct equation), the reference's ``acc >= 1``. Watch
-``mopps/zero_std_frac`` fall and ``mopps/spearman`` rise in the logs.
+``mopps/zero_variance_frac`` fall and ``mopps/spearman`` rise in the logs.
 """
 
 from __future__ import annotations

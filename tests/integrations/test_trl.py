@@ -29,6 +29,7 @@ from _tiny_trl import (  # noqa: E402
 )
 
 from mopps import Uniform  # noqa: E402
+from mopps.core.metrics import SELECTION_REPORT_KEYS  # noqa: E402
 from mopps.integrations.trl import (  # noqa: E402
     ADAPTER_FILE,
     SELECTOR_FILE,
@@ -99,14 +100,17 @@ def test_posterior_evidence_equals_scored_rollouts_and_batches_are_the_chosen_pr
 def test_metrics_reach_trl_logs_and_agree_with_trl(tmp_path):
     trainer = make_trainer(tmp_path)
     trainer.train()
-    for key in ("mopps/spearman", "mopps/zero_std_frac", "mopps/pred_mean", "mopps/success_mean",
+    for key in ("mopps/spearman", "mopps/zero_variance_frac", "mopps/predicted_mean", "mopps/success_rate_mean",
                 "mopps/solve_none_frac", "mopps/lag"):
         assert len(logged(trainer, key)) == 4, key
+    # Exactly the shared report's names (the same as verl's) plus TRL's own lag and candidates.
+    logged_names = {key for entry in trainer.state.log_history for key in entry if key.startswith("mopps/")}
+    assert logged_names == {f"mopps/{name}" for name in SELECTION_REPORT_KEYS} | {"mopps/lag", "mopps/candidates"}
     # With a 0/1 reward, the selector's success rate is TRL's mean reward and its zero-variance
     # fraction is TRL's frac_reward_zero_std.
-    assert logged(trainer, "mopps/success_mean") == pytest.approx(logged(trainer, "reward"))
-    assert logged(trainer, "mopps/zero_std_frac") == pytest.approx(logged(trainer, "frac_reward_zero_std"))
-    assert logged(trainer, "mopps/pred_mean")[0] == pytest.approx(0.5)  # Beta(1, 1) before any evidence
+    assert logged(trainer, "mopps/success_rate_mean") == pytest.approx(logged(trainer, "reward"))
+    assert logged(trainer, "mopps/zero_variance_frac") == pytest.approx(logged(trainer, "frac_reward_zero_std"))
+    assert logged(trainer, "mopps/predicted_mean")[0] == pytest.approx(0.5)  # Beta(1, 1) before any evidence
 
 
 @pytest.mark.parametrize(
@@ -215,7 +219,7 @@ def test_success_reward_selects_one_reward_function(tmp_path):
     trainer.train()
     # Judged on contains_answer alone; the total reward (>= 0.5 per rollout) would never reach 1.0
     # without it, so the success mean equals contains_answer's mean.
-    assert logged(trainer, "mopps/success_mean") == pytest.approx(logged(trainer, "rewards/contains_answer/mean"))
+    assert logged(trainer, "mopps/success_rate_mean") == pytest.approx(logged(trainer, "rewards/contains_answer/mean"))
 
 
 @pytest.mark.parametrize(

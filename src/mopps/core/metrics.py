@@ -103,3 +103,29 @@ def group_metrics(successes, trials) -> dict[str, float]:
         "success_rate_min": float(rate.min()),
         "success_rate_max": float(rate.max()),
     }
+
+
+PREDICTION_KEYS = ("spearman", "pearson", "predicted_mean", "observed_mean", "brier")
+GROUP_KEYS = ("solve_all_frac", "solve_none_frac", "zero_variance_frac", "success_rate_mean",
+              "success_rate_std", "success_rate_min", "success_rate_max")
+SELECTION_REPORT_KEYS = PREDICTION_KEYS + GROUP_KEYS
+
+
+def selection_report(predicted, successes, trials) -> dict[str, float]:
+    """What every integration logs about one batch of selected prompts, under ``SELECTION_REPORT_KEYS``.
+
+    The union of ``prediction_metrics`` (``PREDICTION_KEYS``) and ``group_metrics`` (``GROUP_KEYS``),
+    so that runs on different frameworks log the same names (each adds its ``mopps/`` prefix).
+    ``predicted``: float (m,), the selector's predicted success rate of each prompt at selection
+    (posterior mean), or None when the selector made no prediction (the prediction keys are then nan);
+    ``successes``, ``trials``: float (m,), the observed evidence of the same prompts.
+    """
+    successes = as_float_array(successes, "successes")
+    trials = as_float_array(trials, "trials")
+    groups = group_metrics(successes, trials)
+    if predicted is None:
+        report = {name: float("nan") for name in PREDICTION_KEYS}
+    else:
+        report = prediction_metrics(predicted, successes, trials)
+    report.update(groups)
+    return report

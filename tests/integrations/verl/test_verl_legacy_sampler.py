@@ -167,3 +167,15 @@ def test_dataloader_checkpoint_restores_the_sampler_instead_of_replaying(dataset
         assert [int(info["index"]) for info in batch["extra_info"]] == expected
         restored.update(rollout_batch(batch, accs, seed=step))
     assert restored.selector.state_dict()["arrays"]["ids"] == sampler.selector.state_dict()["arrays"]["ids"]
+
+
+def test_prior_file_is_keyed_by_prompt_keys(dataset, tmp_path):
+    import json
+
+    prior = tmp_path / "index_score.json"
+    prior.write_text(json.dumps({"countdown/100": [1, 1, 1, 0], "countdown/101": [0, 0]}))
+    sampler = MoPPSCurriculumSampler(dataset, data_config(bandit_init_path=str(prior)))
+    np.testing.assert_allclose(sampler.selector.posterior(["countdown/100", "countdown/101"]), ([10.0, 1.0], [4.0, 7.0]))
+    prior.write_text(json.dumps({"100": [1, 0]}))  # bare extra_info.index: not a prompt key here
+    with pytest.raises(ValueError, match="bandit_init_path.*none of its"):
+        MoPPSCurriculumSampler(dataset, data_config(bandit_init_path=str(prior)))

@@ -13,6 +13,7 @@ import pytest
 from _verl_helpers import ScriptedRollouts, verl_rows
 
 pytest.importorskip("transfer_queue", reason="verl's V1 trainer needs TransferQueue (verl's verl-core extra)")
+from mopps.core.metrics import PREDICTION_KEYS, SELECTION_REPORT_KEYS  # noqa: E402
 from mopps.integrations.verl import trainer as trainer_module  # noqa: E402
 
 MoPPSTrainer = trainer_module.MoPPSTrainer
@@ -194,7 +195,11 @@ def test_three_sync_steps_learn_and_log_through_verls_metrics(write_parquet, ver
         metrics = {}
         trainer._compute_metrics(batch, metrics, {}, global_steps=step, epoch=0)
         assert metrics["mopps/observed_groups"] == 4 and metrics["mopps/candidates"] == 12
-        assert 0.0 <= metrics["mopps/group/zero_variance_frac"] <= 1.0
+        assert 0.0 <= metrics["mopps/zero_variance_frac"] <= 1.0
+        # The shared report's names (the same as TRL's) plus verl's own extras.
+        extras = {"mopps/candidates", "mopps/selected", "mopps/observed_groups", "mopps/posterior_size"}
+        extras |= {f"mopps/draw/{name}" for name in PREDICTION_KEYS}
+        assert set(metrics) == {f"mopps/{name}" for name in SELECTION_REPORT_KEYS} | extras
     assert trainer.selector.step == 3
     assert metrics["mopps/posterior_size"] == len(trainer.selector)
     alpha, beta = trainer.selector.posterior([f"countdown/{i}" for i in rollouts.sessions_by_index])

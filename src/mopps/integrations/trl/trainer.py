@@ -38,9 +38,9 @@ from trl import GRPOTrainer
 
 from mopps.core.evidence import aggregate_rollouts
 from mopps.core.id_index import INT_KIND, STR_KIND, first_duplicate, normalize_ids
-from mopps.core.metrics import group_metrics, prediction_metrics
+from mopps.core.metrics import GROUP_KEYS, selection_report
 from mopps.integrations.trl.candidates import CandidateStream
-from mopps.integrations.trl.config import MoPPSConfig, read_pass_counts
+from mopps.integrations.trl.config import MoPPSConfig
 from mopps.selectors import Selector
 from mopps.selectors.persistence import load_state
 
@@ -72,7 +72,7 @@ class MoPPSGRPOTrainer(GRPOTrainer):
                 f"train_dataset is a {type(dataset).__name__}; MoPPSGRPOTrainer needs a map-style "
                 "datasets.Dataset (the selector picks rows by position)"
             )
-        seed = self.mopps_config.seed if self.mopps_config.seed is not None else self.args.seed
+        seed = self.mopps_config.seed_or(self.args.seed)
         self.prompts_per_generation = self.args.generation_batch_size // self.num_generations
         if len(dataset) < self.prompts_per_generation:
             raise ValueError(
@@ -84,12 +84,13 @@ class MoPPSGRPOTrainer(GRPOTrainer):
         self._rows = self._remove_unused_columns(dataset, description="training")
         self._candidates = CandidateStream(
             len(dataset), self.mopps_config.num_candidates(self.prompts_per_generation, len(dataset)), seed)
-        self._success_rule = self.mopps_config.success()
+        self._success_rule = self.mopps_config.build_success_rule()
         self._success_column = self._reward_column(self.mopps_config.success_reward)
 
         self.selector = selector if selector is not None else self.mopps_config.build_selector(seed)
-        if self.mopps_config.bandit_init_path is not None:
-            self._apply_prior_file(self.mopps_config.bandit_init_path)
+        column = self.mopps_config.id_column
+        self.mopps_config.apply_prior_file(
+            self.selector, self._row_ids, "row positions" if column is None else f"train_dataset[{column!r}]")
 
         self.rollouts_scored = 0
         self._generations_selected = 0
@@ -175,28 +176,24 @@ class MoPPSGRPOTrainer(GRPOTrainer):
                 f"({self.prompts_per_generation} prompts x {self.num_generations} generations)"
             )
         evidence = aggregate_rollouts(self._ids_at(rollout_positions[scored]), signal[scored], self._success_rule)
-        self.selector.update(evidence.ids, evidence.successes, evidence.trials)
+        if not self.mopps_config.bandit_no_update:
+            self.selector.update(evidence.ids, evidence.successes, evidence.trials)
         self._awaiting_evidence = False
         self._generations_applied += 1
         self.rollouts_scored += int(scored.sum())
         self._record_evidence_metrics(evidence)
 
     def _record_evidence_metrics(self, evidence) -> None:
-        groups = group_metrics(evidence.successes, evidence.trials)
-        metrics = {
-            "zero_std_frac": groups["zero_variance_frac"],
-            "solve_all_frac": groups["solve_all_frac"],
-            "solve_none_frac": groups["solve_none_frac"],
-            "success_mean": groups["success_rate_mean"],
-        }
+        predicted = None
         if self._chosen_prediction is not None:
             predicted_by_id = dict(zip(_as_list(self._ids_at(self._chosen_positions)),
                                        self._chosen_prediction.tolist()))
             predicted = np.array([predicted_by_id[prompt_id] for prompt_id in _as_list(evidence.ids)])
-            quality = prediction_metrics(predicted, evidence.successes, evidence.trials)
-            metrics.update(spearman=quality["spearman"], pearson=quality["pearson"], brier=quality["brier"],
-                           pred_mean=quality["predicted_mean"])
-        self._record(metrics)
+        report = selection_report(predicted, evidence.successes, evidence.trials)
+        if predicted is None:
+            # A selector that predicts nothing would only feed nan into TRL's window averages.
+            report = {name: report[name] for name in GROUP_KEYS}
+        self._record(report)
 
     def _record(self, metrics: dict[str, float]) -> None:
         """Queue ``mopps/<name>`` metrics for TRL's next ``log`` (averaged over the logging window)."""
@@ -271,38 +268,6 @@ class MoPPSGRPOTrainer(GRPOTrainer):
         if name not in self.reward_func_names:
             raise ValueError(f"success_reward = {name!r}; reward functions are {self.reward_func_names}")
         return self.reward_func_names.index(name)
-
-    def _apply_prior_file(self, path: str) -> None:
-        initialize = getattr(self.selector, "initialize_from_pass_counts", None)
-        if initialize is None:
-            raise ValueError(
-                f"bandit_init_path = {path!r} but {type(self.selector).__name__} cannot take an offline prior"
-            )
-        keys, successes, trials = read_pass_counts(path)
-        if self._id_kind == STR_KIND:
-            ids = keys
-        else:
-            not_integer = [key for key in keys if not key.isdecimal()]
-            if not_integer:
-                raise ValueError(
-                    f"bandit_init_path = {path!r} has the key {not_integer[0]!r}, but prompt ids here are "
-                    "integers (row positions or an integer id_column)"
-                )
-            ids = [int(key) for key in keys]
-        if self._id_kind == STR_KIND:
-            matched = not set(ids).isdisjoint(self._row_ids)
-        else:
-            matched = bool(np.isin(np.asarray(ids, dtype=np.int64), self._row_ids).any())
-        if not matched:
-            # Keyed by other ids (e.g. the reference's extra_info.index against content-hash ids) the
-            # prior would seed prompts that never occur, and the run would silently start flat.
-            column = self.mopps_config.id_column
-            source = "row positions" if column is None else f"train_dataset[{column!r}]"
-            raise ValueError(
-                f"bandit_init_path = {path!r}: none of its {len(ids)} prompt ids (e.g. {keys[:1]}) is a prompt id "
-                f"here ({source}, e.g. {_as_list(self._row_ids[:1])}); key the file by the same ids as id_column"
-            )
-        initialize(ids, successes, trials, weight=self.mopps_config.bandit_init_weight)
 
 
 def _row_ids(dataset: Dataset, id_column: str | None):

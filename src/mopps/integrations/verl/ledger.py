@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mopps.core.metrics import group_metrics, prediction_metrics
+from mopps.core.metrics import prediction_metrics, selection_report
 
 
 class SelectionLedger:
@@ -42,16 +42,22 @@ class SelectionLedger:
                 self._settled.append((entry[1], entry[2], float(success), float(trial)))
 
     def pop_metrics(self) -> dict[str, float]:
-        """Metrics since the last call, named ``mopps/...``; resets the accumulators."""
+        """Metrics since the last call; resets the accumulators.
+
+        ``mopps/<name>`` for each name of ``mopps.core.metrics.selection_report`` (the same names as
+        the TRL adapter), ``mopps/draw/<name>`` for the prediction metrics of the Thompson draws, and
+        ``mopps/candidates``, ``mopps/selected``, ``mopps/observed_groups``.
+        """
         metrics = {f"mopps/{name}": float(count) for name, count in self._counts.items()}
         settled = np.asarray(self._settled, dtype=np.float64).reshape(-1, 4)
         draws, means, successes, trials = settled.T
         metrics["mopps/observed_groups"] = float(len(settled))
-        for prefix, predicted in (("draw", draws), ("mean", means)):
-            for name, value in prediction_metrics(predicted, successes, trials).items():
-                metrics[f"mopps/{prefix}/{name}"] = value
-        for name, value in group_metrics(successes, trials).items():
-            metrics[f"mopps/group/{name}"] = value
+        # The names every integration logs (predictions = posterior means at selection), then the
+        # same prediction metrics for the Thompson draws that were actually ranked.
+        for name, value in selection_report(means, successes, trials).items():
+            metrics[f"mopps/{name}"] = value
+        for name, value in prediction_metrics(draws, successes, trials).items():
+            metrics[f"mopps/draw/{name}"] = value
         self._settled = []
         self._counts = {"candidates": 0, "selected": 0}
         return metrics

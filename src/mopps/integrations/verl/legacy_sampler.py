@@ -54,9 +54,10 @@ class MoPPSCurriculumSampler(_SamplerBase):
         self.keys = dataset_keys(data_source)  # position -> key, checked unique
         if len(self.keys) < self.batch_size:
             raise ValueError(f"data.train_batch_size = {self.batch_size} exceeds the {len(self.keys)} training prompts")
-        self.selector = self.config.load_selector()
+        self.selector = self.config.build_selector()
+        self.config.apply_prior_file(self.selector, self.keys, "data_source/extra_info.index of the training set")
         self.ledger = SelectionLedger()
-        self.candidate_rng = np.random.default_rng([self.config.seed, 1])  # independent of the selector's
+        self.candidate_rng = np.random.default_rng([self.config.seed_or(0), 1])  # independent of the selector's
         self._permutation = self.candidate_rng.permutation(len(self.keys))
         self._cursor = 0
         self._chunk = np.zeros(0, dtype=np.int64)
@@ -78,7 +79,7 @@ class MoPPSCurriculumSampler(_SamplerBase):
 
     def _select_chunk(self) -> None:
         """Draw the candidates of the next batch and keep the B the selector picks."""
-        candidates = self._draw_candidates(min(self.config.ts_ratio * self.batch_size, len(self.keys)))
+        candidates = self._draw_candidates(self.config.num_candidates(self.batch_size, len(self.keys)))
         candidate_keys = [self.keys[position] for position in candidates]
         choice = self.selector.select(candidate_keys, self.batch_size)
         self._chunk = candidates[choice.index]
@@ -112,7 +113,7 @@ class MoPPSCurriculumSampler(_SamplerBase):
                 raise ValueError(f"batch.non_tensor_batch has no {field!r}; it has {sorted(rows)}")
         uids = [str(uid) for uid in rows["uid"]]
         key_of_uid = key_of_uid_from_rows(uids, keys_of_rows(rows["data_source"], rows["extra_info"]))
-        evidence = group_evidence(uids, self._rewards(batch), self.config.rule(), key_of_uid)
+        evidence = group_evidence(uids, self._rewards(batch), self.config.build_success_rule(), key_of_uid)
         if not self.config.bandit_no_update:
             self.selector.update(evidence.keys, evidence.successes, evidence.trials)
         self.ledger.settle(evidence.keys, evidence.successes, evidence.trials)

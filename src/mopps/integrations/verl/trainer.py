@@ -146,7 +146,7 @@ class MoPPSTrainer(PPOTrainerSync):
     def __init__(self, config) -> None:
         self.mopps_config = MoPPSVerlConfig.from_mapping(config.get("mopps"))
         require_rewards_before_sampling(config)
-        self.selector = self.mopps_config.load_selector()
+        self.selector = self.mopps_config.build_selector()
         self.ledger = SelectionLedger()
         super().__init__(config)
 
@@ -174,6 +174,8 @@ class MoPPSTrainer(PPOTrainerSync):
     def _init_dataloader(self) -> None:
         super()._init_dataloader()
         keys = dataset_keys(self.train_dataset)  # refuses missing or repeated extra_info.index
+        # Before verl's _load_checkpoint, so that a resumed run's own selector state wins.
+        self.mopps_config.apply_prior_file(self.selector, keys, "data_source/extra_info.index of the training set")
         logger.info("MoPPS: %d training prompts keyed by data_source/extra_info.index", len(keys))
 
     # -- selection, before rollout ---------------------------------------------------------------
@@ -181,7 +183,7 @@ class MoPPSTrainer(PPOTrainerSync):
     def _next_train_batch(self, num_prompts: int | None = None) -> TensorDict:
         """Fetch ``ts_ratio * num_prompts`` candidates and keep the ``num_prompts`` MoPPS selects."""
         num_prompts = num_prompts or self.config.data.train_batch_size
-        candidates = super()._next_train_batch(num_prompts * self.mopps_config.ts_ratio)
+        candidates = super()._next_train_batch(self.mopps_config.num_candidates(num_prompts))
         keys = keys_of_rows(list(candidates["data_source"]), list(candidates["extra_info"]))
         # Candidates that straddle an epoch boundary can repeat a prompt; offer each prompt once.
         unique_keys, first_rows = np.unique(np.asarray(keys, dtype=object).astype(str), return_index=True)
@@ -210,7 +212,7 @@ class MoPPSTrainer(PPOTrainerSync):
         """Update the posterior from one reward per rollout session (``uids`` (t,), ``rewards`` (t,))."""
         if not uids:
             return
-        evidence = group_evidence(uids, rewards, self.mopps_config.rule(), self.ledger.keys_of())
+        evidence = group_evidence(uids, rewards, self.mopps_config.build_success_rule(), self.ledger.keys_of())
         if not self.mopps_config.bandit_no_update:
             self.selector.update(evidence.keys, evidence.successes, evidence.trials)
         self.ledger.settle(evidence.uids, evidence.successes, evidence.trials)

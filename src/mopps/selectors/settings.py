@@ -1,0 +1,224 @@
+"""``ReferenceSettings``: the MoPPS reference's ``tasksampler.*`` settings, one definition for every adapter.
+
+The TRL config (``mopps.integrations.trl.MoPPSConfig``) and the verl ``mopps.*`` block
+(``mopps.integrations.verl.config.MoPPSVerlConfig``) both extend this dataclass with their own
+framework fields, so a key means the same thing, with the same default, in both. Names follow the
+reference (thu-rllab/MoPPS), so a value copied from the paper's scripts means the same thing here:
+
+==============================  ==================================================================
+reference ``tasksampler.*``     here
+==============================  ==================================================================
+``ts_ratio``                    ``ts_ratio``: candidates per step / prompts per step
+``framework`` (4 / 0)           ``bandit_sample_strategy`` ("topk"/"threshold"/... or "uniform")
+``bandit_target_mean``          ``bandit_target_mean``: gamma*, the success rate aimed at
+``bandit_decay_ratio``          ``bandit_decay_ratio``: lambda; 1.0 = plain counting
+``bandit_lower_bound``/``upper``  the "threshold" band
+``bandit_no_update``            ``bandit_no_update``: keep the prior, never learn
+``bandit_init`` + dir           ``bandit_init_path`` + ``bandit_init_weight``: pass-count prior file
+``bandit_load_dir``             ``bandit_load_path``: a ``MoPPS.save`` file to start from
+``acc >= 1``                    ``success_rule`` + ``success_threshold`` (+ the adapter's choice of
+                                the judged value)
+==============================  ==================================================================
+
+Defaults are neutral, those of ``mopps.MoPPS``; the paper tunes two per task: ``ts_ratio`` 8 and
+``bandit_decay_ratio`` 0.5 for Countdown and Geo3k, ``ts_ratio`` 16 and ``bandit_decay_ratio`` 1.0
+for MATH.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mopps.core.evidence import SuccessRule
+from mopps.core.id_index import STR_KIND, normalize_ids
+from mopps.selectors.mopps import STRATEGIES, MoPPS
+from mopps.selectors.persistence import load_state
+
+
+@dataclass
+class ReferenceSettings:
+    """The reference's selection settings, validated on construction (errors name the field).
+
+    ``ts_ratio``: float >= 1; each step draws ``round(ts_ratio * B)`` candidate prompts and the
+    selector keeps B (paper: 8 Countdown/Geo3k, 16 MATH); 1 turns selection off.
+    ``bandit_sample_strategy``, ``bandit_target_mean``, ``bandit_decay_ratio``,
+    ``bandit_lower_bound``, ``bandit_upper_bound``, ``prior_alpha``, ``prior_beta``: the arguments
+    ``strategy``, ``target``, ``discount``, ``band`` and ``prior`` of ``mopps.MoPPS`` (paper decay:
+    0.5 Countdown/Geo3k, 1.0 MATH; default 1.0 = plain counting, as ``MoPPS``).
+    ``bandit_no_update``: never update the posteriors (the reference's ablation switch).
+    ``bandit_init_path``: a JSON file ``{prompt_id: [0/1 result of each base-model sample, ...]}`` (the
+    reference's ``index_score.json``), keyed by the adapter's prompt ids; its pass counts seed the
+    posteriors with weight ``bandit_init_weight`` (reference: 3), see
+    ``MoPPS.initialize_from_pass_counts``. None or "" = no prior.
+    ``bandit_load_path``: a file written by ``MoPPS.save`` to start from; None or "" = fresh
+    posteriors. A checkpoint the framework resumes from wins over both files.
+    ``success_rule`` ("threshold" | "sign" | "fraction") and ``success_threshold``: how one rollout's
+    judged value becomes a success (``mopps.SuccessRule``; the reference counts ``acc >= 1``).
+    ``seed``: seed of the selector's generator (and of the adapter's candidate stream), or None for the
+    adapter's default (TRL: ``GRPOConfig.seed``; verl: 0).
+    """
+
+    ts_ratio: float = 8.0
+    bandit_sample_strategy: str = "topk"
+    bandit_target_mean: float = 0.5
+    bandit_decay_ratio: float = 1.0
+    bandit_lower_bound: float = 0.3
+    bandit_upper_bound: float = 0.7
+    bandit_no_update: bool = False
+    prior_alpha: float = 1.0
+    prior_beta: float = 1.0
+    bandit_init_path: str | None = None
+    bandit_init_weight: float = 3.0
+    bandit_load_path: str | None = None
+    success_rule: str = "threshold"
+    success_threshold: float = 1.0
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        self.ts_ratio = _number(self.ts_ratio, "ts_ratio")
+        if not (math.isfinite(self.ts_ratio) and self.ts_ratio >= 1.0):
+            raise ValueError(f"ts_ratio = {self.ts_ratio}; ts_ratio must be finite and >= 1")
+        if self.bandit_sample_strategy not in STRATEGIES:
+            raise ValueError(
+                f"bandit_sample_strategy = {self.bandit_sample_strategy!r}; must be one of {STRATEGIES}"
+            )
+        for name in ("bandit_target_mean", "bandit_decay_ratio", "bandit_lower_bound", "bandit_upper_bound"):
+            value = _number(getattr(self, name), name)
+            if not (0.0 <= value <= 1.0):
+                raise ValueError(f"{name} = {value}; {name} must lie in [0, 1]")
+            setattr(self, name, value)
+        if self.bandit_lower_bound > self.bandit_upper_bound:
+            raise ValueError(
+                f"bandit_lower_bound = {self.bandit_lower_bound} > bandit_upper_bound = "
+                f"{self.bandit_upper_bound}; the band must have lower <= upper"
+            )
+        if not isinstance(self.bandit_no_update, (bool, np.bool_)):
+            raise ValueError(f"bandit_no_update = {self.bandit_no_update!r}; bandit_no_update must be true or false")
+        for name in ("prior_alpha", "prior_beta"):
+            value = _number(getattr(self, name), name)
+            if not (math.isfinite(value) and value > 0.0):
+                raise ValueError(f"{name} = {value}; {name} must be finite and > 0")
+            setattr(self, name, value)
+        self.bandit_init_weight = _number(self.bandit_init_weight, "bandit_init_weight")
+        if not (math.isfinite(self.bandit_init_weight) and self.bandit_init_weight >= 0.0):
+            raise ValueError(f"bandit_init_weight = {self.bandit_init_weight}; bandit_init_weight must be finite and >= 0")
+        if self.bandit_init_path and self.bandit_load_path:
+            raise ValueError(
+                f"bandit_init_path = {self.bandit_init_path!r} and bandit_load_path = {self.bandit_load_path!r} "
+                "are both set; start either from a pass-count prior or from a saved selector"
+            )
+        if self.seed is not None and (isinstance(self.seed, bool) or int(self.seed) != self.seed or self.seed < 0):
+            raise ValueError(f"seed = {self.seed!r}; seed must be an integer >= 0 or None")
+        try:
+            self.build_success_rule()
+        except ValueError as error:
+            raise ValueError(f"success_rule / success_threshold: {error}") from None
+
+    # -- what the settings build -------------------------------------------------------------------
+
+    def seed_or(self, default: int) -> int:
+        """``seed``, or ``default`` when it is None."""
+        return int(self.seed) if self.seed is not None else int(default)
+
+    def num_candidates(self, prompts_per_step: int, available: int | None = None) -> int:
+        """Candidates drawn per step: ``round(ts_ratio * prompts_per_step)``, at most ``available``."""
+        count = int(round(self.ts_ratio * prompts_per_step))
+        return count if available is None else min(count, available)
+
+    def build_success_rule(self) -> SuccessRule:
+        """The ``SuccessRule`` that turns one rollout's judged value into a success."""
+        return SuccessRule(self.success_rule, self.success_threshold)
+
+    def build_selector(self, default_seed: int = 0) -> MoPPS:
+        """The starting ``MoPPS`` selector: fresh, or restored from ``bandit_load_path`` when set.
+
+        ``default_seed`` is used when ``seed`` is None. The pass-count prior (``bandit_init_path``)
+        needs the adapter's prompt ids; apply it with ``apply_prior_file``.
+        """
+        selector = MoPPS(prior=(self.prior_alpha, self.prior_beta), discount=self.bandit_decay_ratio,
+                         target=self.bandit_target_mean, strategy=self.bandit_sample_strategy,
+                         band=(self.bandit_lower_bound, self.bandit_upper_bound), seed=self.seed_or(default_seed))
+        if self.bandit_load_path:
+            selector.load_state_dict(load_state(self.bandit_load_path))
+        return selector
+
+    def apply_prior_file(self, selector, prompt_ids, where: str = "this dataset") -> None:
+        """Seed ``selector`` from ``bandit_init_path`` (no-op when unset).
+
+        ``prompt_ids``: the prompt ids the adapter will offer (int >= 0 array or list of str); the
+        file's keys are read as ids of the same kind. ``where`` says where those ids come from, for
+        errors. Raises ``ValueError`` when the selector cannot take a prior, a key is not an id of
+        that kind, or no key is one of ``prompt_ids`` (the prior would silently seed nothing).
+        """
+        path = self.bandit_init_path
+        if not path:
+            return
+        initialize = getattr(selector, "initialize_from_pass_counts", None)
+        if initialize is None:
+            raise ValueError(
+                f"bandit_init_path = {path!r} but {type(selector).__name__} cannot take an offline prior"
+            )
+        kind, known = normalize_ids(prompt_ids, "prompt_ids")
+        keys, successes, trials = read_pass_counts(path)
+        if kind == STR_KIND:
+            ids = keys
+            matched = not set(ids).isdisjoint(known)
+        else:
+            not_integer = [key for key in keys if not key.isdecimal()]
+            if not_integer:
+                raise ValueError(
+                    f"bandit_init_path = {path!r} has the key {not_integer[0]!r}, but prompt ids here are "
+                    f"integers ({where})"
+                )
+            ids = [int(key) for key in keys]
+            matched = bool(np.isin(np.asarray(ids, dtype=np.int64), known).any())
+        if not matched:
+            # Keyed by other ids (e.g. the reference's extra_info.index against content-hash ids) the
+            # prior would seed prompts that never occur, and the run would silently start flat.
+            example = list(known[:1]) if kind == STR_KIND else np.asarray(known[:1]).tolist()
+            raise ValueError(
+                f"bandit_init_path = {path!r}: none of its {len(ids)} prompt ids (e.g. {keys[:1]}) is a prompt id "
+                f"here ({where}, e.g. {example}); key the file by the same prompt ids"
+            )
+        initialize(ids, successes, trials, weight=self.bandit_init_weight)
+
+
+def read_pass_counts(path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Read a pass-count file ``{prompt_id: [result, ...]}`` (results 0/1 or fractions in [0, 1]).
+
+    Returns ``(keys, successes, trials)``: the prompt ids as the file's string keys (m,);
+    ``successes`` float (m,) = sum of results; ``trials`` float (m,) = number of results.
+    Raises ``ValueError`` naming the bad key.
+    """
+    with open(Path(path), encoding="utf-8") as handle:
+        data = json.load(handle)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object {{prompt_id: [results]}}, got {type(data).__name__}")
+    keys = list(data)
+    successes = np.zeros(len(keys))
+    trials = np.zeros(len(keys))
+    for position, key in enumerate(keys):
+        results = data[key]
+        if not isinstance(results, list) or not results:
+            raise ValueError(f"{path}: entry {key!r} must be a non-empty list of results")
+        values = np.asarray(results, dtype=np.float64)
+        if not np.all((values >= 0.0) & (values <= 1.0)):
+            raise ValueError(f"{path}: entry {key!r} has a result outside [0, 1]")
+        successes[position] = values.sum()
+        trials[position] = len(values)
+    return keys, successes, trials
+
+
+def _number(value, name: str) -> float:
+    """``value`` as a float; ``ValueError`` naming ``name`` for a bool or a non-number."""
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} = {value!r}; {name} must be a number")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} = {value!r}; {name} must be a number") from None

@@ -1,0 +1,126 @@
+"""``ReferenceSettings``: the reference's ``tasksampler.*`` keys shared by the TRL and verl adapters."""
+
+import json
+from dataclasses import fields
+
+import numpy as np
+import pytest
+
+from mopps import MoPPS, SuccessRule
+from mopps.selectors.settings import ReferenceSettings, read_pass_counts
+
+
+def test_defaults_are_those_of_mopps():
+    settings = ReferenceSettings()
+    selector = settings.build_selector()
+    default = MoPPS()
+    assert selector.state_dict()["config"] == default.state_dict()["config"]
+    assert settings.bandit_decay_ratio == 1.0 and settings.ts_ratio == 8.0 and settings.seed is None
+    assert settings.build_success_rule() == SuccessRule("threshold", 1.0)
+
+
+def test_keys_map_to_mopps_arguments():
+    settings = ReferenceSettings(bandit_sample_strategy="threshold", bandit_target_mean=0.4, bandit_decay_ratio=0.5,
+                                 bandit_lower_bound=0.2, bandit_upper_bound=0.9, prior_alpha=2.0, prior_beta=3.0,
+                                 seed=7)
+    selector = settings.build_selector(default_seed=99)
+    assert (selector.strategy, selector.target, selector.discount, selector.band) == ("threshold", 0.4, 0.5, (0.2, 0.9))
+    np.testing.assert_allclose(selector.posterior([5]), ([2.0], [3.0]))
+    # seed 7 wins over the adapter's default seed
+    same = MoPPS(prior=(2.0, 3.0), discount=0.5, target=0.4, strategy="threshold", band=(0.2, 0.9), seed=7)
+    assert selector.select(list(range(20)), 4).ids.tolist() == same.select(list(range(20)), 4).ids.tolist()
+    assert ReferenceSettings().seed_or(5) == 5 and ReferenceSettings(seed=2).seed_or(5) == 2
+
+
+def test_num_candidates_rounds_and_caps():
+    assert ReferenceSettings(ts_ratio=2.5).num_candidates(3) == 8
+    assert ReferenceSettings(ts_ratio=8).num_candidates(4, available=10) == 10
+    assert ReferenceSettings(ts_ratio=1).num_candidates(4, available=10) == 4
+
+
+@pytest.mark.parametrize("values, field", [
+    (dict(ts_ratio=0.5), "ts_ratio"),
+    (dict(ts_ratio=float("nan")), "ts_ratio"),
+    (dict(ts_ratio="eight"), "ts_ratio"),
+    (dict(ts_ratio=True), "ts_ratio"),
+    (dict(bandit_sample_strategy="best"), "bandit_sample_strategy"),
+    (dict(bandit_target_mean=1.5), "bandit_target_mean"),
+    (dict(bandit_decay_ratio=-0.1), "bandit_decay_ratio"),
+    (dict(bandit_lower_bound=0.8), "bandit_lower_bound"),
+    (dict(bandit_upper_bound=float("nan")), "bandit_upper_bound"),
+    (dict(bandit_no_update="yes"), "bandit_no_update"),
+    (dict(prior_alpha=0.0), "prior_alpha"),
+    (dict(prior_beta=float("inf")), "prior_beta"),
+    (dict(bandit_init_weight=-1.0), "bandit_init_weight"),
+    (dict(bandit_init_path="a.json", bandit_load_path="b.npz"), "bandit_init_path"),
+    (dict(success_rule="acc"), "success_rule"),
+    (dict(success_threshold=float("nan")), "success_threshold"),
+    (dict(seed=-1), "seed"),
+    (dict(seed=1.5), "seed"),
+])
+def test_bad_values_are_refused_naming_the_field(values, field):
+    with pytest.raises(ValueError, match=field):
+        ReferenceSettings(**values)
+
+
+def test_load_path_restores_a_saved_selector(tmp_path):
+    trained = MoPPS(discount=0.5, seed=3)
+    trained.update([1, 2], [3.0, 0.0], [4.0, 4.0])
+    trained.save(tmp_path / "selector.npz")
+    selector = ReferenceSettings(bandit_decay_ratio=0.5, bandit_load_path=str(tmp_path / "selector.npz")).build_selector()
+    np.testing.assert_allclose(selector.posterior([1, 2]), trained.posterior([1, 2]))
+    assert ReferenceSettings(bandit_load_path="").build_selector().posterior([1])[0].tolist() == [1.0]
+
+
+def test_prior_file_seeds_posteriors_with_its_weight(tmp_path):
+    prior = tmp_path / "index_score.json"
+    prior.write_text(json.dumps({"100": [1, 1, 1, 0], "101": [0, 0, 0, 0], "999": [1]}))
+    settings = ReferenceSettings(bandit_init_path=str(prior), bandit_init_weight=3.0)
+    selector = settings.build_selector()
+    settings.apply_prior_file(selector, np.arange(100, 110))
+    np.testing.assert_allclose(selector.posterior([100, 101]), ([10.0, 1.0], [4.0, 13.0]))
+    keyed = settings.build_selector()
+    ReferenceSettings(bandit_init_path=str(prior), bandit_init_weight=1.0).apply_prior_file(keyed, ["100", "x"])
+    np.testing.assert_allclose(keyed.posterior(["100"]), ([4.0], [2.0]))
+
+
+def test_prior_file_that_matches_nothing_or_the_wrong_kind_is_refused(tmp_path):
+    prior = tmp_path / "index_score.json"
+    prior.write_text(json.dumps({"q-100": [1, 0]}))
+    settings = ReferenceSettings(bandit_init_path=str(prior))
+    with pytest.raises(ValueError, match="q-100.*integers"):
+        settings.apply_prior_file(settings.build_selector(), np.arange(4), "row positions")
+    with pytest.raises(ValueError, match="bandit_init_path.*none of its 1 prompt ids.*here \\(the test set"):
+        settings.apply_prior_file(settings.build_selector(), ["a", "b"], "the test set")
+
+
+def test_unset_prior_file_changes_nothing():
+    selector = ReferenceSettings().build_selector()
+    ReferenceSettings(bandit_init_path="").apply_prior_file(selector, [1, 2])
+    assert len(selector) == 0
+
+
+def test_read_pass_counts(tmp_path):
+    path = tmp_path / "scores.json"
+    path.write_text(json.dumps({"a": [1, 0, 1], "b": [0.5]}))
+    keys, successes, trials = read_pass_counts(path)
+    assert keys == ["a", "b"]
+    np.testing.assert_allclose(successes, [2.0, 0.5])
+    np.testing.assert_allclose(trials, [3.0, 1.0])
+    for bad, match in (([], "non-empty"), ([2], "outside"), ("x", "non-empty")):
+        path.write_text(json.dumps({"k": bad}))
+        with pytest.raises(ValueError, match=match):
+            read_pass_counts(path)
+    path.write_text("[1]")
+    with pytest.raises(ValueError, match="JSON object"):
+        read_pass_counts(path)
+
+
+def test_both_adapters_share_the_fields_and_defaults():
+    trl = pytest.importorskip("mopps.integrations.trl.config")
+    from mopps.integrations.verl.config import MoPPSVerlConfig
+
+    shared = {field.name: field.default for field in fields(ReferenceSettings)}
+    for config in (trl.MoPPSConfig, MoPPSVerlConfig):
+        assert issubclass(config, ReferenceSettings)
+        assert {name: field.default for name, field in config.__dataclass_fields__.items() if name in shared} == shared
