@@ -67,3 +67,16 @@ def test_cache_dir_follows_environment(monkeypatch, tmp_path):
 def test_completion_mask_stops_after_first_eos():
     completions = torch.tensor([[1, EOS, 3, EOS], [2, 2, 2, 2]])
     assert completion_mask(completions).tolist() == [[1, 1, 0, 0], [1, 1, 1, 1]]
+
+
+def test_warm_start_does_not_depend_on_the_callers_thread_count(tiny):
+    config, policy = tiny
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        again = train_warm_start(config.warm_start)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.get_num_threads() == threads
+    for name, tensor in policy.state_dict().items():
+        assert torch.equal(tensor, again.state_dict()[name]), name
