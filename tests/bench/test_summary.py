@@ -1,11 +1,11 @@
 """Summary arithmetic: crossings, ratios, and the runner's determinism across worker processes."""
 
+import numpy as np
 import pytest
 
 from mopps.bench.presets import PRESETS, resolve
 from mopps.bench.runner import run_all
 from mopps.bench.summary import first_crossing, ratio, summarize_kind
-import numpy as np
 
 
 def test_first_crossing_interpolates_and_reports_never():

@@ -13,6 +13,8 @@ from dataclasses import replace
 
 from mopps.testbed.grpo import GRPOConfig
 
+_PROGRESS = None  # in a worker: the parent's queue, one item per finished step
+
 
 def _init_worker(progress) -> None:
     import torch
