@@ -179,3 +179,17 @@ def test_prior_file_is_keyed_by_prompt_keys(dataset, tmp_path):
     prior.write_text(json.dumps({"100": [1, 0]}))  # bare extra_info.index: not a prompt key here
     with pytest.raises(ValueError, match="bandit_init_path.*none of its"):
         MoPPSCurriculumSampler(dataset, data_config(bandit_init_path=str(prior)))
+
+
+def test_a_rejected_state_leaves_the_sampler_as_it_was(dataset):
+    sampler = MoPPSCurriculumSampler(dataset, data_config(ts_ratio=2))
+    batch = next(iter(loader(dataset, sampler)))
+    sampler.update(rollout_batch(batch, accs))
+    other = MoPPSCurriculumSampler(dataset, data_config(ts_ratio=2, seed=5))
+    before = other.state_dict()
+    broken = {**sampler.state_dict(), "candidate_rng": {"bit_generator": "PCG64", "state": "x"}}
+    with pytest.raises(ValueError, match="candidate_rng"):
+        other.load_state_dict(broken)
+    after = other.state_dict()
+    assert list(after["selector"]["arrays"]["ids"]) == list(before["selector"]["arrays"]["ids"])
+    assert after["candidate_rng"] == before["candidate_rng"] and after["cursor"] == before["cursor"]

@@ -157,12 +157,18 @@ class MoPPSCurriculumSampler(_SamplerBase):
         for field, current in (("num_prompts", len(self.keys)), ("batch_size", self.batch_size)):
             if state[field] != current:
                 raise ValueError(f"state['{field}'] = {state[field]} but this run has {current}")
-        self.selector.load_state_dict(state["selector"])
+        # Read everything that can fail before the selector (the last step) takes its new state, so a
+        # rejected state leaves the sampler as it was.
         rng = np.random.default_rng()
-        rng.bit_generator.state = state["candidate_rng"]
+        try:
+            rng.bit_generator.state = state["candidate_rng"]
+        except (TypeError, ValueError, KeyError) as error:
+            raise ValueError(f"state['candidate_rng'] is not a generator state: {error}") from None
+        permutation = np.asarray(state["permutation"], dtype=np.int64)
+        chunk = np.asarray(state["chunk"], dtype=np.int64)
+        cursor, chunk_cursor, yielded = int(state["cursor"]), int(state["chunk_cursor"]), int(state["yielded"])
+        self.selector.load_state_dict(state["selector"])
         self.candidate_rng = rng
-        self._permutation = np.asarray(state["permutation"], dtype=np.int64)
-        self._cursor = int(state["cursor"])
-        self._chunk = np.asarray(state["chunk"], dtype=np.int64)
-        self._chunk_cursor = int(state["chunk_cursor"])
-        self._yielded = int(state["yielded"])
+        self._permutation, self._cursor = permutation, cursor
+        self._chunk, self._chunk_cursor = chunk, chunk_cursor
+        self._yielded = yielded
