@@ -20,7 +20,8 @@ class MoPPSConfig(ReferenceSettings):
     """Prompt-selection settings of ``MoPPSGRPOTrainer``: ``ReferenceSettings`` (see there) plus
 
     ``success_reward``: the name of the reward function whose output ``success_rule`` judges (e.g. an
-    accuracy reward next to a format reward), or None for the weighted total reward GRPO trains on.
+    accuracy reward next to a format reward), or None for the `reward_weights`-weighted sum of all
+    reward functions (raw, before any per-function normalisation TRL applies).
     ``id_column``: dataset column with a stable, unique prompt id per row (int >= 0 or str), or None
     to key prompts by row position. Use a column when a prior file or a later run must match prompts.
 
