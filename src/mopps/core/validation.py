@@ -101,3 +101,14 @@ def check_band(band) -> tuple[float, float]:
     if low > high:
         raise ValueError(f"band = ({low}, {high}); band[0] must be <= band[1]")
     return low, high
+
+
+def generator_from_state(state, name: str) -> np.random.Generator:
+    """A new PCG64 ``numpy.random.Generator`` set to the saved ``bit_generator.state`` ``state``;
+    ``ValueError`` naming ``name`` if it is not such a state."""
+    generator = np.random.default_rng()
+    try:
+        generator.bit_generator.state = state
+    except (TypeError, ValueError, KeyError) as error:
+        raise ValueError(f"{name} is not a valid PCG64 generator state: {error}") from None
+    return generator

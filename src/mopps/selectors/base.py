@@ -22,7 +22,12 @@ import numpy as np
 
 from mopps.core.evidence import sum_by_id
 from mopps.core.id_index import STR_KIND, first_duplicate, normalize_ids
-from mopps.core.validation import check_count, check_observations, check_same_length
+from mopps.core.validation import (
+    check_count,
+    check_observations,
+    check_same_length,
+    generator_from_state,
+)
 
 STATE_FORMAT = "mopps.selector-state"
 STATE_VERSION = 1
@@ -145,11 +150,7 @@ class Selector(ABC):
         step = state["step"]
         if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
             raise ValueError(f"state['step'] = {step!r}; step must be a non-negative integer")
-        rng = np.random.default_rng()
-        try:
-            rng.bit_generator.state = state["rng"]
-        except (TypeError, ValueError, KeyError) as error:
-            raise ValueError(f"state['rng'] is not a valid PCG64 generator state: {error}") from None
+        rng = generator_from_state(state["rng"], "state['rng']")
         try:
             attributes = self._restored(state["arrays"])
         except (KeyError, TypeError, ValueError) as error:

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from mopps.core.validation import generator_from_state
 from mopps.integrations.verl.config import MoPPSVerlConfig
 from mopps.integrations.verl.evidence import group_evidence, key_of_uid_from_rows
 from mopps.integrations.verl.keys import dataset_keys, keys_of_rows
@@ -159,11 +160,7 @@ class MoPPSCurriculumSampler(_SamplerBase):
                 raise ValueError(f"state['{field}'] = {state[field]} but this run has {current}")
         # Read everything that can fail before the selector (the last step) takes its new state, so a
         # rejected state leaves the sampler as it was.
-        rng = np.random.default_rng()
-        try:
-            rng.bit_generator.state = state["candidate_rng"]
-        except (TypeError, ValueError, KeyError) as error:
-            raise ValueError(f"state['candidate_rng'] is not a generator state: {error}") from None
+        rng = generator_from_state(state["candidate_rng"], "state['candidate_rng']")
         permutation = np.asarray(state["permutation"], dtype=np.int64)
         chunk = np.asarray(state["chunk"], dtype=np.int64)
         cursor, chunk_cursor, yielded = int(state["cursor"]), int(state["chunk_cursor"]), int(state["yielded"])
