@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Countdown (Countdown-Tasks-3to4, first 2,000 prompts) with Qwen2.5-3B base, as in the MoPPS paper.
 #
-#   mopps data countdown --out "$DATA_DIR"          # train.parquet, test.parquet in verl's schema
+#   mopps data countdown --out "$DATA_DIR" --source hub   # train.parquet, test.parquet in verl's schema
 #   bash recipes/verl/countdown_qwen2.5-3b.sh mopps|uniform|ds [extra hydra overrides ...]
 #
 # Paper settings: B = 256, mini-batch 64, prompt/response 256/1024, ts_ratio 8, lambda 0.5.

@@ -29,7 +29,7 @@ def register(subparsers) -> None:
     parser.add_argument("--preset", default="recurring", choices=PRESET_NAMES,
                         help="recurring: paper's regime, prompts seen 10-30 times; fresh: large pool, "
                              "prompts seen at most a few times; tiny: seconds, for CI (default: recurring)")
-    parser.add_argument("--quick", action="store_true", help="one seed, half the steps (about 3 minutes on 2 cores)")
+    parser.add_argument("--quick", action="store_true", help="one seed, half the steps (under 2 minutes on 2 idle cores)")
     parser.add_argument("--seeds", type=_int_list, default=None, help="comma-separated RL seeds (default: the preset's)")
     parser.add_argument("--steps", type=int, default=None, help="GRPO steps per run (default: the preset's)")
     parser.add_argument("--selectors", default=None,
