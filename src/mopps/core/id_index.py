@@ -101,14 +101,22 @@ def first_duplicate(kind: str | None, ids) -> int:
                 return position
             seen.add(value)
         return -1
-    positions = np.arange(len(ids), dtype=np.int64)
-    if int(ids.max()) < max(1 << 24, 8 * len(ids)):
-        # Scatter positions into a scratch table: for a repeated id the earliest position wins
+    largest = int(ids.max())
+    if largest < 64 * len(ids) + 4096:
+        # Fast "all unique?" test: mark each id in a bool table; fewer marks than ids means a repeat.
+        # The table is at most ~64 entries per id, so counting it stays O(len(ids)).
+        marks = np.zeros(largest + 1, dtype=np.bool_)
+        marks[ids] = True
+        if np.count_nonzero(marks) == len(ids):
+            return -1
+    positions = np.arange(len(ids), dtype=np.int32)
+    if largest < max(1 << 24, 8 * len(ids)):
+        # Scatter positions into a table indexed by id: for a repeated id the earliest position wins
         # (reversed write order), so any later position that does not read itself back is a repeat.
         # np.empty touches only the pages that are written, so this is O(len(ids)).
-        scratch = np.empty(int(ids.max()) + 1, dtype=np.int64)
-        scratch[ids[::-1]] = positions[::-1]
-        repeated = scratch[ids] != positions
+        table = np.empty(largest + 1, dtype=np.int32)
+        table[ids[::-1]] = positions[::-1]
+        repeated = table[ids] != positions
     else:
         order = np.argsort(ids, kind="stable")
         sorted_ids = ids[order]
@@ -146,7 +154,7 @@ class IdIndex:
             )
 
     def find(self, kind: str | None, ids) -> np.ndarray:
-        """Slots of normalized ``ids`` as int64 (m,), -1 where an id is unknown."""
+        """Slots of normalized ``ids`` as an integer array (m,), -1 where an id is unknown."""
         if kind is None or self.kind is None:
             return np.full(len(ids), -1, dtype=np.int64)
         if kind == STR_KIND:
@@ -156,7 +164,7 @@ class IdIndex:
             slots = np.full(len(ids), -1, dtype=np.int64)
             inside = ids < len(self._slot_of_id)
             if inside.all():
-                return self._slot_of_id[ids].astype(np.int64)
+                return np.take(self._slot_of_id, ids)
             slots[inside] = self._slot_of_id[ids[inside]]
             return slots
         positions = np.searchsorted(self._sorted_keys, ids)

@@ -17,10 +17,15 @@ def _smallest(values: np.ndarray, k: int) -> np.ndarray:
     internals. O(n) plus a sort of the k chosen.
     """
     if k < len(values):
-        cut = values[np.argpartition(values, k - 1)[k - 1]]
-        below = np.flatnonzero(values < cut)
-        at_cut = np.flatnonzero(values == cut)[: k - len(below)]
-        chosen = np.concatenate([below, at_cut])
+        # Partition at k: the first k are the k smallest and entry k is the next one in order. Only a
+        # tie across the cut (rare for continuous draws) needs the slower position-ordered pass.
+        partition = np.argpartition(values, k)
+        chosen = partition[:k]
+        cut = values[chosen].max()
+        if values[partition[k]] == cut:
+            below = np.flatnonzero(values < cut)
+            at_cut = np.flatnonzero(values == cut)[: k - len(below)]
+            chosen = np.concatenate([below, at_cut])
     else:
         chosen = np.arange(len(values))
     order = np.lexsort((chosen, values[chosen]))

@@ -38,7 +38,7 @@ class PosteriorTable:
         alpha = self._alpha[:count]
         beta = self._beta[:count]
         if len(slots) and slots.min() >= 0:
-            return alpha[slots], beta[slots]
+            return np.take(alpha, slots), np.take(beta, slots)
         known = slots >= 0
         safe = np.where(known, slots, 0)
         if count == 0:
