@@ -4,7 +4,8 @@
 #   METHOD mopps   : MoPPS trainer (config/mopps_trainer.yaml), ts_ratio x B candidates, keep B.
 #   METHOD uniform : verl's own trainer and sampler (uniform shuffling), nothing of mopps but the reward.
 #   METHOD ds      : verl's built-in DAPO dynamic sampling (drop groups whose acc is all-equal, refill).
-# Environment: NNODES (1), N_GPUS_PER_NODE (8), TOTAL_EPOCHS, PROJECT (mopps-verl), LOGGER
+# Environment: DATA_DIR (train.parquet and test.parquet from `mopps data`), MODEL_PATH, NNODES (1),
+# N_GPUS_PER_NODE (8), TOTAL_EPOCHS, PROJECT (mopps-verl), LOGGER
 # (['console','wandb']), CKPT_ROOT ($HOME/ckpts/mopps), PYTHON (python3), DRY_RUN=1 prints the
 # command's arguments one per line instead of running it (the CPU tests compose them with hydra).
 
@@ -35,6 +36,9 @@ run_recipe() {
     actor_rollout_ref.rollout.val_kwargs.do_sample=True
     actor_rollout_ref.rollout.gpu_memory_utilization=0.7
     actor_rollout_ref.rollout.tensor_model_parallel_size=1
+    data.train_files="${DATA_DIR:?set DATA_DIR}/train.parquet"
+    data.val_files="$DATA_DIR/test.parquet"
+    actor_rollout_ref.model.path="${MODEL_PATH:?set MODEL_PATH}"
     data.shuffle=True
     data.filter_overlong_prompts=True
     data.truncation=error

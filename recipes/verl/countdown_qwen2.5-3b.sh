@@ -9,17 +9,14 @@
 set -euo pipefail
 METHOD=${1:?usage: $0 mopps|uniform|ds [hydra overrides ...]}
 shift
-DATA_DIR=${DATA_DIR:-$HOME/data/mopps/countdown}
-MODEL_PATH=${MODEL_PATH:-Qwen/Qwen2.5-3B}
+export DATA_DIR=${DATA_DIR:-$HOME/data/mopps/countdown}
+export MODEL_PATH=${MODEL_PATH:-Qwen/Qwen2.5-3B}
 export TOTAL_EPOCHS=${TOTAL_EPOCHS:-40}  # the reference's Countdown epoch count is not in our notes: set your budget
 source "$(cd "$(dirname "$0")" && pwd)/common.sh"
 run_recipe countdown-qwen2.5-3b "$METHOD" 8 0.5 \
-  data.train_files="$DATA_DIR/train.parquet" \
-  data.val_files="$DATA_DIR/test.parquet" \
   data.train_batch_size=256 \
   data.max_prompt_length=256 \
   data.max_response_length=1024 \
-  actor_rollout_ref.model.path="$MODEL_PATH" \
   actor_rollout_ref.actor.ppo_mini_batch_size=64 \
   actor_rollout_ref.actor.ppo_max_token_len_per_gpu=10240 \
   "$@"

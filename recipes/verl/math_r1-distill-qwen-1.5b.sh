@@ -10,17 +10,14 @@
 set -euo pipefail
 METHOD=${1:?usage: $0 mopps|uniform|ds [hydra overrides ...]}
 shift
-DATA_DIR=${DATA_DIR:-$HOME/data/mopps/math}
-MODEL_PATH=${MODEL_PATH:-deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B}
+export DATA_DIR=${DATA_DIR:-$HOME/data/mopps/math}
+export MODEL_PATH=${MODEL_PATH:-deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B}
 export TOTAL_EPOCHS=${TOTAL_EPOCHS:-40}
 source "$(cd "$(dirname "$0")" && pwd)/common.sh"
 run_recipe math-r1-distill-qwen-1.5b "$METHOD" 16 1.0 \
-  data.train_files="$DATA_DIR/train.parquet" \
-  data.val_files="$DATA_DIR/test.parquet" \
   data.train_batch_size=256 \
   data.max_prompt_length=1024 \
   data.max_response_length=8192 \
-  actor_rollout_ref.model.path="$MODEL_PATH" \
   actor_rollout_ref.actor.ppo_mini_batch_size=128 \
   actor_rollout_ref.actor.ppo_max_token_len_per_gpu=18432 \
   actor_rollout_ref.rollout.max_num_batched_tokens=18432 \
