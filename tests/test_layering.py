@@ -67,7 +67,7 @@ def test_import_mopps_loads_no_framework():
 def test_features_layer_loads_no_framework_until_it_runs():
     # `mopps features` is registered in the cli, so `mopps --help` must not pay for torch or pyarrow.
     code = (
-        "import sys, mopps.cli, mopps.features\n"
+        "import sys, mopps.cli, mopps.features, mopps.features.columns, mopps.features.embeddings\n"
         "heavy = [m for m in ('torch', 'transformers', 'datasets', 'pyarrow', 'pandas', 'tqdm') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )

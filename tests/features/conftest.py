@@ -10,16 +10,8 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 datasets = pytest.importorskip("datasets")
 
+from _math_rows import LEVELS, PROBLEMS, TYPES  # noqa: E402
 from mopps.tasks.prepare import prepare_countdown, prepare_math, write_prepared  # noqa: E402
-
-LEVELS = ["Level 1", "Level 3", "Level 5", "Level 3", "Level 2", "Level 5", "Level 1", "Level 3"]
-TYPES = ["Algebra", "Geometry", "Algebra", "Number Theory", "Algebra", "Geometry", "Precalculus", "Algebra"]
-PROBLEMS = [
-    "What is $1+1$?", "Find the area of a unit circle.", "Solve $x^2 = 4$ for positive $x$.",
-    "What is the remainder of 17 divided by 5?", "Compute $3 \\cdot 4$.",
-    "A square has side 3; what is its diagonal squared?", "Evaluate $\\cos 0$.",
-    "If $2y + 1 = 7$, what is $y$? Give your answer as an integer, please, and show the steps.",
-]
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from features.conftest import LEVELS, PROBLEMS, TYPES
+from _math_rows import LEVELS, PROBLEMS, TYPES
 from mopps.features import load_features, save_features
 from mopps.features.columns import column_features, encode_columns
 from mopps.integrations.verl.keys import prompt_key
@@ -17,7 +17,8 @@ def test_math_level_and_type_become_one_hot_columns_keyed_by_prompt_id(math_data
     frame = pd.read_parquet(math_data / "train.parquet")
     assert features.ids == [info["prompt_id"] for info in frame["extra_info"]]
     levels, types = sorted(set(LEVELS)), sorted(set(TYPES))
-    assert features.meta["columns"] == [f"extra_info.level={v}" for v in levels] + [f"extra_info.type={v}" for v in types]
+    names = [f"extra_info.level={v}" for v in levels] + [f"extra_info.type={v}" for v in types]
+    assert features.meta["columns"] == names
     assert features.X.dtype == np.float32 and features.X.shape == (8, len(levels) + len(types))
     expected = np.array([[lv == v for v in levels] + [ty == v for v in types] for lv, ty in zip(LEVELS, TYPES)])
     assert np.array_equal(features.X, expected.astype(np.float32))
