@@ -61,8 +61,6 @@ WALL_SAFETY_FACTOR = 30.0
 # The hard limit sits this many CPU seconds above the budget (then rounded up to whole seconds,
 # RLIMIT_CPU's unit), so the soft limit always fires first when Python code is running.
 HARD_LIMIT_MARGIN_S = 0.5
-# After the soft limit fired, SIGPROF repeats at this interval in case library code swallowed it.
-_SOFT_REPEAT_S = 0.05
 
 # Outcomes of one request. "ok" carries math-verify's verdict; all others carry none.
 OK = "ok"
@@ -129,8 +127,12 @@ _budget_hit = False
 
 
 def _on_cpu_budget(signum, frame) -> None:
-    global _budget_hit
+    # Raises at most once per request, so the exception can never surface outside the request's
+    # try block. Should library code swallow it, the request ends at the hard limit instead, and
+    # _budget_hit still turns a late verdict into "cpu_budget".
+    global _budget_armed, _budget_hit
     if _budget_armed:
+        _budget_armed = False
         _budget_hit = True
         raise _CpuBudgetExceeded
 
@@ -185,7 +187,7 @@ def grade_within_budget(golds: list[str], predicted: str, cpu_budget_s: float) -
     _budget_hit = False
     try:
         _budget_armed = True
-        signal.setitimer(signal.ITIMER_PROF, cpu_budget_s, _SOFT_REPEAT_S)
+        signal.setitimer(signal.ITIMER_PROF, cpu_budget_s)
         try:
             equal = bool(_verdict(golds, predicted))
         except Exception:  # noqa: BLE001 - math-verify's own policy: an error is "not equal"
@@ -194,11 +196,11 @@ def grade_within_budget(golds: list[str], predicted: str, cpu_budget_s: float) -
             _budget_armed = False
             signal.setitimer(signal.ITIMER_PROF, 0.0)
     except _CpuBudgetExceeded:
-        _budget_hit = True
+        equal = None
     finally:
         _set_cpu_limit(None)
     if _budget_hit:
-        equal = None
+        equal = None  # the work went past its budget, even if a library swallowed the exception
     return {
         "equal": equal,
         "status": CPU_BUDGET if _budget_hit else OK,
