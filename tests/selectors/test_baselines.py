@@ -75,8 +75,8 @@ def test_history_filter_never_skips_unseen_and_skips_zero_variance_history():
 def test_history_filter_adapts_skip_probabilities_toward_the_target():
     selector = HistoryFilter(target_zero_variance=0.2, initial_skip=0.5, adapt_step=0.1)
     selector.update(np.arange(10), np.full(10, 8.0), np.full(10, 8.0))  # all easy
-    assert selector.skip_easy == pytest.approx(0.6)
-    assert selector.skip_hard == pytest.approx(0.4)
+    assert selector.state.skip_easy == pytest.approx(0.6)
+    assert selector.state.skip_hard == pytest.approx(0.4)
     with pytest.raises(ValueError, match="min_skip"):
         HistoryFilter(min_skip=0.9, max_skip=0.1)
 
