@@ -20,11 +20,12 @@ ALLOWED = {
     "core": {"core"},
     "storage": {"core", "storage"},
     "selectors": {"core", "storage", "selectors"},
+    "loop": {"core", "storage", "selectors", "loop"},
     "testing": {"core", "storage", "selectors", "testing"},
-    "integrations": {"core", "storage", "selectors", "integrations"},
+    "integrations": {"core", "storage", "selectors", "loop", "integrations"},
     "tasks": {"tasks"},
-    "testbed": {"core", "storage", "selectors", "testbed"},
-    "bench": {"core", "storage", "selectors", "testbed", "bench"},
+    "testbed": {"core", "storage", "selectors", "loop", "testbed"},
+    "bench": {"core", "storage", "selectors", "loop", "testbed", "bench"},
 }
 CORE_THIRD_PARTY = {"numpy"}
 CORE_FORBIDDEN_STDLIB = {"os", "pathlib", "io", "shutil", "tempfile", "json", "pickle"}
@@ -62,7 +63,7 @@ def test_imports_point_down(layer):
 
 def test_import_mopps_loads_no_framework():
     code = (
-        "import sys, mopps, mopps.selectors, mopps.core.metrics, mopps.storage, mopps.testing\n"
+        "import sys, mopps, mopps.selectors, mopps.core.metrics, mopps.storage, mopps.testing, mopps.loop\n"
         "heavy = [m for m in ('torch', 'trl', 'verl', 'ray', 'transformers', 'datasets', 'scipy')"
         " if m in sys.modules]\n"
         "assert not heavy, heavy\n"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mopps import DynamicSampling, HistoryFilter, MoPPS, Oracle, Uniform
+from mopps import HistoryFilter, MoPPS, Oracle, Uniform
 
 
 def true_rate(ids) -> np.ndarray:
@@ -23,7 +23,6 @@ SELECTORS = {
     "uniform": (lambda seed: Uniform(seed=seed), {}),
     "oracle": (lambda seed: Oracle(true_rate, seed=seed), {"success_rate": true_rate}),
     "history": (lambda seed: HistoryFilter(seed=seed), {}),
-    "dynamic_sampling": (lambda seed: DynamicSampling(max_num_gen_batches=4, seed=seed), {}),
 }
 
 # Selectors that key learned state by prompt id, so they fix the id kind at first use.
