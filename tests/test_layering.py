@@ -1,6 +1,7 @@
 """Imports point down: cli -> bench -> testbed -> loop -> selectors -> storage -> core;
 integrations -> loop; testing (the public conformance checker) -> selectors; tasks depends on nothing
-of ours; core imports numpy and the standard library only (no I/O: files go through storage).
+of ours; features (beside tasks) depends on core and storage only and may be used by integrations,
+testbed and bench; core imports numpy and the standard library only (no I/O: files go through storage).
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ ALLOWED = {
     "selectors": {"core", "storage", "selectors"},
     "loop": {"core", "storage", "selectors", "loop"},
     "testing": {"core", "storage", "selectors", "testing"},
-    "integrations": {"core", "storage", "selectors", "loop", "integrations"},
+    "integrations": {"core", "storage", "selectors", "loop", "features", "integrations"},
     "tasks": {"tasks"},
-    "testbed": {"core", "storage", "selectors", "loop", "testbed"},
-    "bench": {"core", "storage", "selectors", "loop", "testbed", "bench"},
+    "features": {"core", "storage", "features"},
+    "testbed": {"core", "storage", "selectors", "loop", "features", "testbed"},
+    "bench": {"core", "storage", "selectors", "loop", "features", "testbed", "bench"},
 }
 CORE_THIRD_PARTY = {"numpy"}
 CORE_FORBIDDEN_STDLIB = {"os", "pathlib", "io", "shutil", "tempfile", "json", "pickle"}
@@ -63,9 +65,20 @@ def test_imports_point_down(layer):
 
 def test_import_mopps_loads_no_framework():
     code = (
-        "import sys, mopps, mopps.selectors, mopps.core.metrics, mopps.storage, mopps.testing, mopps.loop\n"
+        "import sys, mopps, mopps.selectors, mopps.core.metrics, mopps.storage, mopps.testing, mopps.loop,"
+        " mopps.features\n"
         "heavy = [m for m in ('torch', 'trl', 'verl', 'ray', 'transformers', 'datasets', 'scipy')"
         " if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_features_layer_loads_no_framework_until_it_runs():
+    # `mopps features` is registered in the cli, so `mopps --help` must not pay for torch or pyarrow.
+    code = (
+        "import sys, mopps.cli, mopps.features, mopps.features.columns, mopps.features.embeddings\n"
+        "heavy = [m for m in ('torch', 'transformers', 'datasets', 'pyarrow', 'pandas', 'tqdm') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
