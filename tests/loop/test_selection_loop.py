@@ -98,6 +98,25 @@ def test_bad_input_is_refused_and_nothing_changes(call, named):
     assert_same(loop.state_dict(), before)
 
 
+def test_a_failing_selector_does_not_advance_the_stream():
+    from mopps import Oracle
+
+    broken = {"on": True}
+
+    def rates(ids):
+        if broken["on"]:
+            raise RuntimeError("rate service down")
+        return np.full(len(ids), 0.5)
+
+    loop = make_loop(Oracle(rates), ts_ratio=2)
+    before = loop.state_dict()
+    with pytest.raises(RuntimeError):
+        loop.next(3)
+    assert_same(loop.state_dict(), before)
+    broken["on"] = False
+    assert loop.next(3).candidates.tolist() == make_loop(ts_ratio=2).next(3).candidates.tolist()
+
+
 def test_candidates_and_selector_draw_from_independent_streams():
     mopps_loop, uniform_loop = make_loop(MoPPS(seed=0), ts_ratio=3, seed=5), make_loop(Uniform(seed=0), ts_ratio=3, seed=5)
     for _ in range(4):

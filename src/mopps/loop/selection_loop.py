@@ -129,8 +129,14 @@ class SelectionLoop:
         k = check_integer(k, "k", minimum=1)
         if k > len(self):
             raise ValueError(f"k = {k} > {len(self)} prompts in the dataset")
+        position = (self.stream.epoch, self.stream.offset)
         candidates = self.stream.next(min(int(round(self.ts_ratio * k)), len(self)))
-        selection = self.selector.select(self.ids_at(candidates), k)
+        try:
+            selection = self.selector.select(self.ids_at(candidates), k)
+        except BaseException:
+            # A selector that fails (e.g. an oracle's rate function) must not cost the stream a batch.
+            self.stream.epoch, self.stream.offset = position
+            raise
         positions = candidates[selection.index]
         predicted = None if selection.predicted_rate is None else selection.predicted_rate[selection.index]
         self.step += 1
