@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from mopps.core.id_index import STR_KIND, IdIndex
+from mopps.core.id_index import STR_KIND, IdLookup
 from mopps.core.posterior import discounted_update
 
 
@@ -43,48 +43,6 @@ class PosteriorState(NamedTuple):
 def empty_posteriors() -> PosteriorState:
     """The record of a table that knows no prompt."""
     return PosteriorState(None, np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0))
-
-
-class IdLookup:
-    """The ``IdIndex`` of a record's ids, rebuilt only when the record's ids object changes.
-
-    Records are immutable tuples, so "the ids object changed" means "another record": a loaded state
-    gets a fresh index; records grown by ``extend_ids`` keep theirs (it was grown in step).
-    """
-
-    def __init__(self) -> None:
-        self._ids: Any = None
-        self._index = IdIndex()
-
-    def index(self, kind: str | None, ids) -> IdIndex:
-        """The index of ``ids`` (kind ``kind``); slots are positions in ``ids``."""
-        if ids is not self._ids:
-            self._index = IdIndex.from_ids(kind, ids)
-            self._ids = ids
-        return self._index
-
-    def extend_ids(self, kind: str, known_ids, ids) -> tuple[np.ndarray, Any, int]:
-        """Slots of normalized, unique ``ids`` among ``known_ids`` (kind ``kind``), unknown ones appended.
-
-        Returns ``(slots (m,), ids_after, n_new)``: ``ids_after`` is ``known_ids`` followed by the
-        unknown ids in order (a new object when ``n_new > 0``, else ``known_ids`` itself).
-        """
-        index = self.index(kind, known_ids)
-        index.check_kind(kind, "ids")
-        before = len(index)
-        slots = index.insert(kind, ids)
-        added = slots >= before
-        n_new = int(added.sum())
-        if n_new == 0:
-            return slots, known_ids, 0
-        order = np.argsort(slots[added], kind="stable")
-        if kind == STR_KIND:
-            new = [ids[position] for position in np.flatnonzero(added)[order]]
-            ids_after = list(known_ids) + new
-        else:
-            ids_after = np.concatenate([np.asarray(known_ids, dtype=np.int64), ids[added][order]])
-        self._ids = ids_after
-        return slots, ids_after, n_new
 
 
 def gather(state: PosteriorState, lookup: IdLookup, kind, ids, prior_alpha: float,

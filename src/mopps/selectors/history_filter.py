@@ -18,8 +18,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from mopps.core.id_index import STR_KIND, first_duplicate, normalize_ids
-from mopps.core.table import IdLookup
+from mopps.core.id_index import STR_KIND, IdLookup, first_duplicate, normalize_ids
 from mopps.core.validation import as_float_array, check_probability
 from mopps.selectors.base import Selector
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from mopps.core import table
-from mopps.core.id_index import first_duplicate, normalize_ids
+from mopps.core.id_index import IdLookup, first_duplicate, normalize_ids
 from mopps.core.posterior import credible_interval, posterior_mean, thompson_sample
 from mopps.core.selection import (
     largest_learnability,
@@ -29,7 +29,7 @@ from mopps.core.selection import (
     topk_toward_target,
     uniform_choice,
 )
-from mopps.core.table import IdLookup, PosteriorState
+from mopps.core.table import PosteriorState
 from mopps.core.validation import (
     as_float_array,
     check_band,
