@@ -80,7 +80,7 @@ class ReferenceSettings:
     ``features_path``: a feature file (``mopps.features``, e.g. from ``mopps features``) keyed by the
     adapter's prompt ids; ``features_column``: a dataset column holding one float vector per prompt.
     Either hands each prompt's features to a selector that takes them (``add_features``); None or
-    "" = none. Both may be set (the file is added after the column, so it wins for a prompt in both).
+    "" = none; not both (a prompt's features come from one source).
     """
 
     ts_ratio: float = 8.0
@@ -149,6 +149,9 @@ class ReferenceSettings:
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"{name} = {value!r}; {name} must be a string (or None)")
+        if self.features_path and self.features_column:
+            raise ValueError(f"features_path = {self.features_path!r} and features_column = {self.features_column!r} "
+                             "are both set; take each prompt's features from one source")
 
     # -- what the settings build -------------------------------------------------------------------
 
