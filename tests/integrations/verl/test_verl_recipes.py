@@ -47,3 +47,24 @@ def test_recipes_compose_with_the_papers_settings(script, ts_ratio, decay):
         assert config.actor_rollout_ref.rollout.n == 8
         assert config.actor_rollout_ref.actor.clip_ratio_high == 0.28
         assert config.data.train_batch_size == 256
+
+
+def test_the_yaml_lists_every_setting_with_the_shared_default():
+    # One source of truth: the recipe's mopps block is MoPPSVerlConfig's fields, at their defaults
+    # (ReferenceSettings', which TRL's config shares), with the same names.
+    from dataclasses import fields
+
+    import yaml
+
+    block = yaml.safe_load((RECIPES / "config" / "mopps_trainer.yaml").read_text())["mopps"]
+    assert block == {field.name: field.default for field in fields(MoPPSVerlConfig)}
+
+
+def test_a_selector_class_and_its_kwargs_compose_as_overrides():
+    with initialize_config_dir(config_dir=str(RECIPES / "config"), version_base=None):
+        config = compose("mopps_trainer", overrides=[
+            "mopps.selector_class=mopps.HistoryFilter", "mopps.selector_kwargs={target_zero_variance: 0.1}",
+            "mopps.features_column=extra_info.embedding"])
+    settings = MoPPSVerlConfig.from_mapping(config.mopps)
+    assert settings.selector_kwargs == {"target_zero_variance": 0.1}
+    assert settings.checked_selector().state_dict()["config"]["target_zero_variance"] == 0.1
