@@ -88,7 +88,8 @@ class ScriptedRollouts:
         self.multi_output = set(multi_output)
         self.rng = np.random.default_rng(seed)
         self.sessions_by_index: dict[int, int] = defaultdict(int)
-        self.uids: list[str] = []
+        self.uids: list[str] = []  # every submitted group, in order
+        self.submitted_indices: list[int] = []  # and its prompt's extra_info.index
 
     def generate_sequences(self, batch) -> None:
         writes = []
@@ -97,6 +98,7 @@ class ScriptedRollouts:
             accs = self.outcomes(index)
             self.sessions_by_index[index] += len(accs)
             self.uids.append(uid)
+            self.submitted_indices.append(index)
             verdicts = self.verdicts(index) if self.verdicts else None
             for session, acc in enumerate(accs):
                 outputs = 2 if (index in self.multi_output and session == 0) else 1

@@ -324,3 +324,41 @@ def test_features_from_a_file_keyed_by_verl_prompt_keys(write_parquet, verl_conf
     save_features(path, ["other/1"], np.ones((1, 2), dtype=np.float32), {"source": "test"})
     with pytest.raises(ValueError, match="none of its 1 ids .* is a training prompt key"):
         build_trainer(config)
+
+
+def test_refill_keeps_informative_groups_chosen_by_the_selector_and_learns_from_all(write_parquet, verl_config,
+                                                                                     memory_queue):
+    # mopps.max_num_gen_batches: mopps.Refill assembles the batch (selection-guided dynamic sampling).
+    config = verl_config(write_parquet(verl_rows(40)), batch_size=4, ts_ratio=2, bandit_decay_ratio=1.0,
+                         max_num_gen_batches=6)
+    trainer = build_trainer(config)
+    trainer.agent_loop_manager = rollouts = ScriptedRollouts(memory_queue, outcomes)
+    batch, metrics = run_step(trainer, 1)
+
+    trained = {key.split("_")[0] for key in batch.keys}
+    indices_of_uid = dict(zip(rollouts.uids, rollouts.submitted_indices))
+    assert len(trained) == 4 and all(0 < sum(outcomes(indices_of_uid[uid])) < len(outcomes(indices_of_uid[uid]))
+                                     for uid in trained)
+    rounds = metrics["mopps/generation_batches"]
+    assert 2 <= rounds < 6 and len(rollouts.uids) == 4 * rounds and trainer.loop.step == rounds
+    assert metrics["mopps/kept_groups"] == 4 and metrics["mopps/selected"] == 4 * rounds
+    assert metrics["mopps/generated_rollouts"] == sum(rollouts.sessions_by_index.values())
+    # every generated group taught the selector, kept or not; the rest were cleared from the queue
+    alpha, beta = trainer.selector.posterior([f"countdown/{i}" for i in rollouts.sessions_by_index])
+    assert (alpha + beta - 2.0).sum() == sum(rollouts.sessions_by_index.values())
+    assert memory_queue.tags["train"] == {}
+
+
+def test_refill_at_its_cap_trains_on_the_last_generation_batch(write_parquet, verl_config, memory_queue):
+    config = verl_config(write_parquet(verl_rows(40)), batch_size=4, ts_ratio=2, max_num_gen_batches=3)
+    trainer = build_trainer(config)
+    trainer.agent_loop_manager = rollouts = ScriptedRollouts(memory_queue, lambda index: [1.0, 1.0, 1.0])
+    batch, metrics = run_step(trainer, 1)
+    assert (metrics["mopps/generation_batches"], metrics["mopps/kept_groups"]) == (3, 0)
+    assert {key.split("_")[0] for key in batch.keys} == set(rollouts.uids[-4:])
+    assert memory_queue.tags["train"] == {}
+
+
+def test_refill_refuses_verls_own_dapo_filter(write_parquet, verl_config):
+    with pytest.raises(ValueError, match="algorithm.filter_groups.enable=False"):
+        MoPPSTrainer(verl_config(write_parquet(verl_rows(16)), dapo=True, max_num_gen_batches=4))

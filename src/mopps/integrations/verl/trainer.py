@@ -13,6 +13,10 @@ The trainer translates between verl and one ``mopps.SelectionLoop`` (which decid
 3. ``loop.save`` writes the loop's state (selector, candidate stream, open predictions) into each
    ``global_step_N/`` checkpoint folder before verl marks it as the latest; ``loop.load`` resumes it.
 
+With ``mopps.max_num_gen_batches`` > 0 the training batch is assembled by ``mopps.Refill`` instead of
+verl's DAPO filter: generation batches of B prompts chosen by the loop, each rolled out to the end and
+observed, until B groups with unequal successes are kept or the cap is hit (``_refill_sample``).
+
 verl looks trainers up in the Ray actor that runs ``TaskRunnerV1``, so this module must be imported
 there: set ``+ray_kwargs.ray_init.runtime_env.worker_process_setup_hook=
 mopps.integrations.verl.trainer.setup_worker`` (the recipes' ``mopps_trainer.yaml`` does).
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 from collections import Counter
 
@@ -37,6 +42,7 @@ from verl.utils.dataset.rl_dataset import collate_fn
 from verl.utils.fs import local_mkdir_safe
 
 from mopps.integrations.verl.config import SCORE_KEY, VERDICT_KEY, MoPPSVerlConfig, verdict_mask
+from mopps.loop import Batch, Refill
 from mopps.selectors.base import Selector
 from mopps.storage import load_state
 
@@ -117,10 +123,12 @@ class ObservingReplayBuffer(ReplayBuffer):
     right after it reads the queue's metadata and before it evicts (DAPO filter), samples or discards
     any group. ``on_finished(groups, uids (t,), rewards (t,), has_verdict (t,))`` receives the set of
     groups (uids) that finished and one entry per rollout session of theirs (a failed group may have
-    none). Built with ``adopt`` from the buffer verl made."""
+    none). With ``fill`` (``fill(buffer, batch_size) -> (KVBatchMeta, metrics)``) the training batch
+    is assembled by it instead, and nothing is reported (``fill`` observes its own rollouts). Built
+    with ``adopt`` from the buffer verl made."""
 
     @classmethod
-    def adopt(cls, buffer: ReplayBuffer, on_finished, reward_key: str) -> "ObservingReplayBuffer":
+    def adopt(cls, buffer: ReplayBuffer, on_finished, reward_key: str, fill=None) -> "ObservingReplayBuffer":
         """Wrap a buffer verl has already built: verl passes mode-dependent DAPO arguments
         (``filter_groups_metric``, refill sizes) that this adapter should not re-derive."""
         if type(buffer) is not ReplayBuffer:
@@ -129,11 +137,27 @@ class ObservingReplayBuffer(ReplayBuffer):
         observing.__dict__.update(buffer.__dict__)
         observing._on_finished = on_finished
         observing._reward_key = reward_key
+        observing._fill = fill
         observing._reported = set()
         return observing
 
+    def sample(self, global_steps: int, partition_id: str, batch_size: int):
+        if self._fill is None or partition_id != TRAIN_PARTITION:
+            return super().sample(global_steps, partition_id, batch_size)
+        return self._fill(self, batch_size)
+
+    def wait_for(self, groups: set[str]) -> None:
+        """Poll the queue until every one of ``groups`` (uids) has finished or failed."""
+        while True:
+            self._sync_metadata_from_transfer_queue()
+            if groups <= self.finished_keys[TRAIN_PARTITION] | self.failure_keys[TRAIN_PARTITION]:
+                return
+            time.sleep(self.poll_interval)
+
     def _sync_metadata_from_transfer_queue(self) -> None:
         super()._sync_metadata_from_transfer_queue()
+        if self._fill is not None:
+            return
         terminal = self.finished_keys[TRAIN_PARTITION] | self.failure_keys[TRAIN_PARTITION]
         self._reported &= terminal  # a cleared group never comes back, so forget it
         fresh = terminal - self._reported
@@ -158,6 +182,7 @@ class MoPPSTrainer(PPOTrainerSync):
         require_rewards_before_sampling(config)
         self.selector = self.mopps_config.checked_selector(selector)  # the loop's, once built
         self.loop = None  # built with the dataset (_init_dataloader)
+        self.refill = None  # mopps.Refill over the loop when mopps.max_num_gen_batches > 0
         self._prompt_of_uid: dict[str, str] = {}  # uid -> prompt key of every group not yet read back
         self._finished: list[tuple[list[str], np.ndarray, np.ndarray]] = []  # rollouts read, not yet observed
         self._selected = Counter()  # mopps/candidates and mopps/selected of this step
@@ -180,21 +205,39 @@ class MoPPSTrainer(PPOTrainerSync):
                 "trainer.v1.sampler.custom_sampler is set; the MoPPS trainer needs verl's own replay buffer "
                 "to see rewards before filtering"
             )
-        return ObservingReplayBuffer.adopt(
-            super()._build_replay_buffer(), on_finished=self._rollouts_finished, reward_key=self.mopps_config.reward_key
-        )
+        fill = None
+        if self.mopps_config.max_num_gen_batches:
+            filter_groups = self.config.algorithm.get("filter_groups") or {}
+            if filter_groups.get("enable", False):
+                raise ValueError(
+                    f"mopps.max_num_gen_batches = {self.mopps_config.max_num_gen_batches} runs dynamic sampling "
+                    "itself (mopps.Refill); set algorithm.filter_groups.enable=False, or mopps.max_num_gen_batches=0 "
+                    "to keep verl's DAPO filter"
+                )
+            fill = self._refill_sample
+        return ObservingReplayBuffer.adopt(super()._build_replay_buffer(), on_finished=self._rollouts_finished,
+                                           reward_key=self.mopps_config.reward_key, fill=fill)
 
     def _init_dataloader(self) -> None:
         super()._init_dataloader()  # verl's dataset (filtered, sub-sampled); its train dataloader stays unused
         # Before verl's _load_checkpoint, so that a resumed run's own loop state wins over the prior file.
         self.loop = self.mopps_config.build_loop(self.train_dataset, self.selector)
+        if self.mopps_config.max_num_gen_batches:
+            self.refill = Refill(self.loop, self.mopps_config.max_num_gen_batches)
         logger.info("MoPPS: %d training prompts keyed by data_source/extra_info.index", len(self.loop))
 
     # -- selection, before rollout ---------------------------------------------------------------
 
     def _next_train_batch(self, num_prompts: int | None = None) -> TensorDict:
         """The ``num_prompts`` rows the loop chooses, as verl's dataloader would hand them over."""
-        batch = self.loop.next(num_prompts or self.config.data.train_batch_size)
+        return self._rows_of(self.loop.next(num_prompts or self.config.data.train_batch_size))
+
+    def prepare_step(self) -> dict:
+        # With Refill, sampling submits each generation batch itself (_refill_sample).
+        return {} if self.refill is not None else super().prepare_step()
+
+    def _rows_of(self, batch: Batch) -> TensorDict:
+        """The dataset rows of a loop ``batch`` as verl's dataloader hands them over, each with a fresh uid."""
         self._selected.update(batch.metrics())
         rows = collate_fn([self.train_dataset[int(position)] for position in batch.positions])
         uids = [str(uuid.uuid4()) for _ in range(len(batch))]  # as verl's _fetch_one_gen_batch
@@ -209,8 +252,14 @@ class MoPPSTrainer(PPOTrainerSync):
     def _rollouts_finished(self, groups: set[str], uids: list[str], rewards: np.ndarray,
                            has_verdict: np.ndarray) -> None:
         """Keep one reward per finished rollout session (``uids``, ``rewards``, ``has_verdict`` (t,)) of
-        the finished ``groups``, keyed by its group's prompt, for ``observe_finished``. A group that
-        failed without any session result is one rollout without a verdict (it closes the prediction)."""
+        the finished ``groups``, keyed by its group's prompt, for ``observe_finished``."""
+        self._finished.append(self._rollout_records(groups, uids, rewards, has_verdict))
+
+    def _rollout_records(self, groups: set[str], uids: list[str], rewards: np.ndarray,
+                         has_verdict: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """``(prompt keys, rewards, has_verdict)`` per rollout session of the finished ``groups``, as
+        ``loop.observe`` takes them; the groups' uids are forgotten. A group that failed without any
+        session result is one rollout without a verdict (it closes the prediction)."""
         unknown = sorted(groups - self._prompt_of_uid.keys())
         if unknown:
             raise ValueError(f"uid {unknown[0]!r} has no prompt key; every rolled-out uid must come from a selection")
@@ -220,7 +269,33 @@ class MoPPSTrainer(PPOTrainerSync):
             del self._prompt_of_uid[uid]
         rewards = np.concatenate([rewards, np.full(len(empty), np.nan)])
         has_verdict = np.concatenate([has_verdict, np.zeros(len(empty), dtype=bool)])
-        self._finished.append((prompts, rewards, has_verdict))
+        return prompts, rewards, has_verdict
+
+    def _refill_sample(self, buffer: ObservingReplayBuffer, batch_size: int):
+        """verl's training batch from ``mopps.Refill``: generation batches of ``batch_size`` prompts the
+        loop chooses, each submitted, waited for and observed, until ``batch_size`` informative groups
+        are kept or ``mopps.max_num_gen_batches`` batches were generated. The other groups are cleared
+        from the queue. At the cap the batch holds what was kept (verl pads a short batch); if nothing
+        was, the last generation batch is trained on as is. Returns ``(KVBatchMeta, metrics)``: the
+        refill's counts and the ``mopps/*`` metrics of the step's first generation batch."""
+        uids_of_round: list[list[str]] = []
+
+        def roll_out(batch: Batch):
+            rows = self._rows_of(batch)
+            self._submit_batch_to_rollout(rows)
+            uids_of_round.append(list(rows["uid"]))
+            groups = set(uids_of_round[-1])
+            buffer.wait_for(groups)
+            keys = final_trajectory_keys(buffer.partitions[TRAIN_PARTITION], groups)
+            return self._rollout_records(groups, [key.split("_", 1)[0] for key in keys],
+                                         *read_rewards(keys, self.mopps_config.reward_key))
+
+        result = self.refill.fill(batch_size, roll_out, batch_size=batch_size)
+        kept = [uids_of_round[r][p] for r, p in result.kept] or uids_of_round[-1]
+        buffer._sync_metadata_from_transfer_queue()
+        buffer._clear_groups(TRAIN_PARTITION, {uid for uids in uids_of_round for uid in uids} - set(kept))
+        batch = buffer._materialize_batch(TRAIN_PARTITION, kept, dict(buffer.partitions[TRAIN_PARTITION]))
+        return batch, {**result.rounds[0].metrics, **result.metrics()}
 
     def observe_finished(self) -> dict[str, float]:
         """Teach the loop every rollout read since the last call (one ``loop.observe``) and return the
