@@ -318,11 +318,11 @@ def test_features_from_a_file_keyed_by_verl_prompt_keys(write_parquet, verl_conf
     assert given_ids == ids[:11]
     np.testing.assert_array_equal(features, np.arange(22).reshape(11, 2))
 
-    save_features(path, [100, 101], np.ones((2, 2), dtype=np.float32), {"source": "test"}, )
-    with pytest.raises(ValueError, match="keyed by integers.*--id verl"):
+    save_features(path, [100, 101], np.ones((2, 2), dtype=np.float32), {"source": "test"})
+    with pytest.raises(ValueError, match="mopps.features_path = .* keyed by int ids.*--id verl"):
         build_trainer(config)
     save_features(path, ["other/1"], np.ones((1, 2), dtype=np.float32), {"source": "test"})
-    with pytest.raises(ValueError, match="none of its 1 ids .* is a training prompt key"):
+    with pytest.raises(ValueError, match="mopps.features_path = .*none of the 1 prompt ids .* is a prompt id here"):
         build_trainer(config)
 
 

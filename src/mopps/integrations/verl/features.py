@@ -13,7 +13,7 @@ import logging
 
 import numpy as np
 
-from mopps.features import load_features
+from mopps.features import load_features_for
 from mopps.loop import SelectionLoop
 
 logger = logging.getLogger(__name__)
@@ -70,19 +70,9 @@ def file_rows(path: str, keys: list[str]) -> tuple[list[str], np.ndarray]:
     file may cover prompts verl filtered out). ``ValueError`` naming ``mopps.features_path`` when
     its ids are not prompt keys or none is one of ``keys``."""
     try:
-        ids, matrix, _ = load_features(path)
+        ids, matrix, _ = load_features_for(path, keys)
     except (OSError, ValueError) as error:
-        raise ValueError(f"mopps.features_path = {path!r}: {error}") from None
-    if not isinstance(ids, list):
-        raise ValueError(f"mopps.features_path = {path!r} is keyed by integers (e.g. {int(ids[0])}); the verl adapter "
-                         "keys prompts as 'data_source/extra_info.index': build it with `mopps features ... --id verl`")
-    known = set(keys)
-    inside = np.array([prompt_id in known for prompt_id in ids], dtype=bool)
-    if not inside.any():
-        raise ValueError(f"mopps.features_path = {path!r}: none of its {len(ids)} ids (e.g. {ids[0]!r}) is a training "
-                         f"prompt key here (e.g. {keys[0]!r}); build it with `mopps features ... --id verl` from "
-                         "the same parquet")
-    missing = len(keys) - int(inside.sum())
-    if missing:
-        logger.warning("MoPPS: %d of %d training prompts have no row in %s", missing, len(keys), path)
-    return [prompt_id for prompt_id, kept in zip(ids, inside.tolist()) if kept], matrix[inside]
+        raise ValueError(f"mopps.features_path = {path!r}: {error} (verl: `mopps features ... --id verl`)") from None
+    if len(ids) < len(keys):
+        logger.warning("MoPPS: %d of %d training prompts have no row in %s", len(keys) - len(ids), len(keys), path)
+    return ids, matrix
