@@ -28,11 +28,11 @@ def recipe_config(script: str, method: str):
         return compose(options.get("config-name", "ppo_trainer"), overrides=overrides)
 
 
-@pytest.mark.parametrize("script, ts_ratio, decay", [
-    ("countdown_qwen2.5-3b.sh", 8, 0.5),
-    ("math_r1-distill-qwen-1.5b.sh", 16, 1.0),
+@pytest.mark.parametrize("script, ts_ratio, decay, cap", [
+    ("countdown_qwen2.5-3b.sh", 8, 0.5, 10),
+    ("math_r1-distill-qwen-1.5b.sh", 16, 1.0, 4),
 ])
-def test_recipes_compose_with_the_papers_settings(script, ts_ratio, decay):
+def test_recipes_compose_with_the_papers_settings(script, ts_ratio, decay, cap):
     mopps = recipe_config(script, "mopps")
     settings = MoPPSVerlConfig.from_mapping(mopps.mopps)
     assert (settings.ts_ratio, settings.bandit_decay_ratio) == (ts_ratio, decay)
@@ -42,7 +42,11 @@ def test_recipes_compose_with_the_papers_settings(script, ts_ratio, decay):
     dynamic = recipe_config(script, "ds")
     assert "mopps" not in uniform and uniform.trainer.v1.trainer_mode == "sync"
     assert dynamic.algorithm.filter_groups.enable and dynamic.algorithm.filter_groups.metric == "acc"
-    for config in (mopps, uniform, dynamic):
+    guided = recipe_config(script, "mopps_ds")
+    guided_settings = MoPPSVerlConfig.from_mapping(guided.mopps)
+    assert (guided_settings.ts_ratio, guided_settings.max_num_gen_batches) == (ts_ratio, cap)
+    assert not guided.algorithm.filter_groups.enable  # Refill filters; verl's DAPO stays off
+    for config in (mopps, uniform, dynamic, guided):
         assert config.reward.custom_reward_function.path == "pkg://mopps.tasks"
         assert config.actor_rollout_ref.rollout.n == 8
         assert config.actor_rollout_ref.actor.clip_ratio_high == 0.28
