@@ -267,7 +267,8 @@ def test_takes_a_ready_selector_or_a_selector_class_from_config(write_parquet, v
 
     named = build_trainer(verl_config(train_file, ts_ratio=2, selector_class="mopps.HistoryFilter",
                                       selector_kwargs={"target_zero_variance": 0.1}, seed=4))
-    assert isinstance(named.selector, HistoryFilter) and named.selector.state_dict()["config"]["target_zero_variance"] == 0.1
+    assert isinstance(named.selector, HistoryFilter)
+    assert named.selector.state_dict()["config"]["target_zero_variance"] == 0.1
     assert named.selector.state_dict()["rng"] == HistoryFilter(seed=4).state_dict()["rng"]
 
 
