@@ -18,6 +18,9 @@ reference ``tasksampler.*``     here
 ``bandit_load_dir``             ``bandit_load_path``: a ``MoPPS.save`` file to start from
 ``acc >= 1``                    ``success_rule`` + ``success_threshold`` (+ the adapter's choice of
                                 the judged value)
+(none)                          ``selector_class`` + ``selector_kwargs``: any ``mopps.Selector``
+                                instead of the built-in MoPPS; ``features_path`` / ``features_column``:
+                                per-prompt features for selectors that take them
 ==============================  ==================================================================
 
 Defaults are neutral, those of ``mopps.MoPPS``; the paper tunes two per task: ``ts_ratio`` 8 and
@@ -27,9 +30,11 @@ for MATH.
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +42,13 @@ import numpy as np
 from mopps.core.evidence import SuccessRule
 from mopps.core.id_index import STR_KIND, normalize_ids
 from mopps.core.validation import check_seed
+from mopps.selectors.base import Selector
 from mopps.selectors.mopps import STRATEGIES, MoPPS
 from mopps.storage import load_state
+
+# The fields that configure the built-in MoPPS; with another selector they would silently mean nothing.
+MOPPS_FIELDS = ("bandit_sample_strategy", "bandit_target_mean", "bandit_decay_ratio", "bandit_lower_bound",
+                "bandit_upper_bound", "prior_alpha", "prior_beta")
 
 
 @dataclass
@@ -62,6 +72,15 @@ class ReferenceSettings:
     judged value becomes a success (``mopps.SuccessRule``; the reference counts ``acc >= 1``).
     ``seed``: seed of the selector's generator (and of the adapter's candidate stream), or None for the
     adapter's default (TRL: ``GRPOConfig.seed``; verl: 0).
+    ``selector_class``: import path of a ``mopps.Selector`` subclass to use instead of the built-in
+    MoPPS (``"mopps.ContextualMoPPS"``, ``"my_pkg.module:MySelector"``); None or "" = MoPPS.
+    ``selector_kwargs``: its constructor keywords (a mapping, or the same as JSON text); ``seed``
+    defaults to the seed above. With a selector class (or a ready selector handed to the adapter)
+    the MoPPS fields (``MOPPS_FIELDS``) must keep their defaults: a changed one is refused.
+    ``features_path``: a feature file (``mopps.features``, e.g. from ``mopps features``) keyed by the
+    adapter's prompt ids; ``features_column``: a dataset column holding one float vector per prompt.
+    Either hands each prompt's features to a selector that takes them (``add_features``); None or
+    "" = none; not both (a prompt's features come from one source).
     """
 
     ts_ratio: float = 8.0
@@ -79,6 +98,10 @@ class ReferenceSettings:
     success_rule: str = "threshold"
     success_threshold: float = 1.0
     seed: int | None = None
+    selector_class: str | None = None
+    selector_kwargs: dict | str | None = None
+    features_path: str | None = None
+    features_column: str | None = None
 
     def __post_init__(self) -> None:
         self.ts_ratio = _number(self.ts_ratio, "ts_ratio")
@@ -118,6 +141,17 @@ class ReferenceSettings:
             self.build_success_rule()
         except ValueError as error:
             raise ValueError(f"success_rule / success_threshold: {error}") from None
+        self.selector_kwargs = _keywords(self.selector_kwargs)
+        if self.selector_kwargs and not self.selector_class:
+            raise ValueError(f"selector_kwargs = {self.selector_kwargs!r} but selector_class is not set; "
+                             "name the selector they are for")
+        for name in ("selector_class", "features_path", "features_column"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"{name} = {value!r}; {name} must be a string (or None)")
+        if self.features_path and self.features_column:
+            raise ValueError(f"features_path = {self.features_path!r} and features_column = {self.features_column!r} "
+                             "are both set; take each prompt's features from one source")
 
     # -- what the settings build -------------------------------------------------------------------
 
@@ -134,18 +168,49 @@ class ReferenceSettings:
         """The ``SuccessRule`` that turns one rollout's judged value into a success."""
         return SuccessRule(self.success_rule, self.success_threshold)
 
-    def build_selector(self, default_seed: int = 0) -> MoPPS:
-        """The starting ``MoPPS`` selector: fresh, or restored from ``bandit_load_path`` when set.
+    def build_selector(self, default_seed: int = 0, selector: Selector | None = None) -> Selector:
+        """The starting selector: ``selector`` if given (a ready ``mopps.Selector``), else one of
+        ``selector_class``, else the built-in ``MoPPS`` configured by the ``bandit_*`` fields; then
+        restored from ``bandit_load_path`` when set.
 
-        ``default_seed`` is used when ``seed`` is None. The pass-count prior (``bandit_init_path``)
-        needs the adapter's prompt ids; apply it with ``apply_prior_file``.
+        ``default_seed`` is used when ``seed`` is None. Raises ``ValueError`` when a ready selector
+        and ``selector_class`` are both given, or when, with either, a MoPPS field differs from its
+        default (it would configure nothing). The pass-count prior (``bandit_init_path``) needs the
+        adapter's prompt ids; apply it with ``apply_prior_file``.
         """
-        selector = MoPPS(prior=(self.prior_alpha, self.prior_beta), discount=self.bandit_decay_ratio,
-                         target=self.bandit_target_mean, strategy=self.bandit_sample_strategy,
-                         band=(self.bandit_lower_bound, self.bandit_upper_bound), seed=self.seed_or(default_seed))
+        if selector is not None:
+            if not isinstance(selector, Selector):
+                raise ValueError(f"selector is a {type(selector).__name__}; it must be a mopps.Selector")
+            if self.selector_class:
+                raise ValueError(f"a ready selector ({type(selector).__name__}) and selector_class = "
+                                 f"{self.selector_class!r} are both given; pass one")
+            self._refuse_mopps_fields(f"a ready selector ({type(selector).__name__}) is given")
+        elif self.selector_class:
+            self._refuse_mopps_fields(f"selector_class = {self.selector_class!r}")
+            keywords = {"seed": self.seed_or(default_seed), **self.selector_kwargs}
+            try:
+                selector = selector_type(self.selector_class)(**keywords)
+            except TypeError as error:
+                raise ValueError(f"selector_class = {self.selector_class!r} refused selector_kwargs = "
+                                 f"{self.selector_kwargs!r}: {error}") from None
+        else:
+            selector = MoPPS(prior=(self.prior_alpha, self.prior_beta), discount=self.bandit_decay_ratio,
+                             target=self.bandit_target_mean, strategy=self.bandit_sample_strategy,
+                             band=(self.bandit_lower_bound, self.bandit_upper_bound),
+                             seed=self.seed_or(default_seed))
         if self.bandit_load_path:
             selector.load_state_dict(load_state(self.bandit_load_path))
         return selector
+
+    def _refuse_mopps_fields(self, reason: str) -> None:
+        """``ValueError`` naming the first MoPPS field that differs from its default."""
+        defaults = {field.name: field.default for field in fields(type(self))}
+        for name in MOPPS_FIELDS:
+            if getattr(self, name) != defaults[name]:
+                raise ValueError(
+                    f"{name} = {getattr(self, name)!r} configures the built-in MoPPS, but {reason}; give that "
+                    f"selector its own arguments (selector_kwargs) and leave {name} at its default {defaults[name]!r}"
+                )
 
     def apply_prior_file(self, selector, prompt_ids, where: str = "this dataset") -> None:
         """Seed ``selector`` from ``bandit_init_path`` (no-op when unset).
@@ -212,6 +277,34 @@ def read_pass_counts(path) -> tuple[list[str], np.ndarray, np.ndarray]:
         successes[position] = values.sum()
         trials[position] = len(values)
     return keys, successes, trials
+
+
+def selector_type(path: str) -> type:
+    """The ``mopps.Selector`` subclass named by ``path``: ``"package.module:Name"`` or
+    ``"package.module.Name"`` (``"mopps.ContextualMoPPS"``). ``ValueError`` if it cannot be imported
+    or is not a selector class."""
+    module_name, _, name = path.partition(":") if ":" in path else path.rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module_name), name) if module_name and name else None
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"selector_class = {path!r} cannot be imported: {error}") from None
+    if not (isinstance(found, type) and issubclass(found, Selector)):
+        raise ValueError(f"selector_class = {path!r} is {found!r}, not a mopps.Selector subclass")
+    return found
+
+
+def _keywords(value) -> dict:
+    """``selector_kwargs`` as a plain dict: a mapping, JSON text of an object, or None/"" (= {})."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"selector_kwargs = {value!r} is not JSON: {error}") from None
+    if not isinstance(value, Mapping) or not all(isinstance(key, str) for key in value):
+        raise ValueError(f"selector_kwargs = {value!r}; it must map argument names to values")
+    return dict(value)
 
 
 def _number(value, name: str) -> float:
