@@ -9,7 +9,7 @@ import pytest
 from mopps.bench.presets import PRESETS, resolve
 from mopps.bench.regime_map import map_configs
 from mopps.bench.runner import LineProgress, progress_bar, run_all
-from mopps.bench.summary import first_crossing, first_crossings, ratio, seed_weights, summarize_kind
+from mopps.bench.summary import Resamples, curve_band, first_crossing, first_crossings, ratio, seed_weights, summarize_kind, student_t
 from mopps.testbed.task import SortTask
 
 
@@ -33,7 +33,7 @@ def _run(accuracies, rollouts_per_step, zero_variance=0.25):
 def test_speedups_against_uniform_ds_and_oracle():
     results = {"uniform": [_run([0.5, 0.6, 0.7], 1)], "ds": [_run([0.5, 0.7, 0.8], 4)],
                "mopps": [_run([0.5, 0.7, 0.75], 1)], "oracle": [_run([0.6, 0.75, 0.8], 1)]}
-    block = summarize_kind(results, "test_accuracy", seed_weights(1, 0))
+    block = summarize_kind(results, "test_accuracy", Resamples.of(1))
     assert block["target_accuracy"] == 0.7 and block["target_accuracy_ci"] is None
     mopps = block["methods"]["mopps"]
     assert mopps["steps_to_target"] == 10.0 and mopps["speedup_vs_uniform"] == 2.0
@@ -46,28 +46,37 @@ def test_speedups_against_uniform_ds_and_oracle():
     assert mopps["speedup_vs_uniform_ci"] is None and mopps["faster_than_uniform_share"] is None
 
 
-def test_bootstrap_intervals_cover_the_seeds_and_collapse_without_spread():
+def test_intervals_are_student_t_for_seed_means_and_collapse_without_spread():
     # Two seeds: a method twice as fast as Uniform in one and as fast in the other.
     results = {"uniform": [_run([0.5, 0.6, 0.7], 1), _run([0.5, 0.6, 0.7], 1)],
                "mopps": [_run([0.5, 0.7, 0.7], 1, 0.1), _run([0.5, 0.6, 0.7], 1, 0.3)]}
-    block = summarize_kind(results, "test_accuracy", seed_weights(2))
+    block = summarize_kind(results, "test_accuracy", Resamples.of(2, 4000))
     uniform, mopps = block["methods"]["uniform"], block["methods"]["mopps"]
     assert uniform["speedup_vs_uniform_ci"] == [1.0, 1.0]  # identical seeds: no spread
-    low, high = mopps["speedup_vs_uniform_ci"]
-    assert low == pytest.approx(1.0) and high == pytest.approx(2.0)
-    assert low <= mopps["speedup_vs_uniform"] <= high
+    # A seed mean: the classic t interval, 0.2 ± t(0.95, 1) · s / sqrt(2) with s = 0.1 · sqrt(2).
     assert mopps["mean_zero_variance_share"] == pytest.approx(0.2)
-    assert mopps["mean_zero_variance_share_ci"] == pytest.approx([0.1, 0.3])
+    low, high = mopps["mean_zero_variance_share_ci"]
+    assert high == pytest.approx(0.2 + student_t(2) * 0.1, rel=0.05)
+    assert low == 0.0  # clipped: a share is not negative
     # The mean curve of a mixed draw reaches 0.7 only at step 20, as Uniform: faster only when both
     # draws are the fast seed, a quarter of the resamples.
     assert mopps["speedup_vs_uniform"] == pytest.approx(1.0)
     assert 0.15 < mopps["faster_than_uniform_share"] < 0.35
+    low, high = mopps["speedup_vs_uniform_ci"]
+    assert low < 1.0 < 2.0 < high
+
+
+def test_t_band_of_curves():
+    mean, lower, upper = curve_band(np.array([[0.0, 1.0], [2.0, 1.0], [4.0, 1.0]]))
+    assert mean.tolist() == [2.0, 1.0] and lower[1] == upper[1] == 1.0
+    assert upper[0] - 2.0 == pytest.approx(student_t(3) * 2.0 / np.sqrt(3))
+    assert curve_band(np.array([[0.3, 0.4]]))[1].tolist() == [0.3, 0.4]
 
 
 def test_never_reaching_the_target_in_a_resample_leaves_that_bound_open():
     results = {"uniform": [_run([0.5, 0.6, 0.7], 1), _run([0.5, 0.6, 0.7], 1)],
                "mopps": [_run([0.5, 0.7, 0.8], 1), _run([0.5, 0.5, 0.5], 1)]}
-    mopps = summarize_kind(results, "test_accuracy", seed_weights(2))["methods"]["mopps"]
+    mopps = summarize_kind(results, "test_accuracy", Resamples.of(2))["methods"]["mopps"]
     assert mopps["steps_to_target_ci"][1] is None  # the slow seed alone never gets there
     assert mopps["speedup_vs_uniform_ci"][0] is None
 
@@ -98,8 +107,8 @@ def test_resolve_applies_task_quick_map_steps_and_seeds():
     config, _ = resolve("recurring", task="sort")
     assert config.warm_start == PRESETS["recurring"].warm_starts["sort"] and config.train_pool_size == 640
     assert isinstance(resolve("transfer")[0].warm_start.task, SortTask)
-    config, _ = resolve("tiny", task="test_task:_EchoTask", warm_start_steps=9)
-    assert config.warm_start.steps == 9 and type(config.warm_start.task).__name__ == "_EchoTask"
+    config, _ = resolve("tiny", task="test_bench_tiny:CountOnesTask", warm_start_steps=9)
+    assert config.warm_start.steps == 9 and type(config.warm_start.task).__name__ == "CountOnesTask"
     config, seeds = resolve("recurring", regime_map=True)
     assert len(seeds) >= 2 and config.steps <= PRESETS["recurring"].config.steps
     with pytest.raises(ValueError, match="preset"):

@@ -1,6 +1,6 @@
 """PNG plots of a bench: accuracy vs step and vs rollouts, selection and prediction metrics, calibration.
 
-Curves are means over seeds with a shaded 90% bootstrap band of the mean (``summary.curve_band``; no
+Curves are means over seeds with a shaded 90% Student-t band of the mean (``summary.curve_band``; no
 band with one seed). Per-step metrics are smoothed per seed by a moving average of ``window`` steps
 first. matplotlib is imported lazily with the non-interactive Agg backend.
 """
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mopps.bench.summary import RESAMPLES, curve_band, seed_weights
+from mopps.bench.summary import curve_band
 
 
 def _smoothed(values: np.ndarray, window: int) -> np.ndarray:
@@ -43,8 +43,7 @@ def write_plots(out: Path, document: dict, results: dict[str, list[dict]], windo
     # One colour per method across every panel, even where a method has no curve (DS has no Spearman).
     colors = {name: f"C{index % 10}" for index, name in enumerate(results)}
     seeds = len(document["seeds"])
-    weights = seed_weights(seeds, RESAMPLES if seeds > 1 else 0)
-    band = "90% bootstrap band over seeds" if seeds > 1 else "one seed, no band"
+    band = "90% t band over seeds" if seeds > 1 else "one seed, no band"
     title = f"mopps bench, {seeds} seed(s) ({band}), pool {document['config']['train_pool_size']} prompts"
     paths = []
 
@@ -53,7 +52,7 @@ def write_plots(out: Path, document: dict, results: dict[str, list[dict]], windo
         for name, runs in results.items():
             steps = np.array([entry["step"] for entry in runs[0]["evals"]], dtype=np.float64)
             rollouts = np.mean([[entry["rollouts"] for entry in run["evals"]] for run in runs], axis=0)
-            curve = curve_band(weights, np.array([[entry[key] for entry in run["evals"]] for run in runs]))
+            curve = curve_band(np.array([[entry[key] for entry in run["evals"]] for run in runs]))
             _band(axes[row, 0], steps, *curve, name, colors[name])
             _band(axes[row, 1], rollouts, *curve, name, colors[name])
         target = document["target_accuracy"] if key == "test_accuracy" else document["pool"]["target_accuracy"]
@@ -80,7 +79,7 @@ def write_plots(out: Path, document: dict, results: dict[str, list[dict]], windo
             width = max(1, min(window, values.shape[1]))
             smoothed = _smoothed(values, width)
             if np.isfinite(smoothed).any():
-                _band(axis, steps[width - 1:], *curve_band(weights, smoothed), name, colors[name])
+                _band(axis, steps[width - 1:], *curve_band(smoothed), name, colors[name])
         axis.set(xlabel="step", ylabel=label)
         axis.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=8)

@@ -15,18 +15,22 @@ kind (``test_accuracy`` or ``pool_accuracy``):
 - ``rollouts_vs_ds_at_target`` = the method's rollouts to the Uniform target / DS's;
 - ``steps_vs_oracle`` = the method's steps to target / the oracle's.
 
-Intervals: percentile bootstrap over seeds. One resample draws S seeds with replacement from the S
-seeds run, the same draw for every method (seed k of every method shares pools and warm start), and
-recomputes every figure from the resampled mean curves, the target included. ``K_ci = [lo, hi]`` is
-the 5th and 95th percentile of K over ``RESAMPLES`` resamples; a bound is ``None`` where that
-resample never reaches the level (the bound lies beyond the run), and the whole interval is ``None``
-with fewer than two seeds. With few seeds the percentile bootstrap is too narrow (docs/bench.md gives
-its measured coverage); read an interval as "at least this uncertain".
+Intervals (``K_ci = [lo, hi]``, 90%): Student-t over seeds with a bootstrap standard error. One
+bootstrap resample draws S seeds with replacement from the S seeds run, the same draw for every method
+(seed k of every method shares pools and warm start), and recomputes every figure from the resampled
+mean curves, the target included. The interval is K ± t(0.95, S - 1) · sqrt(S / (S - 1)) · sd(K over
+resamples); for a figure that is a mean over seeds this is the classic Student-t interval (the
+factor undoes the bootstrap's (S - 1) / S variance), and it extends that to crossings and ratios.
+Plain bootstrap percentiles cover far less than 90% with 3-5 seeds (docs/bench.md). Where some
+resample never reaches the level (steps to target beyond the run), the interval falls back to the
+5th and 95th percentiles, and a bound that lands on a never-resample is ``None``: it lies beyond the
+run. Bounds are clipped to the figure's range. The interval is ``None`` with fewer than two seeds.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -34,6 +38,9 @@ ACCURACY_KINDS = ("test_accuracy", "pool_accuracy")
 RESAMPLES = 2000
 INTERVAL = (0.05, 0.95)
 BOOTSTRAP_SEED = 0  # the resamples are fixed, so a results file is reproducible
+INTERVAL_METHOD = ("Student-t over seeds with a bootstrap standard error (paired resamples of seeds); "
+                   "bootstrap percentiles where a resample never reaches the level")
+NONNEGATIVE, PROBABILITY, CORRELATION, ANY = (0.0, math.inf), (0.0, 1.0), (-1.0, 1.0), (-math.inf, math.inf)
 STEP_METRICS = ("spearman_selected", "spearman_candidates", "brier_candidates", "logloss_candidates",
                 "zero_variance_share")
 
@@ -84,21 +91,45 @@ def _ratios(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(numerator) & np.isfinite(denominator) & (denominator > 0), values, np.nan)
 
 
-def _estimate(values: np.ndarray, lower_is_worse: bool = False) -> tuple[float | None, list | None]:
-    """Point estimate (row 0) and 90% interval (rows 1:) of one figure over the resamples.
+@dataclass(frozen=True)
+class Resamples:
+    """Seed weights (``seed_weights``): row 0 gives each figure's estimate, rows 1: its bootstrap
+    resamples; ``interval`` turns a figure's values over the rows into estimate and interval."""
 
-    ``values`` (1 + R,): inf / nan mean "never reached". For a figure where never is the worst case
-    it sorts past the good end (``lower_is_worse``: speedups sort never below 0), so a bound that falls
-    on a never-resample is ``None``.
-    """
-    point = float(values[0]) if np.isfinite(values[0]) else None
-    resampled = values[1:]
-    if len(resampled) == 0:
-        return point, None
-    never = ~np.isfinite(resampled)
-    ordered = np.where(never, -np.inf if lower_is_worse else np.inf, resampled)
-    bounds = np.quantile(ordered, INTERVAL, method="inverted_cdf")
-    return point, [float(bound) if np.isfinite(bound) else None for bound in bounds]
+    weights: np.ndarray
+
+    @classmethod
+    def of(cls, seeds: int, resamples: int = RESAMPLES) -> "Resamples":
+        return cls(seed_weights(seeds, resamples if seeds > 1 else 0))
+
+    @property
+    def seeds(self) -> int:
+        return self.weights.shape[1]
+
+    def interval(self, values: np.ndarray, lower_is_worse: bool = False,
+                 limits: tuple[float, float] = NONNEGATIVE) -> tuple[float | None, list | None]:
+        """Estimate (row 0) and 90% interval (module docstring) of one figure; ``values`` (1 + R,),
+        inf / nan meaning "never reached". Where never is the worst case it sorts past the bad end
+        (``lower_is_worse``: speedups sort never below 0)."""
+        point = float(values[0]) if np.isfinite(values[0]) else None
+        resampled = values[1:]
+        if len(resampled) == 0:
+            return point, None
+        never = ~np.isfinite(resampled)
+        if point is not None and not never.any():
+            spread = student_t(self.seeds) * math.sqrt(self.seeds / (self.seeds - 1)) * float(np.std(resampled))
+            bounds = (point - spread, point + spread)
+        else:
+            ordered = np.where(never, -np.inf if lower_is_worse else np.inf, resampled)
+            bounds = np.quantile(ordered, INTERVAL, method="inverted_cdf")
+        return point, [float(np.clip(bound, *limits)) if np.isfinite(bound) else None for bound in bounds]
+
+
+def student_t(seeds: int) -> float:
+    """The 95th percentile of Student's t with ``seeds`` - 1 degrees of freedom (a 90% two-sided interval)."""
+    from scipy.stats import t
+
+    return float(t.ppf(INTERVAL[1], seeds - 1))
 
 
 def _seed_matrix(runs: list[dict], table: str, key: str) -> np.ndarray:
@@ -130,23 +161,21 @@ def mean_curve(runs: list[dict], key: str) -> tuple[np.ndarray, np.ndarray, np.n
     return steps, _seed_matrix(runs, "evals", "rollouts").mean(axis=0), _seed_matrix(runs, "evals", key).mean(axis=0)
 
 
-def curve_band(weights: np.ndarray, per_seed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(mean, lower, upper)`` (E,) of the seed mean of ``per_seed`` (S, E) curves, with the 90%
-    bootstrap band of the pointwise mean (the band is the mean itself with fewer than two seeds)."""
-    means = weights @ per_seed
-    if len(weights) == 1:
-        return means[0], means[0], means[0]
-    lower, upper = np.quantile(means[1:], INTERVAL, axis=0)
-    return means[0], lower, upper
+def curve_band(per_seed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(mean, lower, upper)`` (E,): the pointwise seed mean of ``per_seed`` (S, E) curves and its
+    90% Student-t band (the band is the mean itself with one seed; nan where a seed is nan)."""
+    mean = per_seed.mean(axis=0)
+    seeds = len(per_seed)
+    if seeds < 2:
+        return mean, mean, mean
+    spread = student_t(seeds) * per_seed.std(axis=0, ddof=1) / math.sqrt(seeds)
+    return mean, mean - spread, mean + spread
 
 
-def _with_interval(block: dict, key: str, values: np.ndarray, lower_is_worse: bool = False) -> None:
-    block[key], block[f"{key}_ci"] = _estimate(values, lower_is_worse)
-
-
-def summarize_kind(results: dict[str, list[dict]], key: str, weights: np.ndarray) -> dict:
+def summarize_kind(results: dict[str, list[dict]], key: str, resamples: Resamples) -> dict:
     """The summary block for one accuracy kind over ``results`` {method: [run per seed]}, every figure
-    with its interval over the seed ``weights`` (``seed_weights``)."""
+    with its interval over the seeds (``resamples``)."""
+    weights = resamples.weights
     steps = np.array([row["step"] for row in next(iter(results.values()))[0]["evals"]], dtype=np.float64)
     accuracy = {name: weights @ _seed_matrix(runs, "evals", key) for name, runs in results.items()}
     rollouts = {name: weights @ _seed_matrix(runs, "evals", "rollouts") for name, runs in results.items()}
@@ -159,6 +188,9 @@ def summarize_kind(results: dict[str, list[dict]], key: str, weights: np.ndarray
             return np.full(len(weights), np.inf)
         return first_crossings(rollouts[name] if by_rollouts else steps, accuracy[name], level)
 
+    def put(block: dict, figure: str, values: np.ndarray, **options) -> None:
+        block[figure], block[f"{figure}_ci"] = resamples.interval(values, **options)
+
     uniform_steps, uniform_rollouts = crossing("uniform", target, False), crossing("uniform", target, True)
     oracle_steps = crossing("oracle", target, False)
     ds_rollouts_target, ds_rollouts_own = crossing("ds", target, True), crossing("ds", ds_final, True)
@@ -167,30 +199,31 @@ def summarize_kind(results: dict[str, list[dict]], key: str, weights: np.ndarray
         method_steps, method_rollouts = crossing(name, target, False), crossing(name, target, True)
         finals = _seed_matrix(runs, "evals", key)[:, -1]
         row: dict = {}
-        _with_interval(row, "final_accuracy", weights @ finals)
+        put(row, "final_accuracy", weights @ finals, limits=PROBABILITY)
         row["final_accuracy_std"] = float(np.std(finals))
-        _with_interval(row, "steps_to_target", method_steps)
-        _with_interval(row, "rollouts_to_target", method_rollouts)
+        put(row, "steps_to_target", method_steps)
+        put(row, "rollouts_to_target", method_rollouts)
         with np.errstate(divide="ignore", invalid="ignore"):
             speedup = np.where(np.isfinite(method_steps), uniform_steps / method_steps, np.nan)
-        _with_interval(row, "speedup_vs_uniform", speedup, lower_is_worse=True)
+        put(row, "speedup_vs_uniform", speedup, lower_is_worse=True)
         row["faster_than_uniform_share"] = float(np.mean(np.nan_to_num(speedup[1:], nan=0.0) > 1.0)) \
             if len(weights) > 1 else None
-        _with_interval(row, "rollouts_vs_uniform", _ratios(method_rollouts, uniform_rollouts))
-        _with_interval(row, "rollouts_vs_ds", _ratios(crossing(name, ds_final, True), ds_rollouts_own))
-        _with_interval(row, "rollouts_vs_ds_at_target", _ratios(method_rollouts, ds_rollouts_target))
-        _with_interval(row, "steps_vs_oracle", _ratios(method_steps, oracle_steps))
+        put(row, "rollouts_vs_uniform", _ratios(method_rollouts, uniform_rollouts))
+        put(row, "rollouts_vs_ds", _ratios(crossing(name, ds_final, True), ds_rollouts_own))
+        put(row, "rollouts_vs_ds_at_target", _ratios(method_rollouts, ds_rollouts_target))
+        put(row, "steps_vs_oracle", _ratios(method_steps, oracle_steps))
         for metric in STEP_METRICS:
-            _with_interval(row, f"mean_{metric}", _weighted_mean(weights, per_seed_step_mean(runs, metric)))
+            put(row, f"mean_{metric}", _weighted_mean(weights, per_seed_step_mean(runs, metric)),
+                limits=CORRELATION if metric.startswith("spearman") else NONNEGATIVE)
         row["total_rollouts"] = float(np.mean(_seed_matrix(runs, "evals", "rollouts")[:, -1]))
         methods[name] = row
     block: dict = {}
-    _with_interval(block, "target_accuracy", target)
-    _with_interval(block, "ds_final_accuracy", ds_final)
+    put(block, "target_accuracy", target, limits=PROBABILITY)
+    put(block, "ds_final_accuracy", ds_final, limits=PROBABILITY)
     return {**block, "methods": methods}
 
 
-def regime(results: dict[str, list[dict]], weights: np.ndarray) -> dict:
+def regime(results: dict[str, list[dict]], resamples: Resamples) -> dict:
     """Where a run sits between the regimes, per method: rollout groups per pool prompt (mean, and the
     share of the pool never rolled out), the expected zero-variance share of a group on the pool at
     the start (from the exact rates), and the self-influence of one update (``InfluenceProbe``):
@@ -199,8 +232,10 @@ def regime(results: dict[str, list[dict]], weights: np.ndarray) -> dict:
     report = {}
     for name, runs in results.items():
         visits = np.concatenate([np.asarray(run["visits"], dtype=np.float64) for run in runs])
-        influence = {key: _weighted_mean(weights, per_seed_step_mean(runs, f"influence_{key}"))
+        influence = {key: _weighted_mean(resamples.weights, per_seed_step_mean(runs, f"influence_{key}"))
                      for key in ("trained", "untrained", "matched", "logit_trained", "logit_matched")}
+        influence["ratio_matched"] = _ratios(influence["matched"], influence["trained"])
+        influence["logit_ratio_matched"] = _ratios(influence["logit_matched"], influence["logit_trained"])
         row: dict = {
             "visits_per_prompt": float(visits.mean()),
             "never_rolled_out_share": float(np.mean(visits == 0)),
@@ -208,10 +243,7 @@ def regime(results: dict[str, list[dict]], weights: np.ndarray) -> dict:
             "wall_time_s": float(np.mean([run["evals"][-1]["wall_time"] for run in runs])),
         }
         for key, values in influence.items():
-            _with_interval(row, f"influence_{key}", values)
-        _with_interval(row, "influence_ratio_matched", _ratios(influence["matched"], influence["trained"]))
-        _with_interval(row, "influence_logit_ratio_matched",
-                       _ratios(influence["logit_matched"], influence["logit_trained"]))
+            row[f"influence_{key}"], row[f"influence_{key}_ci"] = resamples.interval(values, limits=ANY)
         report[name] = row
     return report
 
@@ -241,13 +273,13 @@ def summarize(config: dict, seeds: list[int], results: dict[str, list[dict]]) ->
     """The whole ``results.json`` document: test-accuracy block at top level, pool block under
     ``"pool"``, regime measurements under ``"regime"``, calibration under ``"calibration"``; see
     docs/bench.md for the schema. NaN never appears (JSON null instead)."""
-    weights = seed_weights(len(seeds), RESAMPLES if len(seeds) > 1 else 0)
-    test = summarize_kind(results, "test_accuracy", weights)
-    pool = summarize_kind(results, "pool_accuracy", weights)
+    resamples = Resamples.of(len(seeds))
+    test = summarize_kind(results, "test_accuracy", resamples)
+    pool = summarize_kind(results, "pool_accuracy", resamples)
     document = {"config": config, "seeds": list(seeds),
-                "interval": {"level": INTERVAL[1] - INTERVAL[0], "method": "percentile bootstrap over seeds",
-                             "resamples": len(weights) - 1},
-                **test, "pool": pool, "regime": regime(results, weights),
+                "interval": {"level": round(INTERVAL[1] - INTERVAL[0], 6), "method": INTERVAL_METHOD,
+                             "resamples": len(resamples.weights) - 1},
+                **test, "pool": pool, "regime": regime(results, resamples),
                 "calibration": calibration(results)}
     return _without_nan(document)
 
