@@ -145,7 +145,7 @@ def test_answer_leads_the_report(bench):
 
     _, document = bench
     report = format_report(document)
-    assert report.startswith("Answer (test accuracy, 2 seed(s), 90% bootstrap intervals")
+    assert report.startswith("Answer (test accuracy, 2 seed(s), 90% intervals over seeds")
     assert "Ceiling (exact oracle" in report and "range-restricted" not in report.split("\n")[0]
 
 

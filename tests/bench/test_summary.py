@@ -1,4 +1,4 @@
-"""Summary arithmetic: crossings, ratios, bootstrap intervals, presets, readable progress, the regime
+"""Summary arithmetic: crossings, ratios, intervals, presets, readable progress, the regime
 map's pool sizes, and the runner's determinism across worker processes."""
 
 import io

@@ -25,7 +25,7 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "bench", help="compare prompt selectors on the embedded RL testbed (exact success rates)",
         description="Runs GRPO on a testbed task with each selector and seed, measures accuracy, rollouts and "
-                    "prediction quality against exact success rates, with 90%% bootstrap intervals over seeds, "
+                    "prediction quality against exact success rates, with 90%% intervals over seeds, "
                     "and writes results.json, curves.csv, steps.csv and PNG plots. With --map, sweeps the pool "
                     "size and draws speedup against visits per prompt.")
     parser.add_argument("--preset", default="recurring", choices=PRESET_NAMES,

@@ -74,7 +74,7 @@ PRESETS = {
 
 QUICK_STEPS = 200  # --quick: at most this many steps, one seed
 QUICK_SEEDS = (0,)
-MAP_STEPS = 300  # --map: at most this many steps per run (the map runs every selector at five pool sizes)
+MAP_STEPS = 250  # --map: at most this many steps per run (the map runs every selector at five pool sizes)
 MAP_SEEDS = (0, 1, 2)
 QUICK_MAP_STEPS = 100
 

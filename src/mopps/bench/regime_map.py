@@ -88,7 +88,7 @@ def format_map(document: dict) -> str:
     influence = f"{'Δp matched/trained':<22}" + "".join(
         f"{'—' if point['influence_ratio_matched'] is None else format(point['influence_ratio_matched'], '.2f'):>{width}}"
         for point, width in zip(points, widths))
-    lines = ["Regime map: speedup vs Uniform in steps to Uniform's final test accuracy, 90% bootstrap intervals "
+    lines = ["Regime map: speedup vs Uniform in steps to Uniform's final test accuracy, 90% intervals "
              f"over {len(document['seeds'])} seed(s)", header, "-" * len(header), pools, influence, "-" * len(header)]
     lines += [f"{name:<22}" + "".join(f"{text:>{width}}" for text, width in zip(cells[name], widths)) for name in methods]
     return "\n".join(lines)

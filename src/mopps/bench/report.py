@@ -68,7 +68,7 @@ def format_answer(document: dict) -> str:
                    if name not in ("uniform", CEILING) and row["total_rollouts"] == uniform_rollouts]
     extra_budget = [name for name, row in methods.items()
                     if name not in ("uniform", CEILING) and name not in same_budget]
-    how = "90% bootstrap intervals over seeds" if seeds > 1 else "one seed: no intervals, a run to check the code"
+    how = "90% intervals over seeds (t, bootstrap standard error)" if seeds > 1 else "one seed: no intervals, a run to check the code"
     lines = [f"Answer (test accuracy, {seeds} seed(s), {how}; target = Uniform's final accuracy "
              f"{_figure(document, 'target_accuracy', 3)}):"]
     if "uniform" not in methods:
