@@ -1,5 +1,6 @@
 """Imports point down: cli -> bench -> testbed -> selectors -> core; integrations -> selectors;
-tasks depends on nothing of ours; core imports numpy and the standard library only."""
+tasks depends on nothing of ours; features (beside tasks) depends on core only and may be used by
+integrations, testbed and bench; core imports numpy and the standard library only."""
 
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "mopps"
 ALLOWED = {
     "core": {"core"},
     "selectors": {"core", "selectors"},
-    "integrations": {"core", "selectors", "integrations"},
+    "integrations": {"core", "selectors", "features", "integrations"},
     "tasks": {"tasks"},
-    "testbed": {"core", "selectors", "testbed"},
-    "bench": {"core", "selectors", "testbed", "bench"},
+    "features": {"core", "features"},
+    "testbed": {"core", "selectors", "features", "testbed"},
+    "bench": {"core", "selectors", "features", "testbed", "bench"},
 }
 CORE_THIRD_PARTY = {"numpy"}
 CORE_FORBIDDEN_STDLIB = {"os", "pathlib", "io", "shutil", "tempfile", "json", "pickle"}
@@ -54,9 +56,19 @@ def test_imports_point_down(layer):
 
 def test_import_mopps_loads_no_framework():
     code = (
-        "import sys, mopps, mopps.selectors, mopps.core.metrics\n"
+        "import sys, mopps, mopps.selectors, mopps.core.metrics, mopps.features\n"
         "heavy = [m for m in ('torch', 'trl', 'verl', 'ray', 'transformers', 'datasets', 'scipy')"
         " if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_features_layer_loads_no_framework_until_it_runs():
+    # `mopps features` is registered in the cli, so `mopps --help` must not pay for torch or pyarrow.
+    code = (
+        "import sys, mopps.cli, mopps.features, mopps.features.columns, mopps.features.embeddings\n"
+        "heavy = [m for m in ('torch', 'transformers', 'datasets', 'pyarrow', 'pandas', 'tqdm') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
