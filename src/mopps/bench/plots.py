@@ -25,7 +25,16 @@ def _smoothed(values: np.ndarray, window: int) -> np.ndarray:
         return np.where(count > 0, total / count, np.nan)
 
 
-def _band(axis, x, mean, lower, upper, name: str, color: str) -> None:
+def method_colors(names) -> dict:
+    """One distinct colour per method, the same in every panel and plot (tab10, tab20 beyond 10)."""
+    import matplotlib
+
+    names = list(names)
+    palette = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20"]
+    return {name: palette(index % palette.N) for index, name in enumerate(names)}
+
+
+def _band(axis, x, mean, lower, upper, name: str, color) -> None:
     axis.plot(x, mean, label=name, color=color)
     axis.fill_between(x, lower, upper, color=color, alpha=0.15, linewidth=0)
 
@@ -41,7 +50,7 @@ def write_plots(out: Path, document: dict, results: dict[str, list[dict]], windo
     import matplotlib.pyplot as plt
 
     # One colour per method across every panel, even where a method has no curve (DS has no Spearman).
-    colors = {name: f"C{index % 10}" for index, name in enumerate(results)}
+    colors = method_colors(results)
     seeds = len(document["seeds"])
     band = "90% t band over seeds" if seeds > 1 else "one seed, no band"
     title = f"mopps bench, {seeds} seed(s) ({band}), pool {document['config']['train_pool_size']} prompts"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mopps.bench.plots import method_colors
 from mopps.bench.report import write_outputs
 from mopps.bench.runner import run_jobs
 from mopps.bench.summary import summarize
@@ -106,10 +107,10 @@ def plot_map(out: Path, document: dict) -> Path:
     visits = np.array([point["visits_per_prompt"] for point in points])
     figure, axis = plt.subplots(figsize=(8, 5.5), constrained_layout=True)
     axis.axhline(1.0, color="grey", linestyle=":", linewidth=1)
-    for index, name in enumerate(points[0]["methods"]):
+    colors = method_colors(points[0]["methods"])
+    for name, color in colors.items():
         rows = [point["methods"][name] for point in points]
         speedup = np.array([np.nan if row["speedup_vs_uniform"] is None else row["speedup_vs_uniform"] for row in rows])
-        color = f"C{index % 10}"
         axis.plot(visits, speedup, marker="o", markersize=3, label=name, color=color)
         if all(row["speedup_vs_uniform_ci"] is not None for row in rows):
             lower = np.array([0.0 if row["speedup_vs_uniform_ci"][0] is None else row["speedup_vs_uniform_ci"][0]
