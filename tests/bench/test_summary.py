@@ -163,3 +163,21 @@ def test_line_progress_writes_plain_lines_at_most_every_interval():
 def test_progress_is_a_bar_only_on_a_terminal():
     assert isinstance(progress_bar(10, True, io.StringIO()), LineProgress)
     assert not isinstance(progress_bar(10, False, io.StringIO()), LineProgress)
+
+
+def test_answer_says_when_uniform_did_not_learn():
+    from mopps.bench.report import format_answer
+    from mopps.bench.summary import summarize
+
+    flat = [{"evals": [{"step": 0, "rollouts": 0, "test_accuracy": 0.5, "pool_accuracy": 0.5, "pool_zero_variance": 0.5,
+                        "wall_time": 0.0},
+                       {"step": 10, "rollouts": 10, "test_accuracy": 0.5, "pool_accuracy": 0.5, "pool_zero_variance": 0.5,
+                        "wall_time": 1.0}],
+             "steps": [{"spearman_selected": 0.5, "spearman_candidates": 0.6, "brier_candidates": 0.2,
+                        "logloss_candidates": 0.6, "zero_variance_share": 0.3, "influence_trained": 0.01,
+                        "influence_untrained": 0.0, "influence_matched": 0.005, "influence_logit_trained": 0.1,
+                        "influence_logit_matched": 0.05}],
+             "visits": [1, 0], "calibration": np.zeros((10, 3))}]
+    document = summarize({"group_size": 8}, [0], {"uniform": flat, "mopps": flat})
+    assert "Uniform ended no higher than it started" in format_answer(document)
+    assert document["regime"]["mopps"]["influence_ratio_matched"] == pytest.approx(0.5)

@@ -73,6 +73,9 @@ def format_answer(document: dict) -> str:
              f"{_figure(document, 'target_accuracy', 3)}):"]
     if "uniform" not in methods:
         return "\n".join(lines + ["  Uniform was not run, so there is no target to compare against."])
+    if methods["uniform"]["steps_to_target"] == 0.0:
+        return "\n".join(lines + ["  Uniform ended no higher than it started, so steps to its final accuracy "
+                                   "compare nothing: train longer (--steps) or check the warm start."])
 
     def speed(name: str) -> str:
         row = methods[name]
