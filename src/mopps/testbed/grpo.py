@@ -55,8 +55,8 @@ class GRPOConfig:
     eval_every: int = 10  # steps between test / pool accuracy evaluations
     pool_eval_size: int = 2000  # pool accuracy is measured on the first this-many pool prompts (a uniform sample)
     influence_every: int = 5  # steps between self-influence measurements (two extra forward passes each)
-    influence_probe: int = 64  # untrained (test) prompts whose mean rate change is compared with the batch's
     influence_reservoir: int = 256  # test prompts the rate-matched untrained probes are picked from
+    influence_probe: int = 64  # untrained (test) prompts whose rate change is compared with the batch's
     seed: int = 0  # RL seed: candidate stream, rollouts, mini-batch order, selector
     warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
 
