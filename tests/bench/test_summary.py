@@ -9,18 +9,16 @@ import pytest
 from mopps.bench.presets import PRESETS, resolve
 from mopps.bench.regime_map import map_configs
 from mopps.bench.runner import LineProgress, progress_bar, run_all
-from mopps.bench.summary import Resamples, curve_band, first_crossing, first_crossings, ratio, seed_weights, summarize_kind, student_t
+from mopps.bench.summary import Resamples, curve_band, first_crossings, seed_weights, student_t, summarize_kind
 from mopps.testbed.task import SortTask
 
 
 def test_first_crossing_interpolates_and_reports_never():
     x = np.array([0.0, 10.0, 20.0])
-    assert first_crossing(x, np.array([0.5, 0.6, 0.8]), 0.7) == pytest.approx(15.0)
-    assert first_crossing(x, np.array([0.5, 0.6, 0.8]), 0.4) == 0.0
-    assert first_crossing(x, np.array([0.5, 0.6, 0.8]), 0.9) is None
-    assert ratio(None, 2.0) is None and ratio(1.0, 0.0) is None and ratio(3.0, 2.0) == 1.5
-    rows = first_crossings(x, np.array([[0.5, 0.6, 0.8], [0.5, 0.9, 1.0], [0.1, 0.2, 0.3]]), np.array([0.7] * 3))
-    assert rows[0] == pytest.approx(15.0) and rows[1] == pytest.approx(5.0) and rows[2] == np.inf
+    curves = np.array([[0.5, 0.6, 0.8], [0.5, 0.6, 0.8], [0.5, 0.6, 0.8], [0.5, 0.9, 1.0]])
+    rows = first_crossings(x, curves, np.array([0.7, 0.4, 0.9, 0.7]))
+    assert rows[0] == pytest.approx(15.0) and rows[1] == 0.0 and rows[2] == np.inf and rows[3] == pytest.approx(5.0)
+    assert first_crossings(x, curves[:1], np.array([np.nan]))[0] == np.inf  # no target: never
 
 
 def _run(accuracies, rollouts_per_step, zero_variance=0.25):

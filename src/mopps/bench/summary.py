@@ -71,19 +71,6 @@ def first_crossings(x: np.ndarray, y: np.ndarray, target: np.ndarray) -> np.ndar
     return np.where(reached.any(axis=1) & np.isfinite(target), crossing, np.inf)
 
 
-def first_crossing(x: np.ndarray, y: np.ndarray, target: float) -> float | None:
-    """Smallest x at which the piecewise-linear curve y(x) reaches ``target``; None if it never does."""
-    value = first_crossings(x, np.asarray(y, dtype=np.float64)[None], np.array([target]))[0]
-    return float(value) if np.isfinite(value) else None
-
-
-def ratio(numerator: float | None, denominator: float | None) -> float | None:
-    """numerator / denominator, or None when either is missing or the denominator is 0."""
-    if numerator is None or denominator is None or denominator == 0:
-        return None
-    return float(numerator / denominator)
-
-
 def _ratios(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     """Elementwise numerator / denominator with "never" (inf) on either side giving nan."""
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -152,13 +139,6 @@ def per_seed_step_mean(runs: list[dict], key: str) -> np.ndarray:
     finite = np.isfinite(values)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(finite.any(axis=1), np.where(finite, values, 0.0).sum(axis=1) / finite.sum(axis=1), np.nan)
-
-
-def mean_curve(runs: list[dict], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(steps, rollouts, accuracy)`` float arrays (E,), each the mean over ``runs`` (one per seed) of
-    their evaluation rows; runs must share evaluation steps."""
-    steps = np.array([row["step"] for row in runs[0]["evals"]], dtype=np.float64)
-    return steps, _seed_matrix(runs, "evals", "rollouts").mean(axis=0), _seed_matrix(runs, "evals", key).mean(axis=0)
 
 
 def curve_band(per_seed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
