@@ -163,19 +163,37 @@ def test_progress_is_a_bar_only_on_a_terminal():
     assert not isinstance(progress_bar(10, False, io.StringIO()), LineProgress)
 
 
+def _full_run(accuracies):
+    """A run with every field summarize reads: test and pool accuracy follow ``accuracies``."""
+    influence = {"influence_trained": 0.01, "influence_untrained": 0.0, "influence_matched": 0.005,
+                 "influence_logit_trained": 0.1, "influence_logit_matched": 0.05}
+    run = _run(accuracies, 1)
+    return {"evals": [{**row, "pool_accuracy": row["test_accuracy"], "pool_zero_variance": 0.5, "wall_time": 1.0}
+                      for row in run["evals"]],
+            "steps": [{**row, **influence} for row in run["steps"]],
+            "visits": [1, 0], "calibration": np.zeros((10, 3))}
+
+
 def test_answer_says_when_uniform_did_not_learn():
     from mopps.bench.report import format_answer
     from mopps.bench.summary import summarize
 
-    flat = [{"evals": [{"step": 0, "rollouts": 0, "test_accuracy": 0.5, "pool_accuracy": 0.5, "pool_zero_variance": 0.5,
-                        "wall_time": 0.0},
-                       {"step": 10, "rollouts": 10, "test_accuracy": 0.5, "pool_accuracy": 0.5, "pool_zero_variance": 0.5,
-                        "wall_time": 1.0}],
-             "steps": [{"spearman_selected": 0.5, "spearman_candidates": 0.6, "brier_candidates": 0.2,
-                        "logloss_candidates": 0.6, "zero_variance_share": 0.3, "influence_trained": 0.01,
-                        "influence_untrained": 0.0, "influence_matched": 0.005, "influence_logit_trained": 0.1,
-                        "influence_logit_matched": 0.05}],
-             "visits": [1, 0], "calibration": np.zeros((10, 3))}]
-    document = summarize({"group_size": 8}, [0], {"uniform": flat, "mopps": flat})
+    flat = [_full_run([0.5, 0.5])]
+    document = summarize({}, [0], {"uniform": flat, "mopps": flat})
     assert "Uniform ended no higher than it started" in format_answer(document)
     assert document["regime"]["mopps"]["influence_ratio_matched"] == pytest.approx(0.5)
+
+
+def test_answer_names_the_best_selector_the_ceiling_and_how_sure():
+    from mopps.bench.report import format_answer
+    from mopps.bench.summary import summarize
+
+    slow, fast = [0.5, 0.6, 0.7, 0.7], [0.5, 0.7, 0.75, 0.8]
+    document = summarize({}, [0, 1, 2], {
+        "uniform": [_full_run(slow), _full_run(slow), _full_run([0.5, 0.61, 0.7, 0.71])],
+        "mopps": [_full_run(fast), _full_run(fast), _full_run([0.5, 0.69, 0.76, 0.8])],
+        "oracle": [_full_run(fast)] * 3})
+    answer = format_answer(document)
+    assert "Best selector at Uniform's rollouts per step: mopps is" in answer
+    assert "resolved: the interval excludes 1" in answer
+    assert "Ceiling (exact oracle, look-ups free): oracle is" in answer
