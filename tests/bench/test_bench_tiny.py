@@ -124,9 +124,13 @@ def test_rollout_accounting(bench):
 
 
 def test_oracle_predicts_exactly_and_is_calibrated(bench):
-    _, document = bench
-    oracle = document["methods"]["oracle"]
-    assert oracle["mean_spearman_candidates"] == pytest.approx(1.0)
+    out, document = bench
+    rows = [row for row in _rows(out / "steps.csv") if row["method"] == "oracle"]
+    # Over all candidates the exact rates vary, so the rank correlation is defined at some step.
+    spearman = np.array([float(row["spearman_candidates"]) for row in rows])
+    assert np.isfinite(spearman).any()
+    np.testing.assert_allclose(spearman[np.isfinite(spearman)], 1.0)
+    assert document["methods"]["oracle"]["mean_spearman_candidates"] == pytest.approx(1.0)
     bins = document["calibration"]["oracle"]
     for predicted, exact in zip(bins["mean_predicted"], bins["mean_exact"]):
         assert predicted == exact or predicted == pytest.approx(exact)
@@ -171,7 +175,8 @@ def test_regime_map_end_to_end(tmp_path, monkeypatch):
     for point in points:
         assert (out / f"pool-{point['train_pool_size']}" / "results.json").exists()
         uniform = point["methods"]["uniform"]
-        assert uniform["speedup_vs_uniform"] == 1.0 and len(uniform["speedup_vs_uniform_ci"]) == 2
+        # None where Uniform ended no higher than it started (4 tiny steps may not learn).
+        assert uniform["speedup_vs_uniform"] in (1.0, None) and len(uniform["speedup_vs_uniform_ci"]) == 2
         config = document["config"]
         assert point["visits_per_prompt"] == pytest.approx(
             config["steps"] * config["batch_size"] / point["train_pool_size"])

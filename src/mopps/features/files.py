@@ -20,15 +20,13 @@ Why ``.npz`` and not parquet: reading needs numpy alone (the core dependency), a
 stored as one contiguous block that loads in a single read, and the zip's per-member CRC catches
 torn or corrupt files. Parquet would need pyarrow to read and stores a matrix as a list column.
 
-Writes go to a temporary file in the same folder, are flushed and fsynced, then renamed over the
-target and the folder is fsynced, so a crash leaves the old file or the new one, never a torn one.
+Writes go through `mopps.storage.atomic_write` (temporary file in the same folder, fsync, rename over the
+target, fsync of the folder), so a crash leaves the old file or the new one, never a torn one.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -36,6 +34,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from mopps.core.id_index import INT_KIND, first_duplicate, normalize_ids
+from mopps.storage import atomic_write
 
 FEATURES_FORMAT = "mopps.features"
 FEATURES_VERSION = 1
@@ -127,7 +126,7 @@ def save_features(path, ids, X, meta: dict) -> Path:
         payload["ids.utf8"] = np.frombuffer(b"".join(encoded), dtype=np.uint8)
         payload["ids.offsets"] = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     path = Path(path)
-    _write_atomically(path, payload)
+    atomic_write(path, lambda handle: np.savez(handle, **payload))
     return path
 
 
@@ -187,28 +186,3 @@ def _decode_strings(data: np.ndarray, offsets: np.ndarray, count: int) -> list[s
     blob = data.tobytes()
     bounds = offsets.tolist()
     return [blob[start:end].decode("utf-8") for start, end in zip(bounds[:-1], bounds[1:])]
-
-
-def _write_atomically(path: Path, payload: dict[str, np.ndarray]) -> None:
-    """``np.savez`` to a temporary file beside ``path``, fsync, rename over ``path``, fsync the folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        # mkstemp creates 0600; give the file the permissions a plain open() would.
-        mask = os.umask(0)
-        os.umask(mask)
-        os.fchmod(descriptor, 0o666 & ~mask)
-        with os.fdopen(descriptor, "wb") as handle:
-            np.savez(handle, **payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)

@@ -2,7 +2,8 @@
 
 ``candidates`` is how many candidates per trained prompt a method draws from the shuffled stream
 (the reference's ``ts_ratio`` for MoPPS and the oracle; 1 for Uniform, whose random pick from more
-candidates would be the same distribution; DS draws whole generation batches of B instead).
+candidates would be the same distribution). DS is Uniform choosing each generation batch of
+``mopps.Refill`` (DAPO's dynamic sampling), at most ``max_num_gen_batches`` of them per step.
 """
 
 from __future__ import annotations
@@ -12,17 +13,19 @@ from typing import Callable
 
 import numpy as np
 
-from mopps.selectors import DynamicSampling, HistoryFilter, MoPPS, Oracle, Selector, Uniform
+from mopps.selectors import HistoryFilter, MoPPS, Oracle, Selector, Uniform
 
 METHODS = ("uniform", "ds", "mopps", "mopps_lambda0.5", "mopps_threshold", "history", "oracle")
 
 
 @dataclass(frozen=True)
 class Method:
-    """A selector built for one run and the number of candidates it draws per trained prompt."""
+    """A selector built for one run, the number of candidates it draws per trained prompt, and the
+    refill cap of dynamic sampling (None: the run trains on the one batch the selector chose)."""
 
     selector: Selector
     candidates: int
+    max_num_gen_batches: int | None = None
 
 
 def build_method(name: str, seed: int, ts_ratio: int, ds_max_gen_batches: int,
@@ -35,7 +38,7 @@ def build_method(name: str, seed: int, ts_ratio: int, ds_max_gen_batches: int,
     if name == "uniform":
         return Method(Uniform(seed=seed), 1)
     if name == "ds":
-        return Method(DynamicSampling(max_num_gen_batches=ds_max_gen_batches, seed=seed), 1)
+        return Method(Uniform(seed=seed), 1, max_num_gen_batches=ds_max_gen_batches)
     if name == "mopps":
         return Method(MoPPS(discount=1.0, strategy="topk", seed=seed), ts_ratio)
     if name == "mopps_lambda0.5":
