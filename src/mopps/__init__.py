@@ -5,6 +5,7 @@ The core needs numpy only; trainers, tasks and the testbed live in optional laye
 
 from mopps.core.evidence import Observations, SuccessRule, aggregate_rollouts
 from mopps.selectors import (
+    ContextualMoPPS,
     DynamicBatch,
     DynamicSampling,
     HistoryFilter,
@@ -18,6 +19,6 @@ from mopps.selectors import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "DynamicBatch", "DynamicSampling", "HistoryFilter", "MoPPS", "Observations", "Oracle",
+    "ContextualMoPPS", "DynamicBatch", "DynamicSampling", "HistoryFilter", "MoPPS", "Observations", "Oracle",
     "Selection", "Selector", "SuccessRule", "Uniform", "aggregate_rollouts", "__version__",
 ]

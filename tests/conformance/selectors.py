@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mopps import DynamicSampling, HistoryFilter, MoPPS, Oracle, Uniform
+from mopps import ContextualMoPPS, DynamicSampling, HistoryFilter, MoPPS, Oracle, Uniform
 
 
 def true_rate(ids) -> np.ndarray:
@@ -28,4 +28,6 @@ SELECTORS = {
     "oracle": (lambda seed: Oracle(_rates, seed=seed), {"success_rate": _rates}),
     "history": (lambda seed: HistoryFilter(seed=seed), {}),
     "dynamic_sampling": (lambda seed: DynamicSampling(max_num_gen_batches=4, seed=seed), {}),
+    "contextual": (lambda seed: ContextualMoPPS(seed=seed), {}),
+    "contextual_greedy_trend": (lambda seed: ContextualMoPPS(temperature=0.0, model={"trend": True}, seed=seed), {}),
 }

@@ -34,7 +34,7 @@ def register(subparsers) -> None:
     parser.add_argument("--steps", type=int, default=None, help="GRPO steps per run (default: the preset's)")
     parser.add_argument("--selectors", default=None,
                         help="comma-separated subset of uniform,ds,mopps,mopps_lambda0.5,mopps_threshold,"
-                             "history,oracle (default: all)")
+                             "history,oracle,contextual,contextual_nofeatures,contextual_taskfeatures (default: all)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes, one core each (default: 2)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: runs/bench/<preset>[-quick])")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -22,6 +22,7 @@ import torch
 
 from mopps.core.metrics import spearman
 from mopps.selectors import DynamicSampling
+from mopps.testbed.features import pool_features
 from mopps.testbed.methods import build_method
 from mopps.testbed.policy import completion_logprobs, exact_success_rate, sample
 from mopps.testbed.task import EOS, AdditionTask
@@ -169,6 +170,9 @@ def run(config: GRPOConfig, method_name: str, on_step: Callable[[int], None] | N
     method = build_method(method_name, config.seed, config.ts_ratio, config.ds_max_gen_batches,
                           lambda ids: train_pool.exact_rates(policy, ids))
     selector = method.selector
+    if method.features is not None:
+        # Computed once from the frozen warm start, before any RL update (what a user has).
+        selector.add_features(np.arange(len(train_pool)), pool_features(method.features, task, train_pool, policy))
     probe = np.arange(min(config.influence_probe, len(test_pool)))
     pool_sample = np.arange(min(config.pool_eval_size, len(train_pool)))
     B, n = config.batch_size, config.group_size

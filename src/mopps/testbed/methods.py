@@ -3,6 +3,8 @@
 ``candidates`` is how many candidates per trained prompt a method draws from the shuffled stream
 (the reference's ``ts_ratio`` for MoPPS and the oracle; 1 for Uniform, whose random pick from more
 candidates would be the same distribution; DS draws whole generation batches of B instead).
+``features`` names the per-prompt features the run registers with the selector before training
+(``mopps.testbed.features``), or None.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from typing import Callable
 
 import numpy as np
 
-from mopps.selectors import DynamicSampling, HistoryFilter, MoPPS, Oracle, Selector, Uniform
+from mopps.selectors import ContextualMoPPS, DynamicSampling, HistoryFilter, MoPPS, Oracle, Selector, Uniform
 
-METHODS = ("uniform", "ds", "mopps", "mopps_lambda0.5", "mopps_threshold", "history", "oracle")
+METHODS = ("uniform", "ds", "mopps", "mopps_lambda0.5", "mopps_threshold", "history", "oracle", "contextual",
+           "contextual_nofeatures", "contextual_taskfeatures")
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,7 @@ class Method:
 
     selector: Selector
     candidates: int
+    features: str | None = None
 
 
 def build_method(name: str, seed: int, ts_ratio: int, ds_max_gen_batches: int,
@@ -46,4 +50,10 @@ def build_method(name: str, seed: int, ts_ratio: int, ds_max_gen_batches: int,
         return Method(HistoryFilter(seed=seed), ts_ratio)
     if name == "oracle":
         return Method(Oracle(success_rate=success_rate, seed=seed), ts_ratio)
+    if name == "contextual":
+        return Method(ContextualMoPPS(seed=seed), ts_ratio, features="generic")
+    if name == "contextual_nofeatures":
+        return Method(ContextualMoPPS(seed=seed), ts_ratio)
+    if name == "contextual_taskfeatures":
+        return Method(ContextualMoPPS(seed=seed), ts_ratio, features="task")
     raise ValueError(f"method = {name!r}; method must be one of {METHODS}")
