@@ -19,6 +19,13 @@ greedy (posterior-mean) top-k also picks.
 
 from __future__ import annotations
 
+import os
+
+# One core per run, like the bench's workers: numpy's BLAS threads spin on a busy machine and make the
+# model's small matrix products slower, not faster. Set before numpy loads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import argparse
 import json
 import time

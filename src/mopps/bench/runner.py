@@ -8,6 +8,7 @@ draws one bar over all steps of all runs.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import queue
 from dataclasses import replace
 
@@ -58,6 +59,10 @@ def run_all(config: GRPOConfig, methods: list[str], seeds: list[int], workers: i
             finished[method, seed]["visits"] = finished[method, seed]["visits"].tolist()
     else:
         context = multiprocessing.get_context("spawn")
+        # Spawned workers read these when numpy loads: one BLAS thread each, as one torch thread (BLAS
+        # threads of several workers spinning on the same cores make small matrix products far slower).
+        for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(name, "1")
         with context.Manager() as manager:
             progress = manager.Queue()
             with context.Pool(min(workers, len(jobs)), initializer=_init_worker, initargs=(progress,)) as pool:

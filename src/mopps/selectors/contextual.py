@@ -106,6 +106,13 @@ class ContextualMoPPS(Selector):
         """Number of prompts with an entry (observed or given features)."""
         return len(self.index)
 
+    def nbytes(self) -> int:
+        """Bytes of array memory held: per-prompt arrays (with their spare capacity), the id index
+        (string ids' dict not counted) and the global coefficients."""
+        per_prompt = (self.u_mean, self.u_var, self.trained, self.last_step, self.has_features, self.features)
+        return (sum(array.nbytes for array in per_prompt) + self.index.nbytes() + self.theta_mean.nbytes
+                + self.theta_cov.nbytes + (0 if self.feature_matrix is None else self.feature_matrix.nbytes))
+
     # -- features ----------------------------------------------------------------------------------
 
     def add_features(self, ids, features) -> None:
