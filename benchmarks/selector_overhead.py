@@ -153,7 +153,7 @@ def bench_state(prompts: int, string_ids: bool) -> dict[str, float]:
         load_s = time.perf_counter() - start
     assert len(loaded) == prompts
     return {
-        "bytes_per_prompt": selector.table.nbytes() / prompts,
+        "bytes_per_prompt": selector.nbytes() / prompts,
         "file_bytes_per_prompt": file_bytes / prompts,
         "save_s": save_s,
         "load_s": load_s,

@@ -1,5 +1,8 @@
-"""Imports point down: cli -> bench -> testbed -> selectors -> core; integrations -> selectors;
-tasks depends on nothing of ours; core imports numpy and the standard library only."""
+"""Imports point down: cli -> bench -> testbed -> loop -> selectors -> storage -> core;
+integrations -> loop; testing (the public conformance checker) -> selectors; tasks depends on nothing
+of ours; features (beside tasks) depends on core and storage only and may be used by integrations,
+testbed and bench; core imports numpy and the standard library only (no I/O: files go through storage).
+"""
 
 from __future__ import annotations
 
@@ -13,13 +16,18 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "mopps"
 
 # Layer -> the mopps layers it may import (itself included).
+# A layer is a package folder or a single module (storage.py, testing.py).
 ALLOWED = {
     "core": {"core"},
-    "selectors": {"core", "selectors"},
-    "integrations": {"core", "selectors", "integrations"},
+    "storage": {"core", "storage"},
+    "selectors": {"core", "storage", "selectors"},
+    "loop": {"core", "storage", "selectors", "loop"},
+    "testing": {"core", "storage", "selectors", "testing"},
+    "integrations": {"core", "storage", "selectors", "loop", "features", "integrations"},
     "tasks": {"tasks"},
-    "testbed": {"core", "selectors", "testbed"},
-    "bench": {"core", "selectors", "testbed", "bench"},
+    "features": {"core", "storage", "features"},
+    "testbed": {"core", "storage", "selectors", "loop", "features", "testbed"},
+    "bench": {"core", "storage", "selectors", "loop", "features", "testbed", "bench"},
 }
 CORE_THIRD_PARTY = {"numpy"}
 CORE_FORBIDDEN_STDLIB = {"os", "pathlib", "io", "shutil", "tempfile", "json", "pickle"}
@@ -38,7 +46,10 @@ def imported_modules(path: Path) -> set[str]:
 
 @pytest.mark.parametrize("layer", sorted(ALLOWED))
 def test_imports_point_down(layer):
-    for path in sorted((PACKAGE / layer).rglob("*.py")):
+    module = PACKAGE / f"{layer}.py"
+    paths = [module] if module.exists() else sorted((PACKAGE / layer).rglob("*.py"))
+    assert paths, f"layer {layer} has no code"
+    for path in paths:
         for module in imported_modules(path):
             parts = module.split(".")
             if parts[0] == "mopps" and len(parts) > 1:
@@ -54,9 +65,20 @@ def test_imports_point_down(layer):
 
 def test_import_mopps_loads_no_framework():
     code = (
-        "import sys, mopps, mopps.selectors, mopps.core.metrics\n"
+        "import sys, mopps, mopps.selectors, mopps.core.metrics, mopps.storage, mopps.testing, mopps.loop,"
+        " mopps.features\n"
         "heavy = [m for m in ('torch', 'trl', 'verl', 'ray', 'transformers', 'datasets', 'scipy')"
         " if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_features_layer_loads_no_framework_until_it_runs():
+    # `mopps features` is registered in the cli, so `mopps --help` must not pay for torch or pyarrow.
+    code = (
+        "import sys, mopps.cli, mopps.features, mopps.features.columns, mopps.features.embeddings\n"
+        "heavy = [m for m in ('torch', 'transformers', 'datasets', 'pyarrow', 'pandas', 'tqdm') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,13 +1,13 @@
 """mopps: online prompt selection for RL finetuning of reasoning models.
 
-The core needs numpy only; trainers, tasks and the testbed live in optional layers.
+The core needs numpy only; trainers, tasks and the testbed live in optional layers. A host drives a
+``SelectionLoop`` (``next`` -> roll out -> ``observe``); ``Refill`` adds dynamic sampling on top.
 """
 
 from mopps.core.evidence import Observations, SuccessRule, aggregate_rollouts
+from mopps.loop import Batch, Refill, SelectionLoop
 from mopps.selectors import (
     ContextualMoPPS,
-    DynamicBatch,
-    DynamicSampling,
     HistoryFilter,
     MoPPS,
     Oracle,
@@ -19,6 +19,6 @@ from mopps.selectors import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "ContextualMoPPS", "DynamicBatch", "DynamicSampling", "HistoryFilter", "MoPPS", "Observations", "Oracle",
-    "Selection", "Selector", "SuccessRule", "Uniform", "aggregate_rollouts", "__version__",
+    "Batch", "ContextualMoPPS", "HistoryFilter", "MoPPS", "Observations", "Oracle", "Refill", "Selection", "SelectionLoop", "Selector",
+    "SuccessRule", "Uniform", "aggregate_rollouts", "__version__",
 ]

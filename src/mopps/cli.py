@@ -1,7 +1,8 @@
 """The ``mopps`` command: parses arguments and hands each subcommand to the layer that owns it.
 
-Subcommands: ``mopps bench`` (the embedded RL testbed benchmark, ``mopps.bench.cli``) and
-``mopps data`` (task data preparation, ``mopps.tasks.cli``). Each layer registers its own parser;
+Subcommands: ``mopps bench`` (the embedded RL testbed benchmark, ``mopps.bench.cli``),
+``mopps data`` (task data preparation, ``mopps.tasks.cli``) and ``mopps features`` (per-prompt
+features for contextual selectors, ``mopps.features.cli``). Each layer registers its own parser;
 heavy imports (torch, datasets) happen inside the handlers, so ``mopps --help`` is instant.
 """
 
@@ -11,6 +12,7 @@ import argparse
 import sys
 
 from mopps.bench.cli import register as register_bench
+from mopps.features.cli import register as register_features
 from mopps.tasks.cli import register as register_data
 
 
@@ -22,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     register_bench(subparsers)
     register_data(subparsers)
+    register_features(subparsers)
     return parser
 
 

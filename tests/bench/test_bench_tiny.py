@@ -79,8 +79,12 @@ def test_rollout_accounting(bench):
 
 
 def test_oracle_predicts_exactly(bench):
-    _, document = bench
-    assert document["methods"]["oracle"]["mean_spearman_selected"] in (None, pytest.approx(1.0))
+    out, _ = bench
+    rows = [row for row in _rows(out / "steps.csv") if row["method"] == "oracle"]
+    # Over all candidates the exact rates vary, so the rank correlation is defined at some step.
+    spearman = np.array([float(row["spearman_candidates"]) for row in rows])
+    assert np.isfinite(spearman).any()
+    np.testing.assert_allclose(spearman[np.isfinite(spearman)], 1.0)
 
 
 def test_unknown_selector_is_named():

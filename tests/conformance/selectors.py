@@ -1,21 +1,17 @@
-"""The selectors every conformance test runs against: name -> (factory, load kwargs)."""
+"""The built-in selectors the conformance suite runs against: name -> (factory(seed), load kwargs)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from mopps import ContextualMoPPS, DynamicSampling, HistoryFilter, MoPPS, Oracle, Uniform
+from mopps import ContextualMoPPS, HistoryFilter, MoPPS, Oracle, Uniform
 
 
 def true_rate(ids) -> np.ndarray:
-    """A deterministic stand-in for exact success rates, for ints or strings."""
+    """A deterministic stand-in for exact success rates in [0, 1], for int or str ids."""
     if isinstance(ids, np.ndarray):
-        return (ids % 11) / 10.0 - np.where(ids % 11 == 10, 0.0, 0.0)
+        return (ids % 11) / 10.0
     return np.array([(sum(map(ord, value)) % 11) / 10.0 for value in ids])
-
-
-def _rates(ids):
-    return np.clip(true_rate(ids), 0.0, 1.0)
 
 
 SELECTORS = {
@@ -25,9 +21,12 @@ SELECTORS = {
     "mopps_learnability": (lambda seed: MoPPS(strategy="learnability", seed=seed), {}),
     "mopps_greedy_mean": (lambda seed: MoPPS(strategy="greedy_mean", seed=seed), {}),
     "uniform": (lambda seed: Uniform(seed=seed), {}),
-    "oracle": (lambda seed: Oracle(_rates, seed=seed), {"success_rate": _rates}),
+    "oracle": (lambda seed: Oracle(true_rate, seed=seed), {"success_rate": true_rate}),
     "history": (lambda seed: HistoryFilter(seed=seed), {}),
-    "dynamic_sampling": (lambda seed: DynamicSampling(max_num_gen_batches=4, seed=seed), {}),
     "contextual": (lambda seed: ContextualMoPPS(seed=seed), {}),
     "contextual_greedy_trend": (lambda seed: ContextualMoPPS(temperature=0.0, model={"trend": True}, seed=seed), {}),
 }
+
+# Selectors that key learned state by prompt id, so they fix the id kind at first use.
+KEYED_BY_ID = ("mopps_topk", "mopps_discounted", "mopps_threshold", "mopps_learnability", "mopps_greedy_mean",
+               "uniform", "history", "contextual", "contextual_greedy_trend")

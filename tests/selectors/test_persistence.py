@@ -1,11 +1,12 @@
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from mopps import HistoryFilter, MoPPS, Uniform
-from mopps.selectors import persistence
+from mopps import storage
 
 
 def trained(seed=0):
@@ -14,15 +15,46 @@ def trained(seed=0):
     return selector
 
 
+DATA = Path(__file__).parent / "data"
+
+
 def test_file_is_readable_with_numpy_and_json(tmp_path):
     path = tmp_path / "state.npz"
     trained().save(path)
     with np.load(path) as archive:
         meta = json.loads(bytes(archive["__meta__"]))
-        assert meta["format"] == "mopps.selector-state" and meta["version"] == 1
-        assert meta["selector"] == "MoPPS" and meta["step"] == 1
-        np.testing.assert_array_equal(archive["ids"], np.arange(100))
-        assert archive["alpha"].shape == (100,)
+        assert meta["file_format"] == "mopps.state-file" and meta["file_version"] == 2
+        state = meta["state"]
+        assert state["format"] == "mopps.selector-state" and state["version"] == 1
+        assert state["selector"] == "MoPPS" and state["step"] == 1
+        assert state["arrays"]["alpha"] == {"__array__": "arrays/alpha"}
+        np.testing.assert_array_equal(archive["arrays/ids"], np.arange(100))
+        assert archive["arrays/alpha"].shape == (100,)
+
+
+# Written by mopps 0.1 (file version 1) before the learned state became a record; what the old code
+# selected next after loading them is recorded beside each.
+def test_version_1_files_load_and_continue_as_they_did():
+    selector = MoPPS.load(DATA / "mopps_v1.npz")
+    assert selector.step == 1 and selector._config() == {
+        "prior": [2.0, 1.0], "discount": 0.5, "target": 0.5, "strategy": "topk", "band": [0.3, 0.7]}
+    np.testing.assert_array_equal(selector.posterior([5, 6, 9])[0], [5.0, 9.0, 6.0])
+    np.testing.assert_array_equal(selector.state.prompt_prior_alpha[:2], [5.0, 8.0])
+    assert selector.select(np.arange(20), 4).ids.tolist() == [14, 19, 13, 6]
+
+    history = HistoryFilter.load(DATA / "history_v1.npz")
+    assert history.state.ids == ["a", "b", "c", "\u00e9"] and history.state.skip_easy == 0.51
+    assert history.select(["a", "b", "c", "d", "e"], 3).ids == ["a", "c", "d"]
+
+
+def test_a_version_1_file_read_and_written_again_reads_the_same(tmp_path):
+    selector = MoPPS.load(DATA / "mopps_v1.npz")
+    selector.save(tmp_path / "v2.npz")
+    again = MoPPS.load(tmp_path / "v2.npz")
+    first, second = selector.state_dict(), again.state_dict()
+    assert first["rng"] == second["rng"] and first["config"] == second["config"]
+    for key, value in first["arrays"].items():
+        np.testing.assert_array_equal(second["arrays"][key], value)
 
 
 @pytest.mark.parametrize("keep_bytes", [0, 10, 200, -50])
@@ -40,7 +72,7 @@ def test_corrupted_payload_fails_on_crc(tmp_path):
     trained().save(path)
     data = bytearray(path.read_bytes())
     with np.load(path) as archive:
-        alpha_bytes = archive["alpha"].tobytes()
+        alpha_bytes = archive["arrays/alpha"].tobytes()
     position = bytes(data).find(alpha_bytes[:16])
     data[position + 3] ^= 0xFF
     path.write_bytes(bytes(data))
@@ -52,19 +84,14 @@ def test_other_version_and_other_class_are_refused(tmp_path):
     path = tmp_path / "state.npz"
     state = trained().state_dict()
     state["version"] = 99
-    persistence.save_state({**state, "version": 1}, path)
+    storage.save_state({**state, "version": 1}, path)
     with pytest.raises(ValueError, match="saved by MoPPS, not Uniform"):
         Uniform.load(path)
     with pytest.raises(ValueError, match="version 99"):
         MoPPS().load_state_dict(state)
-    meta_only = {**trained().state_dict()}
-    persistence.save_state(meta_only, path)
-    raw = dict(np.load(path))
-    meta = json.loads(bytes(raw["__meta__"]))
-    meta["version"] = 2
-    raw["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    np.savez(path, **raw)
-    with pytest.raises(ValueError, match="format version 2 is not supported"):
+    storage.save_state(trained().state_dict(), path)
+    _rewrite_meta(path, lambda meta: {**meta, "file_version": 3})
+    with pytest.raises(ValueError, match="file format version 3 is not supported"):
         MoPPS.load(path)
     with pytest.raises(FileNotFoundError):
         MoPPS.load(tmp_path / "missing.npz")
@@ -109,7 +136,7 @@ def test_history_filter_state_round_trip(tmp_path):
     selector.update(["a", "b", "c"], [8.0, 0.0, 3.0], [8.0, 8.0, 8.0])
     selector.save(tmp_path / "h.npz")
     loaded = HistoryFilter.load(tmp_path / "h.npz")
-    assert loaded.skip_easy == selector.skip_easy
+    assert loaded.state.skip_easy == selector.state.skip_easy
     np.testing.assert_array_equal(loaded.predict(["a", "b", "c", "d"]), [1.0, 0.0, 0.375, 0.5])
 
 
@@ -122,11 +149,18 @@ def _rewrite_meta(path, change):
         np.savez(handle, **raw)
 
 
+def _without(mapping, key):
+    return {name: value for name, value in mapping.items() if name != key}
+
+
 @pytest.mark.parametrize("change", [
-    lambda meta: {key: value for key, value in meta.items() if key != "scalars"},
-    lambda meta: {key: value for key, value in meta.items() if key != "rng"},
+    lambda meta: _without(meta, "state"),
+    lambda meta: {**meta, "state": _without(meta["state"], "rng")},
+    lambda meta: {**meta, "state": {**meta["state"], "arrays": {"__array__": "missing"}}},
+    lambda meta: {**meta, "state": {**meta["state"], "step": {"__int__": "x"}}},
+    lambda meta: {**meta, "state": [meta["state"]]},
     lambda meta: [meta],
-    lambda meta: {**meta, "config": {**meta["config"], "unknown_option": 1}},
+    lambda meta: {**meta, "state": {**meta["state"], "config": {**meta["state"]["config"], "unknown_option": 1}}},
 ])
 def test_corrupt_metadata_in_a_valid_zip_fails_with_value_error(tmp_path, change):
     path = tmp_path / "state.npz"

@@ -125,6 +125,9 @@ def test_math_from_local_hub_layout(tmp_path, warm_math_verify):
     assert compute_score(train["data_source"][1], "\\boxed{0.5}", train["reward_model"][1]["ground_truth"])["acc"] == 1.0
     trl = datasets.load_from_disk(str(tmp_path / "out" / "trl" / "test"))
     assert trl[0]["answer"] == "\\left[ 1, \\frac{3}{2} \\right)" and trl[0]["prompt"][0]["role"] == "user"
+    # MATH's level and type travel along for feature builders (mopps.features.columns).
+    assert train["extra_info"][0]["level"] == "Level 1" and train["extra_info"][0]["type"] == "Algebra"
+    assert trl[0]["level"] == "Level 1" and trl[0]["type"] == "Algebra"
 
 
 def test_math_without_a_box_names_the_row(tmp_path):

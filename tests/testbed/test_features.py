@@ -43,7 +43,12 @@ def test_task_features_are_digit_counts_and_carries(small):
         pool_features("current_policy", task, train, policy)
 
 
-def test_contextual_methods_name_their_features():
-    sources = {name: build_method(name, 0, 8, 10, lambda ids: np.zeros(len(ids))).features
-               for name in METHODS if name.startswith("contextual")}
-    assert sources == {"contextual": "generic", "contextual_nofeatures": None, "contextual_taskfeatures": "task"}
+def test_contextual_and_refill_methods():
+    built = {name: build_method(name, 0, 8, 10, lambda ids: np.zeros(len(ids)))
+             for name in METHODS if name.startswith("contextual") or name.endswith("_ds")}
+    assert {name: method.features for name, method in built.items()} == {
+        "contextual": "generic", "contextual_nofeatures": None, "contextual_taskfeatures": "task",
+        "mopps_ds": None, "contextual_ds": "generic"}
+    # Selection-guided dynamic sampling: each generation batch chosen from ts_ratio x as many candidates.
+    for name in ("mopps_ds", "contextual_ds"):
+        assert built[name].max_num_gen_batches == 10 and built[name].candidates == 8

@@ -30,12 +30,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mopps.core.projection import projection_matrix
+
 _MAX_NEWTON_STEP = 4.0  # logits; damping for the Laplace mode search far from the prior mean
 _NEWTON_ITERATIONS = 30
 _NEWTON_TOLERANCE = 1e-10
 _MIN_SITE_PRECISION = 1e-12  # a site at an extreme logit carries (almost) no information, never none
 # Probabilists' Gauss-Hermite rule: sum_j w_j f(x_j) ~ E[f(X)], X ~ N(0, 1) (weights normalized).
-_HERMITE_NODES, _HERMITE_WEIGHTS = np.polynomial.hermite_e.hermegauss(16)
+_HERMITE_NODES, _HERMITE_WEIGHTS = np.polynomial.hermite_e.hermegauss(20)
 _HERMITE_WEIGHTS = _HERMITE_WEIGHTS / _HERMITE_WEIGHTS.sum()
 
 
@@ -353,8 +355,7 @@ def fit_feature_transform(features: np.ndarray, dim: int, projection_seed: int) 
     scale = _safe_std(features, mean)
     matrix = np.diag(1.0 / scale)
     if features.shape[1] > dim:
-        projection = np.random.default_rng(projection_seed).standard_normal((features.shape[1], dim))
-        matrix = matrix @ projection
+        matrix = matrix @ projection_matrix(features.shape[1], dim, projection_seed).astype(np.float64)
         projected = (features - mean) @ matrix
         matrix = matrix / _safe_std(projected, np.zeros(dim))[None, :]
     return matrix, mean @ matrix

@@ -137,10 +137,9 @@ class IdIndex:
         self._slot_of_id = np.full(0, -1, dtype=np.int32)
         self._sorted_keys: np.ndarray | None = None
         self._sorted_slots: np.ndarray | None = None
-        self._int_ids = np.zeros(0, dtype=np.int64)  # id of each slot, in slot order
-        # String ids.
+        self._largest = -1  # largest integer id inserted
+        # String ids (a dict keeps insertion order, which is slot order).
         self._slot_of_str: dict[str, int] = {}
-        self._str_ids: list[str] = []
 
     def __len__(self) -> int:
         return self._count
@@ -188,16 +187,14 @@ class IdIndex:
         if kind == STR_KIND:
             new_ids = [value for value, is_new in zip(ids, missing) if is_new]
             self._slot_of_str.update(zip(new_ids, new_slots.tolist()))
-            self._str_ids.extend(new_ids)
         else:
             self._insert_ints(ids[missing], new_slots)
         self._count += n_new
         return slots
 
     def _insert_ints(self, new_ids: np.ndarray, new_slots: np.ndarray) -> None:
-        self._int_ids = np.concatenate([self._int_ids, new_ids])
-        largest = int(self._int_ids.max())
-        dense_ok = largest + 1 <= max(_DENSE_FLOOR, _DENSE_FACTOR * len(self._int_ids))
+        largest = self._largest = max(self._largest, int(new_ids.max()))
+        dense_ok = largest + 1 <= max(_DENSE_FLOOR, _DENSE_FACTOR * (self._count + len(new_ids)))
         if self._sorted_keys is None and dense_ok:
             if largest >= len(self._slot_of_id):
                 grown = np.full(max(largest + 1, 2 * len(self._slot_of_id)), -1, dtype=np.int32)
@@ -207,10 +204,14 @@ class IdIndex:
             return
         # Sparse ids: keep (or switch to) sorted keys; the direct-address table is dropped.
         if self._sorted_keys is None:
+            # The dense table lists the known ids in sorted order already: flatnonzero of its slots.
+            known = np.flatnonzero(self._slot_of_id >= 0)
+            keys = np.concatenate([known, new_ids])
+            slots = np.concatenate([self._slot_of_id[known].astype(np.int64), new_slots])
+            order = np.argsort(keys, kind="stable")
             self._slot_of_id = np.full(0, -1, dtype=np.int32)
-            order = np.argsort(self._int_ids, kind="stable")
-            self._sorted_keys = self._int_ids[order]
-            self._sorted_slots = order.astype(np.int64)
+            self._sorted_keys = keys[order].astype(np.int64)
+            self._sorted_slots = slots[order]
             return
         # Merge the new keys into the sorted ones: O(N) instead of re-sorting everything.
         order = np.argsort(new_ids, kind="stable")
@@ -218,15 +219,9 @@ class IdIndex:
         self._sorted_keys = np.insert(self._sorted_keys, positions, new_ids[order])
         self._sorted_slots = np.insert(self._sorted_slots, positions, new_slots[order])
 
-    def ids(self):
-        """All known ids in slot order: int64 array or list of str."""
-        if self.kind == STR_KIND:
-            return list(self._str_ids)
-        return self._int_ids.copy()
-
     def nbytes(self) -> int:
-        """Bytes held by the index's arrays (string dicts are not counted: see ``ids``)."""
-        total = self._slot_of_id.nbytes + self._int_ids.nbytes
+        """Bytes held by the index's arrays (the dict of string ids is not counted)."""
+        total = self._slot_of_id.nbytes
         if self._sorted_keys is not None:
             total += self._sorted_keys.nbytes + self._sorted_slots.nbytes
         return total
@@ -238,3 +233,45 @@ class IdIndex:
         if kind is not None and len(ids):
             index.insert(kind, ids)
         return index
+
+
+class IdLookup:
+    """The ``IdIndex`` of a record's ids, rebuilt only when the record's ids object changes.
+
+    Records are immutable tuples, so "the ids object changed" means "another record": a loaded state
+    gets a fresh index; records grown by ``extend_ids`` keep theirs (it was grown in step).
+    """
+
+    def __init__(self) -> None:
+        self._ids: Any = None
+        self._index = IdIndex()
+
+    def index(self, kind: str | None, ids) -> IdIndex:
+        """The index of ``ids`` (kind ``kind``); slots are positions in ``ids``."""
+        if ids is not self._ids:
+            self._index = IdIndex.from_ids(kind, ids)
+            self._ids = ids
+        return self._index
+
+    def extend_ids(self, kind: str, known_ids, ids) -> tuple[np.ndarray, Any, int]:
+        """Slots of normalized, unique ``ids`` among ``known_ids`` (kind ``kind``), unknown ones appended.
+
+        Returns ``(slots (m,), ids_after, n_new)``: ``ids_after`` is ``known_ids`` followed by the
+        unknown ids in order (a new object when ``n_new > 0``, else ``known_ids`` itself).
+        """
+        index = self.index(kind, known_ids)
+        index.check_kind(kind, "ids")
+        before = len(index)
+        slots = index.insert(kind, ids)
+        added = slots >= before
+        n_new = int(added.sum())
+        if n_new == 0:
+            return slots, known_ids, 0
+        order = np.argsort(slots[added], kind="stable")
+        if kind == STR_KIND:
+            new = [ids[position] for position in np.flatnonzero(added)[order]]
+            ids_after = list(known_ids) + new
+        else:
+            ids_after = np.concatenate([np.asarray(known_ids, dtype=np.int64), ids[added][order]])
+        self._ids = ids_after
+        return slots, ids_after, n_new

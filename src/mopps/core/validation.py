@@ -65,9 +65,29 @@ def check_observations(successes, trials) -> tuple[np.ndarray, np.ndarray]:
     return successes, trials
 
 
+def check_integer(value, name: str, minimum: int = 0) -> int:
+    """``value`` as a Python int; ``ValueError`` naming ``name`` unless it is an integer (not a bool,
+    not a float such as 2.0) and ``>= minimum``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} = {value!r}; {name} must be an integer >= {minimum}")
+    if value < minimum:
+        raise ValueError(f"{name} = {value}; {name} must be an integer >= {minimum}")
+    return int(value)
+
+
+def check_seed(seed, name: str = "seed") -> int | None:
+    """A seed: an integer >= 0, or None for fresh OS entropy. A ``numpy.random.Generator`` is refused:
+    a shared generator would not be owned (nor saved) by the object seeded with it."""
+    if seed is None:
+        return None
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"{name} = {seed!r}; {name} must be a non-negative integer or None")
+    return int(seed)
+
+
 def check_count(k, n_candidates: int, name: str = "k") -> int:
     """Validate a number of prompts to choose from ``n_candidates`` candidates."""
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)):
         raise ValueError(f"{name} = {k!r}; {name} must be an integer")
     k = int(k)
     if n_candidates == 0:

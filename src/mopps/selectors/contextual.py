@@ -23,8 +23,8 @@ id index (8 bytes per id, plus 4 bytes per id value for dense int ids): 301 byte
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
-from typing import Any
+from dataclasses import asdict
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -43,39 +43,65 @@ from mopps.core.contextual import (
     sigmoid,
     thompson_logits,
 )
-from mopps.core.id_index import IdIndex, first_duplicate, normalize_ids
+from mopps.core.id_index import IdLookup, first_duplicate, normalize_ids
 from mopps.core.selection import topk_toward_target
-from mopps.core.validation import check_probability, check_same_length
+from mopps.core.validation import check_integer, check_probability, check_same_length
 from mopps.selectors.base import Selector
 
 TRAINING_RULES = ("mixed", "all")
+
+
+class ContextualState(NamedTuple):
+    """Learned state of ``ContextualMoPPS``: per-prompt arrays (n,) in slot order, n = prompts with an
+    entry (observed or given features), and the global coefficients.
+
+    ``id_kind``: "int", "str" or None while empty; ``ids``: int64 array or list of str, unique.
+    ``u_mean``, ``u_var``: float64, the residual's posterior as of ``last_step`` (int64), the step of
+    its last update; ``trained``: float64, decayed training count as of ``last_step``;
+    ``has_features``: bool; ``features``: float32 (n, d), standardized features (zeros where none;
+    d = 0 before any). ``theta_mean`` (D,), ``theta_cov`` (D, D): the global coefficients' posterior
+    (layout ``GlobalLayout(trend, d)``). ``feature_matrix`` (d_in, d), ``feature_offset`` (d,): the
+    fixed map from raw to model features (None before any).
+    """
+
+    id_kind: str | None
+    ids: Any
+    u_mean: np.ndarray
+    u_var: np.ndarray
+    trained: np.ndarray
+    last_step: np.ndarray
+    has_features: np.ndarray
+    features: np.ndarray
+    theta_mean: np.ndarray
+    theta_cov: np.ndarray
+    feature_matrix: np.ndarray | None = None
+    feature_offset: np.ndarray | None = None
 
 
 class ContextualMoPPS(Selector):
     """Prompt selector over a shared, drifting logistic model of success rates.
 
     ``target``: the success rate aimed at (0.5). ``temperature``: width of the Thompson draw
-    relative to the posterior (1: the posterior; 0: no draw, rank the predictive means).
-    ``feature_dim``: features wider than this are randomly projected to this many columns.
-    ``projection_seed``: seed of that projection (fixed, so it is reproducible; not the selector's
-    generator). ``training_rule``: which rolled-out prompts count as trained on: ``"mixed"`` (default:
-    only groups whose successes are neither 0 nor all; an all-equal group has zero GRPO advantage and
-    does not move the policy) or ``"all"``. ``model``: a ``mopps.core.contextual.ContextualModel`` (or
-    a dict of its fields) with the priors and dynamics; the defaults were chosen on held-out testbed
-    seeds (``docs/contextual.md``). ``seed``: the selector's generator.
+    relative to the posterior (1: the posterior; 0: no draw, rank the predictive means; default
+    0.25, chosen on held-out seeds: ``docs/contextual.md``). ``feature_dim``: features wider than
+    this are randomly projected to this many columns. ``projection_seed``: seed of that projection
+    (fixed, so it is reproducible; not the selector's generator). ``training_rule``: which
+    rolled-out prompts count as trained on: ``"mixed"`` (default: only groups whose successes are
+    neither 0 nor all; an all-equal group has zero GRPO advantage and does not move the policy) or
+    ``"all"``. ``model``: a ``mopps.core.contextual.ContextualModel`` (or a dict of its fields)
+    with the priors and dynamics. ``seed``: the selector's generator.
+
+    Time is counted in ``update`` calls (``step``): one call per policy update. Under dynamic
+    sampling several calls fall in one policy update, which ages the model a little faster.
     """
 
-    def __init__(self, target: float = 0.5, temperature: float = 1.0, feature_dim: int = 64,
+    def __init__(self, target: float = 0.5, temperature: float = 0.25, feature_dim: int = 64,
                  projection_seed: int = 0, training_rule: str = "mixed",
                  model: ContextualModel | dict | None = None, seed: int | None = 0) -> None:
         self.target = check_probability(target, "target")
         self.temperature = _check_number(temperature, "temperature", minimum=0.0)
-        if isinstance(feature_dim, bool) or not isinstance(feature_dim, (int, np.integer)) or feature_dim < 1:
-            raise ValueError(f"feature_dim = {feature_dim!r}; feature_dim must be an integer >= 1")
-        self.feature_dim = int(feature_dim)
-        if isinstance(projection_seed, bool) or not isinstance(projection_seed, (int, np.integer)) or projection_seed < 0:
-            raise ValueError(f"projection_seed = {projection_seed!r}; projection_seed must be an integer >= 0")
-        self.projection_seed = int(projection_seed)
+        self.feature_dim = check_integer(feature_dim, "feature_dim", minimum=1)
+        self.projection_seed = check_integer(projection_seed, "projection_seed")
         if training_rule not in TRAINING_RULES:
             raise ValueError(f"training_rule = {training_rule!r}; training_rule must be one of {TRAINING_RULES}")
         self.training_rule = training_rule
@@ -89,29 +115,28 @@ class ContextualMoPPS(Selector):
         elif not isinstance(model, ContextualModel):
             raise ValueError(f"model = {model!r}; model must be a ContextualModel, a dict of its fields or None")
         self.model = model
+        self._lookup = IdLookup()  # id -> slot of ``state.ids``, derived, never saved
         super().__init__(seed)
-        self.layout = GlobalLayout(trend=bool(model.trend), feature_dim=0)
-        self.theta_mean, self.theta_cov = model.initial_global(self.layout)
-        self.index = IdIndex()
-        self.u_mean = np.zeros(0)
-        self.u_var = np.zeros(0)
-        self.trained = np.zeros(0)  # decayed training count as of last_step
-        self.last_step = np.zeros(0, dtype=np.int64)  # step at which u_mean, u_var, trained were set
-        self.has_features = np.zeros(0, dtype=bool)
-        self.features = np.zeros((0, 0), dtype=np.float32)  # standardized model features (slots, d)
-        self.feature_matrix: np.ndarray | None = None  # (d_in, d): raw features @ matrix - offset
-        self.feature_offset: np.ndarray | None = None
 
     def __len__(self) -> int:
         """Number of prompts with an entry (observed or given features)."""
-        return len(self.index)
+        return len(self.state.u_mean)
+
+    def layout(self, state: ContextualState | None = None) -> GlobalLayout:
+        """Positions of the global coefficients in ``theta_mean`` (of ``state``, default the current)."""
+        state = self.state if state is None else state
+        return GlobalLayout(trend=bool(self.model.trend), feature_dim=state.features.shape[1])
 
     def nbytes(self) -> int:
-        """Bytes of array memory held: per-prompt arrays (with their spare capacity), the id index
-        (string ids' dict not counted) and the global coefficients."""
-        per_prompt = (self.u_mean, self.u_var, self.trained, self.last_step, self.has_features, self.features)
-        return (sum(array.nbytes for array in per_prompt) + self.index.nbytes() + self.theta_mean.nbytes
-                + self.theta_cov.nbytes + (0 if self.feature_matrix is None else self.feature_matrix.nbytes))
+        """Bytes of array memory of the learned state and its id look-up (string ids not counted)."""
+        state = self.state
+        arrays = [state.u_mean, state.u_var, state.trained, state.last_step, state.has_features, state.features,
+                  state.theta_mean, state.theta_cov]
+        if state.id_kind == "int":
+            arrays.append(state.ids)
+        if state.feature_matrix is not None:
+            arrays += [state.feature_matrix, state.feature_offset]
+        return sum(array.nbytes for array in arrays) + self._lookup.index(state.id_kind, state.ids).nbytes()
 
     # -- features ----------------------------------------------------------------------------------
 
@@ -126,14 +151,15 @@ class ContextualMoPPS(Selector):
         refused, because the model has learned from the old one. Rows are stored as float32 after the
         transform. Raises ``ValueError`` naming the argument and position; the state is unchanged.
         """
+        state = self.state
         kind, normalized = normalize_ids(ids, "ids")
-        self.index.check_kind(kind, "ids")
+        self._check_kind(kind, "ids")
         array = _feature_array(features)
         check_same_length(ids=normalized, features=array)
-        if self.feature_matrix is not None and array.shape[1] != len(self.feature_matrix):
+        if state.feature_matrix is not None and array.shape[1] != len(state.feature_matrix):
             raise ValueError(
                 f"features has {array.shape[1]} columns but this selector's features have "
-                f"{len(self.feature_matrix)}; every call must pass the same width"
+                f"{len(state.feature_matrix)}; every call must pass the same width"
             )
         position = first_duplicate(kind, normalized)
         if position >= 0:
@@ -142,45 +168,47 @@ class ContextualMoPPS(Selector):
             return
         if array.shape[1] == 0:
             raise ValueError("features has 0 columns; give at least one feature per prompt")
-        if self.feature_matrix is None:
+        if state.feature_matrix is None:
             matrix, offset = fit_feature_transform(array, self.feature_dim, self.projection_seed)
         else:
-            matrix, offset = self.feature_matrix, self.feature_offset
+            matrix, offset = state.feature_matrix, state.feature_offset
         transformed = (array @ matrix - offset).astype(np.float32)
-        slots = self.index.find(kind, normalized)
-        existing = slots >= 0
-        if existing.any() and self.feature_matrix is not None:
-            had = existing & self.has_features[np.maximum(slots, 0)]
-            changed = had & np.any(self.features[np.maximum(slots, 0)] != transformed, axis=1)
+        if state.feature_matrix is not None and state.id_kind is not None:
+            slots = self._lookup.index(state.id_kind, state.ids).find(kind, normalized)
+            safe = np.maximum(slots, 0)
+            changed = (slots >= 0) & state.has_features[safe] & np.any(state.features[safe] != transformed, axis=1)
             if changed.any():
                 position = int(np.argmax(changed))
                 raise ValueError(
                     f"ids[{position}] = {_shown(normalized[position])} already has different features; a "
                     "prompt's features cannot change (the model has learned from them)"
                 )
-        # Validated: from here on the state changes.
-        if self.feature_matrix is None:
-            self._start_features(matrix, offset)
-        slots = self._create(kind, normalized)
-        self.features[slots] = transformed
-        self.has_features[slots] = True
+        # Validated: build the new record (the old one stays intact until it is replaced).
+        if state.feature_matrix is None:
+            state = self._with_feature_space(state, matrix, offset)
+        state, slots = self._with_entries(state, kind, normalized)
+        state.features[slots] = transformed
+        state.has_features[slots] = True
+        self.state = state
 
-    def _start_features(self, matrix: np.ndarray, offset: np.ndarray) -> None:
-        self.feature_matrix, self.feature_offset = matrix, offset
-        new_layout = replace(self.layout, feature_dim=matrix.shape[1])
-        self.theta_mean, self.theta_cov = self.model.extend_global(self.layout, new_layout, self.theta_mean,
-                                                                   self.theta_cov)
-        self.layout = new_layout
-        self.features = np.zeros((len(self.u_mean), new_layout.feature_dim), dtype=np.float32)
+    def _with_feature_space(self, state: ContextualState, matrix: np.ndarray, offset: np.ndarray) -> ContextualState:
+        """``state`` with d feature columns (zeros) and theta extended by their prior."""
+        layout = self.layout(state)
+        wide = GlobalLayout(trend=layout.trend, feature_dim=matrix.shape[1])
+        theta_mean, theta_cov = self.model.extend_global(layout, wide, state.theta_mean, state.theta_cov)
+        return state._replace(features=np.zeros((len(state.u_mean), wide.feature_dim), dtype=np.float32),
+                              has_features=state.has_features.copy(), theta_mean=theta_mean, theta_cov=theta_cov,
+                              feature_matrix=matrix, feature_offset=offset)
 
     # -- queries -----------------------------------------------------------------------------------
 
     def logit_posterior(self, ids) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and variance of each id's success logit now, float64 (m,) each."""
         kind, normalized = normalize_ids(ids, "ids")
-        self.index.check_kind(kind, "ids")
-        rows, u_mean, u_var = self._gather(self.index.find(kind, normalized))
-        return logit_moments(self.theta_mean, self.theta_cov, rows, u_mean, u_var)
+        self._check_kind(kind, "ids")
+        state = self.state
+        rows, u_mean, u_var = self._gather(state, self._slots(state, kind, normalized))
+        return logit_moments(state.theta_mean, state.theta_cov, rows, u_mean, u_var)
 
     def predict(self, ids) -> np.ndarray:
         """Posterior predictive success rate of each id now, float64 (m,) in (0, 1)."""
@@ -188,41 +216,60 @@ class ContextualMoPPS(Selector):
 
     # -- protocol hooks ----------------------------------------------------------------------------
 
-    def _check_kind(self, kind, name: str) -> None:
-        self.index.check_kind(kind, name)
+    def initial_state(self) -> ContextualState:
+        layout = GlobalLayout(trend=bool(self.model.trend), feature_dim=0)
+        theta_mean, theta_cov = self.model.initial_global(layout)
+        return ContextualState(None, np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0), np.zeros(0),
+                               np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool), np.zeros((0, 0), dtype=np.float32),
+                               theta_mean, theta_cov)
 
-    def _choose(self, kind, ids, k):
-        rows, u_mean, u_var = self._gather(self.index.find(kind, ids), np.float32)
-        predicted = expected_rate(*logit_moments(self.theta_mean, self.theta_cov, rows, u_mean, u_var))
+    def _check_kind(self, kind, name: str) -> None:
+        held = self.state.id_kind
+        if kind is not None and held is not None and kind != held:
+            raise ValueError(
+                f"{name} holds {kind} ids but this selector already holds {held} ids; use one id kind per selector"
+            )
+
+    def _choose(self, state, kind, ids, k, rng):
+        rows, u_mean, u_var = self._gather(state, self._slots(state, kind, ids), np.float32)
+        predicted = expected_rate(*logit_moments(state.theta_mean, state.theta_cov, rows, u_mean, u_var))
         if self.temperature == 0.0:
             return topk_toward_target(predicted, k, self.target), predicted, predicted
-        draws = sigmoid(thompson_logits(self.theta_mean, self.theta_cov, rows, u_mean, u_var, self.rng,
+        draws = sigmoid(thompson_logits(state.theta_mean, state.theta_cov, rows, u_mean, u_var, rng,
                                         self.temperature))
         return topk_toward_target(draws, k, self.target), draws, predicted
 
-    def _observe(self, kind, ids, successes, trials) -> None:
-        slots = self._create(kind, ids)
-        rows, u_mean, u_var = self._gather(slots)
-        prior_mean, prior_var = logit_moments(self.theta_mean, self.theta_cov, rows, u_mean, u_var)
+    def _observe(self, state, kind, ids, successes, trials) -> ContextualState:
+        state, slots = self._with_entries(state, kind, ids)
+        layout = self.layout(state)
+        rows, u_mean, u_var = self._gather(state, slots)
+        prior_mean, prior_var = logit_moments(state.theta_mean, state.theta_cov, rows, u_mean, u_var)
         site_mean, site_var = binomial_site(prior_mean, prior_var, successes, trials)
-        theta_mean, theta_cov, u_mean, u_var = assimilate(self.theta_mean, self.theta_cov, rows, u_mean, u_var,
+        theta_mean, theta_cov, u_mean, u_var = assimilate(state.theta_mean, state.theta_cov, rows, u_mean, u_var,
                                                           site_mean, site_var)
         if self.training_rule == "mixed":
             trained_now = ((successes > 0.0) & (successes < trials)).astype(np.float64)
         else:
             trained_now = np.ones(len(slots))
-        self.u_mean[slots] = u_mean
-        self.u_var[slots] = u_var + trained_now * self.model.jump_extra_sd ** 2
-        self.trained[slots] = rows[:, self.layout.jump] + trained_now
-        self.last_step[slots] = self.step
-        self.theta_mean, self.theta_cov = advance_global(self.layout, theta_mean, theta_cov,
-                                                         self.model.process_var(self.layout))
+        state.u_mean[slots] = u_mean
+        state.u_var[slots] = u_var + trained_now * self.model.jump_extra_sd ** 2
+        state.trained[slots] = rows[:, layout.jump] + trained_now
+        state.last_step[slots] = self.step
+        theta_mean, theta_cov = advance_global(layout, theta_mean, theta_cov, self.model.process_var(layout))
+        return state._replace(theta_mean=theta_mean, theta_cov=theta_cov)
 
     # -- the per-prompt table ----------------------------------------------------------------------
 
-    def _gather(self, slots: np.ndarray, dtype=np.float64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _slots(self, state: ContextualState, kind, ids) -> np.ndarray:
+        if kind is None or state.id_kind is None:
+            return np.full(len(ids), -1, dtype=np.int64)
+        return self._lookup.index(state.id_kind, state.ids).find(kind, ids)
+
+    def _gather(self, state: ContextualState, slots: np.ndarray,
+                dtype=np.float64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Design rows (m, D) of ``dtype`` and aged residual ``(mean, var)`` float64 (m,) of ``slots``
         now (-1: no entry)."""
+        layout = self.layout(state)
         count = len(slots)
         known = slots >= 0
         all_known = bool(count) and bool(known.all())
@@ -232,12 +279,12 @@ class ContextualMoPPS(Selector):
             u_mean, u_var, trained = np.zeros(count), np.full(count, residual_var), np.zeros(count)
             missing, features = np.ones(count, dtype=bool), None
         else:
-            elapsed = self.step - self.last_step[safe]
-            u_mean, u_var = age_residuals(self.u_mean[safe], self.u_var[safe], elapsed, residual_var,
+            elapsed = self.step - state.last_step[safe]
+            u_mean, u_var = age_residuals(state.u_mean[safe], state.u_var[safe], elapsed, residual_var,
                                           self.model.residual_halflife)
-            trained = decay_counts(self.trained[safe], elapsed, self.model.training_halflife)
-            missing = ~self.has_features[safe]
-            features = self.features[safe] if self.layout.feature_dim else None
+            trained = decay_counts(state.trained[safe], elapsed, self.model.training_halflife)
+            missing = ~state.has_features[safe]
+            features = state.features[safe] if layout.feature_dim else None
             if not all_known:
                 u_mean = np.where(known, u_mean, 0.0)
                 u_var = np.where(known, u_var, residual_var)
@@ -245,24 +292,26 @@ class ContextualMoPPS(Selector):
                 missing = missing | ~known
                 if features is not None:
                     features[~known] = 0.0
-        if self.layout.feature_dim and features is None:
-            features = np.zeros((count, self.layout.feature_dim), dtype=np.float32)
-        return design_rows(self.layout, trained, missing, features, dtype), u_mean, u_var
+        if layout.feature_dim and features is None:
+            features = np.zeros((count, layout.feature_dim), dtype=np.float32)
+        return design_rows(layout, trained, missing, features, dtype), u_mean, u_var
 
-    def _create(self, kind, ids) -> np.ndarray:
-        """Slots of ``ids``, creating prior entries (residual N(0, residual_sd^2)) for new ones."""
-        slots = self.index.insert(kind, ids)
-        count = len(self.index)
-        old = len(self.u_mean)
-        if count > old:
-            capacity = max(count, 2 * old, 16)
-            self.u_mean = _grow(self.u_mean, capacity, 0.0)
-            self.u_var = _grow(self.u_var, capacity, self.model.residual_var)
-            self.trained = _grow(self.trained, capacity, 0.0)
-            self.last_step = _grow(self.last_step, capacity, 0)
-            self.has_features = _grow(self.has_features, capacity, False)
-            self.features = _grow(self.features, capacity, 0.0)
-        return slots
+    def _with_entries(self, state: ContextualState, kind, ids) -> tuple[ContextualState, np.ndarray]:
+        """``state`` with a prior entry (residual N(0, residual_sd^2), no features) for every unknown id
+        of ``ids``, and the slots of ``ids``."""
+        slots, ids_after, n_new = self._lookup.extend_ids(kind, state.ids, ids)
+        if n_new == 0:
+            return state, slots
+
+        def grown(values: np.ndarray, fill) -> np.ndarray:
+            return np.concatenate([values, np.full((n_new,) + values.shape[1:], fill, dtype=values.dtype)])
+
+        return state._replace(
+            id_kind=kind, ids=ids_after, u_mean=grown(state.u_mean, 0.0),
+            u_var=grown(state.u_var, self.model.residual_var), trained=grown(state.trained, 0.0),
+            last_step=grown(state.last_step, 0), has_features=grown(state.has_features, False),
+            features=grown(state.features, 0.0),
+        ), slots
 
     # -- state -------------------------------------------------------------------------------------
 
@@ -276,26 +325,7 @@ class ContextualMoPPS(Selector):
             "model": asdict(self.model),
         }
 
-    def _arrays(self) -> dict[str, Any]:
-        count = len(self.index)
-        arrays: dict[str, Any] = {
-            "id_kind": self.index.kind,
-            "ids": self.index.ids(),
-            "u_mean": self.u_mean[:count].copy(),
-            "u_var": self.u_var[:count].copy(),
-            "trained": self.trained[:count].copy(),
-            "last_step": self.last_step[:count].copy(),
-            "has_features": self.has_features[:count].copy(),
-            "theta_mean": self.theta_mean.copy(),
-            "theta_cov": self.theta_cov.copy(),
-        }
-        if self.feature_matrix is not None:
-            arrays["features"] = self.features[:count].copy()
-            arrays["feature_matrix"] = self.feature_matrix.copy()
-            arrays["feature_offset"] = self.feature_offset.copy()
-        return arrays
-
-    def _restored(self, arrays: dict[str, Any]) -> dict[str, Any]:
+    def _restore(self, arrays: dict[str, Any]) -> ContextualState:
         kind = arrays["id_kind"]
         if kind not in (None, "int", "str"):
             raise ValueError(f"id_kind = {kind!r}; it must be None, 'int' or 'str'")
@@ -312,32 +342,32 @@ class ContextualMoPPS(Selector):
             if values.shape != (count,):
                 raise ValueError(f"{name} has shape {values.shape}; expected ({count},)")
             columns[name] = values.astype(dtype)
-        if not np.all(np.isfinite(columns["u_mean"])) or not np.all(columns["u_var"] > 0.0):
-            raise ValueError("u_mean must be finite and u_var > 0")
-        if "feature_matrix" in arrays:
-            matrix = np.asarray(arrays["feature_matrix"], dtype=np.float64)
-            offset = np.asarray(arrays["feature_offset"], dtype=np.float64)
-            features = np.asarray(arrays["features"], dtype=np.float32)
-            if matrix.ndim != 2 or offset.shape != (matrix.shape[1],) or features.shape != (count, matrix.shape[1]):
-                raise ValueError("feature_matrix, feature_offset and features have inconsistent shapes")
-            layout = GlobalLayout(trend=bool(self.model.trend), feature_dim=matrix.shape[1])
+        if not (np.all(np.isfinite(columns["u_mean"])) and np.all(columns["u_var"] > 0.0)
+                and np.all(np.isfinite(columns["u_var"])) and np.all(columns["trained"] >= 0.0)):
+            raise ValueError("u_mean must be finite, u_var finite and > 0, trained >= 0")
+        features = np.asarray(arrays["features"], dtype=np.float32)
+        matrix, offset = arrays.get("feature_matrix"), arrays.get("feature_offset")
+        if matrix is None:
+            if features.shape != (count, 0) or columns["has_features"].any() or offset is not None:
+                raise ValueError("features are stored without the feature_matrix that made them")
         else:
-            if columns["has_features"].any():
-                raise ValueError("has_features is set but no features are stored")
-            matrix = offset = None
-            features = np.zeros((count, 0), dtype=np.float32)
-            layout = GlobalLayout(trend=bool(self.model.trend), feature_dim=0)
+            matrix = np.asarray(matrix, dtype=np.float64)
+            offset = np.asarray(offset, dtype=np.float64)
+            if (matrix.ndim != 2 or matrix.shape[1] < 1 or offset.shape != (matrix.shape[1],)
+                    or features.shape != (count, matrix.shape[1])):
+                raise ValueError("feature_matrix, feature_offset and features have inconsistent shapes")
+            if not (np.all(np.isfinite(matrix)) and np.all(np.isfinite(offset)) and np.all(np.isfinite(features))):
+                raise ValueError("feature_matrix, feature_offset and features must be finite")
+        layout = GlobalLayout(trend=bool(self.model.trend), feature_dim=features.shape[1])
         theta_mean = np.asarray(arrays["theta_mean"], dtype=np.float64)
         theta_cov = np.asarray(arrays["theta_cov"], dtype=np.float64)
         if theta_mean.shape != (layout.size,) or theta_cov.shape != (layout.size, layout.size):
             raise ValueError(f"theta_mean / theta_cov do not have {layout.size} coefficients")
-        if not (np.all(np.isfinite(theta_mean)) and np.all(np.isfinite(theta_cov))):
-            raise ValueError("theta_mean and theta_cov must be finite")
-        return {
-            "index": IdIndex.from_ids(kind, ids), "layout": layout,
-            "theta_mean": theta_mean, "theta_cov": theta_cov,
-            "features": features, "feature_matrix": matrix, "feature_offset": offset, **columns,
-        }
+        if not (np.all(np.isfinite(theta_mean)) and np.all(np.isfinite(theta_cov))
+                and np.allclose(theta_cov, theta_cov.T) and np.all(np.linalg.eigvalsh(theta_cov) > 0.0)):
+            raise ValueError("theta_cov must be a finite, symmetric, positive definite matrix")
+        return ContextualState(kind, ids, features=features, theta_mean=theta_mean, theta_cov=theta_cov,
+                               feature_matrix=matrix, feature_offset=offset, **columns)
 
 
 def _feature_array(features) -> np.ndarray:
@@ -367,9 +397,3 @@ def _check_number(value, name: str, minimum: float) -> float:
     if not (np.isfinite(value) and value >= minimum):
         raise ValueError(f"{name} = {value}; {name} must be finite and >= {minimum}")
     return value
-
-
-def _grow(array: np.ndarray, capacity: int, fill) -> np.ndarray:
-    grown = np.full((capacity,) + array.shape[1:], fill, dtype=array.dtype)
-    grown[: len(array)] = array
-    return grown

@@ -14,11 +14,11 @@ kept; if fewer than k survive, skipped ones fill the rest in candidate order.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from mopps.core.id_index import IdIndex, first_duplicate, normalize_ids
+from mopps.core.id_index import STR_KIND, IdLookup, first_duplicate, normalize_ids
 from mopps.core.validation import as_float_array, check_probability
 from mopps.selectors.base import Selector
 
@@ -26,11 +26,27 @@ from mopps.selectors.base import Selector
 _UNSEEN, _MIXED, _EASY, _HARD = -1, 0, 1, 2
 
 
+class HistoryState(NamedTuple):
+    """Learned state of ``HistoryFilter`` (arrays (n,), n = prompts observed, in order of first sight).
+
+    ``id_kind``: "int", "str" or None while empty; ``ids``: int64 array or list of str;
+    ``outcome``: int8 code of each prompt's latest group (0 mixed, 1 all right, 2 all wrong);
+    ``last_rate``: float64 latest observed success rate; ``skip_easy``, ``skip_hard``: the current
+    skip probabilities of prompts whose latest group was all right / all wrong.
+    """
+
+    id_kind: str | None
+    ids: Any
+    outcome: np.ndarray
+    last_rate: np.ndarray
+    skip_easy: float
+    skip_hard: float
+
+
 class HistoryFilter(Selector):
     """``target_zero_variance``: wanted share of zero-variance groups per batch (split evenly between
     easy and hard). ``initial_skip``: starting skip probability for both kinds. ``adapt_step``: change
     of a skip probability per update. ``min_skip``/``max_skip``: bounds of the probabilities."""
-
 
     def __init__(self, target_zero_variance: float = 0.25, initial_skip: float = 0.5,
                  adapt_step: float = 0.01, min_skip: float = 0.0, max_skip: float = 1.0,
@@ -44,60 +60,62 @@ class HistoryFilter(Selector):
             raise ValueError(f"min_skip = {min_skip} > max_skip = {max_skip}; min_skip must be <= max_skip")
         if not self.min_skip <= self.initial_skip <= self.max_skip:
             raise ValueError(f"initial_skip = {initial_skip}; it must lie in [min_skip, max_skip]")
+        self._lookup = IdLookup()  # id -> slot of ``state.ids``, derived, never saved
         super().__init__(seed)
-        self.skip_easy = self.initial_skip
-        self.skip_hard = self.initial_skip
-        self.index = IdIndex()
-        self._outcome = np.zeros(0, dtype=np.int8)
-        self._last_rate = np.zeros(0, dtype=np.float64)
 
     def __len__(self) -> int:
-        return len(self.index)
+        return len(self.state.outcome)
 
     def predict(self, ids) -> np.ndarray:
         """Latest observed success rate of each id (0.5 for ids never observed)."""
         kind, normalized = normalize_ids(ids, "ids")
         self._check_kind(kind, "ids")
-        return self._latest(kind, normalized)[1]
+        return self._latest(self.state, kind, normalized)[1]
 
-    def _latest(self, kind, ids) -> tuple[np.ndarray, np.ndarray]:
-        slots = self.index.find(kind, ids)
+    def _latest(self, state: HistoryState, kind, ids) -> tuple[np.ndarray, np.ndarray]:
+        if kind is None or state.id_kind is None:
+            return np.full(len(ids), _UNSEEN, dtype=np.int8), np.full(len(ids), 0.5)
+        slots = self._lookup.index(state.id_kind, state.ids).find(kind, ids)
         known = slots >= 0
         safe = np.where(known, slots, 0)
-        if len(self.index) == 0:
-            return np.full(len(ids), _UNSEEN, dtype=np.int8), np.full(len(ids), 0.5)
-        outcome = np.where(known, self._outcome[safe], _UNSEEN)
-        rate = np.where(known, self._last_rate[safe], 0.5)
+        outcome = np.where(known, state.outcome[safe], _UNSEEN)
+        rate = np.where(known, state.last_rate[safe], 0.5)
         return outcome, rate
 
-    def _check_kind(self, kind, name: str) -> None:
-        self.index.check_kind(kind, name)
+    def initial_state(self) -> HistoryState:
+        return HistoryState(None, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int8), np.zeros(0),
+                            self.initial_skip, self.initial_skip)
 
-    def _choose(self, kind, ids, k):
-        outcome, rate = self._latest(kind, ids)
-        skip_probability = np.where(outcome == _EASY, self.skip_easy,
-                                    np.where(outcome == _HARD, self.skip_hard, 0.0))
-        skipped = self.rng.random(len(ids)) < skip_probability
+    def _check_kind(self, kind, name: str) -> None:
+        held = self.state.id_kind
+        if kind is not None and held is not None and kind != held:
+            raise ValueError(
+                f"{name} holds {kind} ids but this selector already holds {held} ids; use one id kind per selector"
+            )
+
+    def _choose(self, state, kind, ids, k, rng):
+        outcome, rate = self._latest(state, kind, ids)
+        skip_probability = np.where(outcome == _EASY, state.skip_easy,
+                                    np.where(outcome == _HARD, state.skip_hard, 0.0))
+        skipped = rng.random(len(ids)) < skip_probability
         # Rank: non-skipped before skipped, then candidate order.
         order = np.lexsort((np.arange(len(ids)), skipped))
         return order[:k].astype(np.int64), skipped.astype(np.float64), rate
 
-    def _observe(self, kind, ids, successes, trials) -> None:
+    def _observe(self, state, kind, ids, successes, trials) -> HistoryState:
         rate = successes / trials
-        outcome = np.where(successes >= trials, _EASY, np.where(successes <= 0.0, _HARD, _MIXED))
-        slots = self.index.insert(kind, ids)
-        if len(self.index) > len(self._outcome):
-            grow = max(len(self.index), 2 * len(self._outcome)) - len(self._outcome)
-            self._outcome = np.concatenate([self._outcome, np.full(grow, _UNSEEN, dtype=np.int8)])
-            self._last_rate = np.concatenate([self._last_rate, np.full(grow, 0.5)])
-        self._outcome[slots] = outcome
-        self._last_rate[slots] = rate
+        outcome = np.where(successes >= trials, _EASY, np.where(successes <= 0.0, _HARD, _MIXED)).astype(np.int8)
+        slots, ids_after, n_new = self._lookup.extend_ids(kind, state.ids, ids)
+        outcomes = np.concatenate([state.outcome, np.full(n_new, _UNSEEN, dtype=np.int8)]) if n_new else state.outcome
+        rates = np.concatenate([state.last_rate, np.full(n_new, 0.5)]) if n_new else state.last_rate
+        outcomes[slots] = outcome
+        rates[slots] = rate
         half_target = 0.5 * self.target_zero_variance
-        for kind_code, attribute in ((_EASY, "skip_easy"), (_HARD, "skip_hard")):
-            share = float(np.mean(outcome == kind_code))
-            change = self.adapt_step if share > half_target else -self.adapt_step
-            setattr(self, attribute, float(np.clip(getattr(self, attribute) + change,
-                                                   self.min_skip, self.max_skip)))
+        skip = []
+        for kind_code, probability in ((_EASY, state.skip_easy), (_HARD, state.skip_hard)):
+            change = self.adapt_step if float(np.mean(outcome == kind_code)) > half_target else -self.adapt_step
+            skip.append(float(np.clip(probability + change, self.min_skip, self.max_skip)))
+        return HistoryState(kind, ids_after, outcomes, rates, *skip)
 
     def _config(self) -> dict[str, Any]:
         return {
@@ -108,24 +126,15 @@ class HistoryFilter(Selector):
             "max_skip": self.max_skip,
         }
 
-    def _arrays(self) -> dict[str, Any]:
-        count = len(self.index)
-        return {
-            "id_kind": self.index.kind,
-            "ids": self.index.ids(),
-            "outcome": self._outcome[:count].copy(),
-            "last_rate": self._last_rate[:count].copy(),
-            "skip_easy": self.skip_easy,
-            "skip_hard": self.skip_hard,
-        }
-
-    def _restored(self, arrays: dict[str, Any]) -> dict[str, Any]:
+    def _restore(self, arrays: dict[str, Any]) -> HistoryState:
         kind = arrays["id_kind"]
         if kind not in (None, "int", "str"):
             raise ValueError(f"id_kind = {kind!r}; it must be None, 'int' or 'str'")
         stored_kind, ids = normalize_ids(arrays["ids"], "ids")
         if stored_kind not in (None, kind):
             raise ValueError(f"id_kind = {kind!r} but ids are {stored_kind}")
+        if kind is None and len(ids):
+            raise ValueError("id_kind is None but ids are present")
         if first_duplicate(stored_kind, ids) >= 0:
             raise ValueError("ids are not unique")
         outcome = np.asarray(arrays["outcome"])
@@ -136,10 +145,7 @@ class HistoryFilter(Selector):
             raise ValueError("last_rate must lie in [0, 1]")
         if not len(outcome) == len(last_rate) == len(ids):
             raise ValueError("ids, outcome and last_rate differ in length")
-        return {
-            "index": IdIndex.from_ids(stored_kind, ids),
-            "_outcome": outcome.astype(np.int8),
-            "_last_rate": last_rate.copy(),
-            "skip_easy": check_probability(arrays["skip_easy"], "skip_easy"),
-            "skip_hard": check_probability(arrays["skip_hard"], "skip_hard"),
-        }
+        skip_easy = check_probability(arrays["skip_easy"], "skip_easy")
+        skip_hard = check_probability(arrays["skip_hard"], "skip_hard")
+        ids = list(ids) if kind == STR_KIND else np.array(ids, dtype=np.int64)
+        return HistoryState(kind, ids, outcome.astype(np.int8), last_rate.copy(), skip_easy, skip_hard)

@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from mopps.core.id_index import first_duplicate, normalize_ids
+from mopps.core import table
+from mopps.core.id_index import IdLookup, first_duplicate, normalize_ids
 from mopps.core.posterior import credible_interval, posterior_mean, thompson_sample
 from mopps.core.selection import (
     largest_learnability,
@@ -28,7 +29,7 @@ from mopps.core.selection import (
     topk_toward_target,
     uniform_choice,
 )
-from mopps.core.table import PosteriorTable
+from mopps.core.table import PosteriorState
 from mopps.core.validation import (
     as_float_array,
     check_band,
@@ -61,12 +62,17 @@ class MoPPS(Selector):
             raise ValueError(f"strategy = {strategy!r}; strategy must be one of {STRATEGIES}")
         self.strategy = strategy
         self.band = check_band(band)
+        self.prior = (prior_alpha, prior_beta)
+        self._lookup = IdLookup()  # id -> slot of ``state.ids``, derived, never saved
         super().__init__(seed)
-        self.table = PosteriorTable(prior_alpha, prior_beta)
 
     def __len__(self) -> int:
         """Number of prompts with a posterior entry (observed or given an offline prior)."""
-        return len(self.table)
+        return len(self.state.alpha)
+
+    def nbytes(self) -> int:
+        """Bytes of array memory of the learned state and its id look-up (string ids not counted)."""
+        return table.nbytes(self.state, self._lookup)
 
     # -- queries -----------------------------------------------------------------------------------
 
@@ -74,7 +80,7 @@ class MoPPS(Selector):
         """``(alpha, beta)`` float arrays (m,) of ``ids``; unseen ids report the prior."""
         kind, normalized = normalize_ids(ids, "ids")
         self._check_kind(kind, "ids")
-        return self.table.gather(kind, normalized)
+        return table.gather(self.state, self._lookup, kind, normalized, *self.prior)
 
     def predict(self, ids) -> np.ndarray:
         """Posterior mean success rate, float (m,)."""
@@ -107,55 +113,57 @@ class MoPPS(Selector):
             raise ValueError(f"ids[{position}] = {normalized[position]!r} occurs earlier too; ids must be unique")
         if kind is None:
             return
-        alpha = self.table.prior_alpha + weight * successes
-        beta = self.table.prior_beta + weight * (trials - successes)
+        alpha = self.prior[0] + weight * successes
+        beta = self.prior[1] + weight * (trials - successes)
         overflow = ~(np.isfinite(alpha) & np.isfinite(beta))
         if overflow.any():
             position = int(np.argmax(overflow))
             raise ValueError(f"weight = {weight} makes the prior of ids[{position}] infinite; use a smaller weight")
-        self.table.assign(kind, normalized, alpha, beta, as_prior=as_prior)
+        self.state = table.assign(self.state, self._lookup, kind, normalized, alpha, beta, as_prior, *self.prior)
 
     # -- protocol hooks ----------------------------------------------------------------------------
 
-    def _check_kind(self, kind, name: str) -> None:
-        self.table.index.check_kind(kind, name)
+    def initial_state(self) -> PosteriorState:
+        return table.empty_posteriors()
 
-    def _choose(self, kind, ids, k):
-        alpha, beta = self.table.gather(kind, ids)
+    def _check_kind(self, kind, name: str) -> None:
+        held = self.state.id_kind
+        if kind is not None and held is not None and kind != held:
+            raise ValueError(
+                f"{name} holds {kind} ids but this selector already holds {held} ids; use one id kind per selector"
+            )
+
+    def _choose(self, state, kind, ids, k, rng):
+        alpha, beta = table.gather(state, self._lookup, kind, ids, *self.prior)
         predicted = posterior_mean(alpha, beta)
         if self.strategy == "uniform":
-            index, scores = uniform_choice(len(predicted), k, self.rng)
+            index, scores = uniform_choice(len(predicted), k, rng)
             return index, scores, predicted
         if self.strategy == "greedy_mean":
             return topk_toward_target(predicted, k, self.target), predicted, predicted
-        draws = thompson_sample(alpha, beta, self.rng)
+        draws = thompson_sample(alpha, beta, rng)
         if self.strategy == "topk":
             index = topk_toward_target(draws, k, self.target)
         elif self.strategy == "threshold":
-            index = threshold_band(draws, k, self.band, self.rng)
+            index = threshold_band(draws, k, self.band, rng)
         else:
             index = largest_learnability(draws, k)
         return index, draws, predicted
 
-    def _observe(self, kind, ids, successes, trials) -> None:
-        self.table.observe(kind, ids, successes, trials, self.discount)
+    def _observe(self, state, kind, ids, successes, trials) -> PosteriorState:
+        return table.observe(state, self._lookup, kind, ids, successes, trials, self.discount, *self.prior)
 
     def _config(self) -> dict[str, Any]:
         return {
-            "prior": [self.table.prior_alpha, self.table.prior_beta],
+            "prior": list(self.prior),
             "discount": self.discount,
             "target": self.target,
             "strategy": self.strategy,
             "band": list(self.band),
         }
 
-    def _arrays(self) -> dict[str, Any]:
-        arrays = self.table.arrays()
-        arrays["id_kind"] = self.table.index.kind
-        return arrays
-
-    def _restored(self, arrays: dict[str, Any]) -> dict[str, Any]:
-        return {"table": _table_from_arrays(self.table.prior_alpha, self.table.prior_beta, arrays)}
+    def _restore(self, arrays: dict[str, Any]) -> PosteriorState:
+        return _posteriors_from_arrays(arrays)
 
 
 class Uniform(MoPPS):
@@ -167,7 +175,7 @@ class Uniform(MoPPS):
         super().__init__(prior=prior, discount=discount, strategy="uniform", seed=seed)
 
     def _config(self) -> dict[str, Any]:
-        return {"prior": [self.table.prior_alpha, self.table.prior_beta], "discount": self.discount}
+        return {"prior": list(self.prior), "discount": self.discount}
 
 
 def _check_prior(prior) -> tuple[float, float]:
@@ -181,8 +189,8 @@ def _check_prior(prior) -> tuple[float, float]:
     return prior_alpha, prior_beta
 
 
-def _table_from_arrays(prior_alpha: float, prior_beta: float, arrays: dict[str, Any]) -> PosteriorTable:
-    """Validate saved table arrays and rebuild the table (raises ValueError on any inconsistency)."""
+def _posteriors_from_arrays(arrays: dict[str, Any]) -> PosteriorState:
+    """Validate a saved ``PosteriorState`` (as a dict) and rebuild it (ValueError on any inconsistency)."""
     kind = arrays["id_kind"]
     if kind not in (None, "int", "str"):
         raise ValueError(f"id_kind = {kind!r}; it must be None, 'int' or 'str'")
@@ -197,15 +205,16 @@ def _table_from_arrays(prior_alpha: float, prior_beta: float, arrays: dict[str, 
             raise ValueError(f"id_kind = {kind!r} but ids are {stored_kind}")
         if first_duplicate(stored_kind, ids) >= 0:
             raise ValueError("ids are not unique")
-    columns = {"alpha": arrays["alpha"], "beta": arrays["beta"]}
-    if "prompt_prior_alpha" in arrays:
-        columns["prompt_prior_alpha"] = arrays["prompt_prior_alpha"]
-        columns["prompt_prior_beta"] = arrays["prompt_prior_beta"]
-    for name, values in columns.items():
-        values = as_float_array(values, name)
+        ids = list(ids) if kind == "str" else np.array(ids, dtype=np.int64)
+    # Files of version 1 omit the per-prompt priors when there are none; records hold None.
+    has_prompt_prior = arrays.get("prompt_prior_alpha") is not None or arrays.get("prompt_prior_beta") is not None
+    names = ("alpha", "beta") + (("prompt_prior_alpha", "prompt_prior_beta") if has_prompt_prior else ())
+    columns = {}
+    for name in names:
+        values = as_float_array(arrays[name], name)
         if len(values) != len(ids):
             raise ValueError(f"len({name}) = {len(values)} but len(ids) = {len(ids)}")
         if len(values) and values.min() <= 0.0:
             raise ValueError(f"{name} has a value <= 0; Beta parameters must be > 0")
-        columns[name] = values
-    return PosteriorTable.from_arrays(prior_alpha, prior_beta, kind, {"ids": ids, **columns})
+        columns[name] = values.copy()
+    return PosteriorState(kind, ids, **columns)

@@ -13,7 +13,7 @@ import numpy as np
 
 from mopps.core.selection import topk_toward_target
 from mopps.core.validation import as_float_array, check_probability
-from mopps.selectors.base import Selector
+from mopps.selectors.base import NoLearnedState, Selector
 
 
 class Oracle(Selector):
@@ -43,9 +43,15 @@ class Oracle(Selector):
             raise ValueError(f"success_rate(ids)[{position}] = {rates[position]}; rates must lie in [0, 1]")
         return rates
 
-    def _choose(self, kind, ids, k):
+    def initial_state(self) -> NoLearnedState:
+        return NoLearnedState()
+
+    def _choose(self, state, kind, ids, k, rng):
         rates = self._true_rates(ids)
         return topk_toward_target(rates, k, self.target), rates, rates
+
+    def _restore(self, arrays: dict[str, Any]) -> NoLearnedState:
+        return NoLearnedState.restore(arrays)
 
     def _config(self) -> dict[str, Any]:
         return {"target": self.target}

@@ -36,8 +36,9 @@ import numpy as np
 
 from mopps.core.evidence import SuccessRule
 from mopps.core.id_index import STR_KIND, normalize_ids
+from mopps.core.validation import check_seed
 from mopps.selectors.mopps import STRATEGIES, MoPPS
-from mopps.selectors.persistence import load_state
+from mopps.storage import load_state
 
 
 @dataclass
@@ -112,8 +113,7 @@ class ReferenceSettings:
                 f"bandit_init_path = {self.bandit_init_path!r} and bandit_load_path = {self.bandit_load_path!r} "
                 "are both set; start either from a pass-count prior or from a saved selector"
             )
-        if self.seed is not None and (isinstance(self.seed, bool) or int(self.seed) != self.seed or self.seed < 0):
-            raise ValueError(f"seed = {self.seed!r}; seed must be an integer >= 0 or None")
+        self.seed = check_seed(self.seed)
         try:
             self.build_success_rule()
         except ValueError as error:

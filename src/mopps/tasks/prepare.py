@@ -99,9 +99,20 @@ def prepare_countdown(
     return splits
 
 
-def math_record(problem: str, answers: list[str], data_source: str, alternatives: bool) -> PromptRecord:
-    """A MATH-style prompt; with ``alternatives`` the further accepted answers travel along."""
+# MATH-lighteval's per-problem metadata ("Level 1".."Level 5", subject): kept in extra_info and as
+# TRL columns, because a contextual selector can use them as features (mopps.features.columns).
+MATH_METADATA = ("level", "type")
+
+
+def math_record(
+    problem: str, answers: list[str], data_source: str, alternatives: bool, metadata: dict | None = None
+) -> PromptRecord:
+    """A MATH-style prompt; with ``alternatives`` the further accepted answers travel along.
+
+    ``metadata``: further columns (e.g. ``level``, ``type``) for ``extra_info`` and TRL.
+    """
     extra = {ANSWER_ALTERNATIVES_KEY: answers[1:]} if alternatives else {}
+    extra.update(metadata or {})
     return PromptRecord(
         data_source=data_source,
         messages=math_messages(problem),
@@ -114,6 +125,8 @@ def math_record(problem: str, answers: list[str], data_source: str, alternatives
 def prepare_math(source: str = MATH_HUB, progress: bool = True) -> Prepared:
     """MATH-lighteval ``train`` and ``test``; the ground truth is the last ``\\boxed{}`` of the solution.
 
+    The source's ``level`` and ``type`` columns, where present, are kept (``extra_info`` and TRL columns).
+
     Raises ``ValueError`` naming the split and row of a solution without a readable box.
     """
     splits: Prepared = {}
@@ -125,7 +138,8 @@ def prepare_math(source: str = MATH_HUB, progress: bool = True) -> Prepared:
             answer = last_boxed_answer(row["solution"])
             if not answer:
                 raise ValueError(f"math {split} row {position}: 'solution' has no readable \\boxed{{}} answer")
-            records.append(math_record(row["problem"], [answer], MATH_HUB, alternatives=False))
+            metadata = {key: row[key] for key in MATH_METADATA if key in rows.column_names}
+            records.append(math_record(row["problem"], [answer], MATH_HUB, alternatives=False, metadata=metadata))
         splits[split] = (split, records)
     return splits
 

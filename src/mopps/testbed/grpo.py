@@ -1,10 +1,11 @@
 """GRPO on reversed-digit addition with a prompt selector in the loop: one run, top to bottom.
 
 Read in order: the config (every hyperparameter and its meaning), the prompt pools, then ``run``,
-whose loop does per step: draw candidates -> the selector picks B prompts (DS instead rolls out
-generation batches until B informative groups) -> n rollouts each at temperature 1 -> binary rewards
--> selector update -> GRPO update (group-normalised advantages, PPO-clip with clip-higher,
-``minibatches`` Adam steps, token-mean loss, no KL) -> metrics against the exact success rates.
+whose loop does per step: the selection loop draws candidates and the selector picks B prompts
+(DS: ``Refill`` rolls out generation batches until B informative groups) -> n rollouts each at
+temperature 1 -> binary rewards -> the loop updates the selector -> GRPO update (group-normalised
+advantages, PPO-clip with clip-higher, ``minibatches`` Adam steps, token-mean loss, no KL) -> metrics
+against the exact success rates.
 
 The ground truth that makes this a testbed: every prompt's success probability under the current
 policy is computed exactly (``exact_success_rate``), so we can measure how well a selector's
@@ -20,8 +21,9 @@ from typing import Callable
 import numpy as np
 import torch
 
+from mopps.core.evidence import SuccessRule
 from mopps.core.metrics import spearman
-from mopps.selectors import DynamicSampling
+from mopps.loop import Refill, SelectionLoop
 from mopps.testbed.features import pool_features
 from mopps.testbed.methods import build_method
 from mopps.testbed.policy import completion_logprobs, exact_success_rate, sample
@@ -55,7 +57,7 @@ class GRPOConfig:
     pool_eval_size: int = 2000  # pool accuracy is measured on the first this-many pool prompts (a uniform sample)
     influence_every: int = 5  # steps between self-influence measurements (two extra forward passes each)
     influence_probe: int = 64  # untrained (test) prompts whose rate change is compared with the batch's
-    seed: int = 0  # RL seed: candidate stream, rollouts, mini-batch order, selector
+    seed: int = 0  # RL seed: candidate stream, rollouts, mini-batch order, selector (independent streams of it)
     warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
 
     def __post_init__(self) -> None:
@@ -93,22 +95,6 @@ def make_pools(config: GRPOConfig) -> tuple[AdditionTask, Pool, Pool]:
     train = task.sample_unique(config.train_pool_size, rng)
     test = task.sample_unique(config.test_size, rng, exclude=train)
     return task, Pool(task, train), Pool(task, test)
-
-
-class CandidateStream:
-    """The trainer's shuffled data loader over pool ids: epochs of a fresh permutation each."""
-
-    def __init__(self, size: int, rng: np.random.Generator) -> None:
-        self.size, self.rng = size, rng
-        self.order, self.position = rng.permutation(size), 0
-
-    def next(self, count: int) -> np.ndarray:
-        """The next ``count`` distinct ids; a batch that would straddle an epoch starts a new one."""
-        if self.position + count > self.size:
-            self.order, self.position = self.rng.permutation(self.size), 0
-        ids = self.order[self.position:self.position + count]
-        self.position += count
-        return ids
 
 
 def rollout(policy, task: AdditionTask, pool: Pool, ids: np.ndarray, group_size: int,
@@ -164,15 +150,16 @@ def run(config: GRPOConfig, method_name: str, on_step: Callable[[int], None] | N
     task, train_pool, test_pool = make_pools(config)
     policy = load_warm_start(config.warm_start)
     optimizer = torch.optim.Adam(policy.parameters(), lr=config.learning_rate)
-    rng = np.random.default_rng(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    stream = CandidateStream(len(train_pool), rng)
     method = build_method(method_name, config.seed, config.ts_ratio, config.ds_max_gen_batches,
                           lambda ids: train_pool.exact_rates(policy, ids))
-    selector = method.selector
+    # Pool prompt i has id i; a rollout succeeds when its reward is 1 (an exact answer).
+    loop = SelectionLoop(method.selector, np.arange(len(train_pool)), rule=SuccessRule("threshold", 1.0),
+                         ts_ratio=method.candidates, seed=config.seed)
     if method.features is not None:
         # Computed once from the frozen warm start, before any RL update (what a user has).
-        selector.add_features(np.arange(len(train_pool)), pool_features(method.features, task, train_pool, policy))
+        loop.add_features(np.arange(len(train_pool)), pool_features(method.features, task, train_pool, policy))
+    refill = Refill(loop, method.max_num_gen_batches) if method.max_num_gen_batches else None
     probe = np.arange(min(config.influence_probe, len(test_pool)))
     pool_sample = np.arange(min(config.pool_eval_size, len(train_pool)))
     B, n = config.batch_size, config.group_size
@@ -194,42 +181,39 @@ def run(config: GRPOConfig, method_name: str, on_step: Callable[[int], None] | N
     evaluate(0)
     for step in range(1, config.steps + 1):
         row = {"step": step}
-        if isinstance(selector, DynamicSampling):
+        if refill is not None:
             # DAPO dynamic sampling: generation batches of B until B informative groups or the cap.
-            generated = []
+            generated = {}
 
-            def roll(ids):
-                completions, rewards = rollout(policy, task, train_pool, ids, n, generator)
-                generated.append((np.asarray(ids), completions, rewards))
-                successes = rewards.reshape(-1, n).sum(1)
-                return successes, np.full(len(ids), float(n))
+            def roll(batch):
+                completions, rewards = rollout(policy, task, train_pool, batch.positions, n, generator)
+                generated[batch.step] = (completions, rewards)
+                return np.repeat(batch.ids, n), rewards
 
-            batch = selector.fill_batch(lambda: stream.next(B), B, roll)
-            rollouts += int(batch.rollouts)
-            for ids, _, _ in generated:
-                visits[ids] += 1
+            result = refill.fill(B, roll)
+            rollouts += result.rollouts
+            for round_ in result.rounds:
+                visits[round_.batch.positions] += 1
             # The trained batch: the kept groups' own rollouts (rows p*n .. p*n+n-1 of their round).
-            chosen = np.array([generated[r][0][p] for r, p in batch.kept], dtype=np.int64)
-            kept_rows = [(r, np.arange(p * n, (p + 1) * n)) for r, p in batch.kept]
+            chosen = result.kept_positions
+            kept_rows = [(result.rounds[r].batch.step, np.arange(p * n, (p + 1) * n)) for r, p in result.kept]
             no_rollouts = torch.zeros((0, task.answer_length), dtype=torch.int64)
-            completions = torch.cat([generated[r][1][g] for r, g in kept_rows] or [no_rollouts])
-            rewards = np.concatenate([generated[r][2][g] for r, g in kept_rows] or [np.zeros(0)])
+            completions = torch.cat([generated[at][0][rows] for at, rows in kept_rows] or [no_rollouts])
+            rewards = np.concatenate([generated[at][1][rows] for at, rows in kept_rows] or [np.zeros(0)])
             row.update(spearman_candidates=float("nan"), spearman_selected=float("nan"),
-                       generation_batches=len(batch.rounds))
+                       generation_batches=len(result.rounds))
         else:
-            candidates = stream.next(method.candidates * B)
-            exact = train_pool.exact_rates(policy, candidates)
-            choice = selector.select(candidates, B)
-            chosen = np.asarray(choice.ids, dtype=np.int64)
+            batch = loop.next(B)
+            exact = train_pool.exact_rates(policy, batch.candidates)
+            chosen = batch.positions
             completions, rewards = rollout(policy, task, train_pool, chosen, n, generator)
-            selector.update(chosen, rewards.reshape(-1, n).sum(1), np.full(B, float(n)))
+            loop.observe(np.repeat(batch.ids, n), rewards)
             rollouts += B * n
             visits[chosen] += 1
-            predicted = choice.predicted_rate
+            predicted, index = batch.selection.predicted_rate, batch.selection.index
             row.update(
                 spearman_candidates=spearman(predicted, exact) if predicted is not None else float("nan"),
-                spearman_selected=spearman(predicted[choice.index], exact[choice.index])
-                if predicted is not None else float("nan"),
+                spearman_selected=spearman(predicted[index], exact[index]) if predicted is not None else float("nan"),
                 generation_batches=1,
             )
         successes = rewards.reshape(-1, n).sum(1)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from mopps.storage import atomic_write
 from mopps.testbed.policy import Policy, PolicyConfig
 from mopps.testbed.task import VOCAB_SIZE, AdditionTask
 
@@ -104,8 +105,6 @@ def load_warm_start(config: WarmStartConfig) -> Policy:
         policy.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         return policy
     policy = train_warm_start(config)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(policy.state_dict(), temporary)
-    os.replace(temporary, path)  # atomic: two workers training the same config cannot tear the file
+    # Atomic: two workers training the same config cannot tear the file.
+    atomic_write(path, lambda handle: torch.save(policy.state_dict(), handle))
     return policy

@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from typing import Any
 
 import numpy as np
@@ -42,7 +41,7 @@ from mopps.core.metrics import GROUP_KEYS, selection_report
 from mopps.integrations.trl.candidates import CandidateStream
 from mopps.integrations.trl.config import MoPPSConfig
 from mopps.selectors import Selector
-from mopps.selectors.persistence import load_state
+from mopps.storage import load_state, write_json
 
 SELECTOR_FILE = "mopps_selector.npz"
 ADAPTER_FILE = "mopps_trainer_state.json"
@@ -209,7 +208,7 @@ class MoPPSGRPOTrainer(GRPOTrainer):
                                   f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
             os.makedirs(folder, exist_ok=True)
             self.selector.save(os.path.join(folder, SELECTOR_FILE))
-            _write_json_atomic(os.path.join(folder, ADAPTER_FILE), self._adapter_state())
+            write_json(os.path.join(folder, ADAPTER_FILE), self._adapter_state())
         super()._save_checkpoint(model, trial)
 
     def _load_optimizer_and_scheduler(self, checkpoint) -> None:
@@ -288,18 +287,3 @@ def _row_ids(dataset: Dataset, id_column: str | None):
 
 def _as_list(ids) -> list:
     return ids.tolist() if isinstance(ids, np.ndarray) else list(ids)
-
-
-def _write_json_atomic(path: str, payload: dict[str, Any]) -> None:
-    """Write ``payload`` as JSON to ``path`` via a temporary file and a rename."""
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
-                                             dir=os.path.dirname(path))
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise

@@ -36,7 +36,7 @@ from mopps.integrations.verl.config import MoPPSVerlConfig
 from mopps.integrations.verl.evidence import group_evidence
 from mopps.integrations.verl.keys import dataset_keys, keys_of_rows
 from mopps.integrations.verl.ledger import SelectionLedger
-from mopps.selectors.persistence import load_state
+from mopps.storage import load_state
 
 logger = logging.getLogger(__name__)
 

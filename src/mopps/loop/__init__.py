@@ -1,0 +1,10 @@
+"""The one selection loop every host drives: candidate stream, selector, ledger of predictions,
+evidence, metrics, dynamic sampling (``Refill``), and their state."""
+
+from mopps.loop.ledger import PredictionLedger
+from mopps.loop.refill import Refill, RefillResult, RefillRound
+from mopps.loop.selection_loop import Batch, Evidence, SelectionLoop
+from mopps.loop.stream import CandidateStream
+
+__all__ = ["Batch", "CandidateStream", "Evidence", "PredictionLedger", "Refill", "RefillResult", "RefillRound",
+           "SelectionLoop"]

@@ -1,0 +1,123 @@
+"""``Refill``: dynamic sampling (DAPO, arXiv 2503.14476) as a protocol on top of any selector.
+
+DAPO rolls out a generation batch, keeps the groups whose binary successes are not all equal, and
+rolls out further generation batches until k groups are kept or ``max_num_gen_batches`` batches were
+generated. Here each generation batch is ``loop.next(batch_size)``, so the candidates of every
+refill are chosen by the loop's selector: ``Uniform`` gives DAPO; ``MoPPS`` gives selection-guided
+dynamic sampling. Every rollout is counted and every rollout's evidence reaches the selector
+(``loop.observe``), discarded groups included.
+
+Two reference quirks are deliberately absent: the kept groups are never duplicated when the cap is
+hit (the reference concatenates the last batch twice), and the filter runs on binary success
+(``mopps.core.selection.informative_groups``), not on a shaped score.
+
+``DynamicSampling`` (a ``Selector`` in name only until mopps 0.1) is gone rather than kept as an
+alias: it took no loop, so an alias would have to change its constructor and ``fill_batch``
+signature anyway, and an ``ImportError`` says so more clearly than a half-compatible name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from mopps.core.selection import informative_groups
+from mopps.core.validation import check_integer
+from mopps.loop.ledger import sortable_ids
+from mopps.loop.selection_loop import Batch, Evidence, SelectionLoop
+
+
+@dataclass(frozen=True)
+class RefillRound:
+    """One generation batch: the ``batch`` the loop chose, ``successes`` and ``trials`` float (b,)
+    per chosen prompt (rollouts with a verdict), ``keep`` bool (b,): the groups taken into the
+    trained batch (informative, and not kept in an earlier round), and the ``metrics`` of its
+    ``observe``."""
+
+    batch: Batch
+    successes: np.ndarray
+    trials: np.ndarray
+    keep: np.ndarray
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True)
+class RefillResult:
+    """``rounds``: every generation batch, in order; ``kept``: (round, position in that round's
+    batch) of the kept groups, in order, at most k; ``rollouts``: rollouts generated (all rounds,
+    with or without a verdict); ``reached_k``: whether k informative groups were found before the cap."""
+
+    rounds: list[RefillRound] = field(default_factory=list)
+    kept: list[tuple[int, int]] = field(default_factory=list)
+    rollouts: int = 0
+    reached_k: bool = False
+
+    @property
+    def kept_positions(self) -> np.ndarray:
+        """Dataset rows of the kept groups, int64 (kept,), in order."""
+        return np.array([self.rounds[r].batch.positions[p] for r, p in self.kept], dtype=np.int64)
+
+    def metrics(self) -> dict[str, float]:
+        """``mopps/generation_batches``, ``mopps/kept_groups``, ``mopps/generated_rollouts``."""
+        return {"mopps/generation_batches": float(len(self.rounds)), "mopps/kept_groups": float(len(self.kept)),
+                "mopps/generated_rollouts": float(self.rollouts)}
+
+
+class Refill:
+    """Dynamic sampling over ``loop``: ``max_num_gen_batches`` (>= 1) caps the generation batches per
+    call (paper: 4 for MATH, 10 for Countdown and Geo3k)."""
+
+    def __init__(self, loop: SelectionLoop, max_num_gen_batches: int = 10) -> None:
+        if not isinstance(loop, SelectionLoop):
+            raise ValueError(f"loop is a {type(loop).__name__}; it must be a SelectionLoop")
+        self.loop = loop
+        self.max_num_gen_batches = check_integer(max_num_gen_batches, "max_num_gen_batches", minimum=1)
+
+    def fill(self, k: int, rollout: Callable[[Batch], tuple[Any, ...]], batch_size: int | None = None) -> RefillResult:
+        """Roll out generation batches of ``batch_size`` (default k) prompts until ``k`` informative
+        groups are kept or the cap is hit.
+
+        ``rollout(batch)`` rolls out ``batch.positions`` and returns ``(prompt_ids, rewards)`` or
+        ``(prompt_ids, rewards, has_verdict)``, flat per rollout as ``SelectionLoop.observe`` takes
+        them (the host keeps the rollouts themselves and assembles the trained batch from ``kept``).
+        A prompt is kept at most once per call. If ``rollout`` raises, the error propagates; rounds
+        already observed stay learned.
+        """
+        k = check_integer(k, "k", minimum=1)
+        batch_size = k if batch_size is None else check_integer(batch_size, "batch_size", minimum=1)
+        rounds: list[RefillRound] = []
+        kept: list[tuple[int, int]] = []
+        kept_rows = np.zeros(0, dtype=np.int64)
+        rollouts = 0
+        for round_index in range(self.max_num_gen_batches):
+            batch = self.loop.next(batch_size)
+            evidence = self.loop.evidence(*rollout(batch))
+            metrics = self.loop.apply(evidence)
+            rollouts += int(evidence.trials.sum()) + evidence.rollouts_without_verdict
+            successes, trials = _aligned(evidence, batch)
+            fresh = informative_groups(successes, trials) & ~np.isin(batch.positions, kept_rows)
+            taken = np.flatnonzero(fresh)[: k - len(kept)]
+            keep = np.zeros(len(batch), dtype=bool)
+            keep[taken] = True
+            kept.extend((round_index, position) for position in taken.tolist())
+            kept_rows = np.concatenate([kept_rows, batch.positions[taken]])
+            rounds.append(RefillRound(batch, successes, trials, keep, metrics))
+            if len(kept) >= k:
+                break
+        return RefillResult(rounds, kept, rollouts, len(kept) >= k)
+
+
+def _aligned(evidence: Evidence, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
+    """``(successes, trials)`` float (b,) of the batch's prompts (0, 0 for a prompt without rollouts)."""
+    successes = np.zeros(len(batch))
+    trials = np.zeros(len(batch))
+    if evidence.kind is None:
+        return successes, trials
+    observed, wanted = sortable_ids(evidence.kind, evidence.ids), sortable_ids(evidence.kind, batch.ids)
+    rows = np.minimum(np.searchsorted(observed, wanted), len(observed) - 1)  # evidence ids are sorted
+    present = observed[rows] == wanted
+    successes[present] = evidence.successes[rows[present]]
+    trials[present] = evidence.trials[rows[present]]
+    return successes, trials

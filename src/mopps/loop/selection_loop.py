@@ -1,0 +1,319 @@
+"""``SelectionLoop``: the one select -> roll out -> learn loop every host drives.
+
+    loop = SelectionLoop(MoPPS(seed=0), prompt_ids, rule=SuccessRule("threshold", 1.0), ts_ratio=8, seed=0)
+    batch = loop.next(k)                          # dataset positions, ids, prediction of each, step
+    metrics = loop.observe(prompt_ids, rewards)   # flat per-rollout records, any order; mopps/* metrics
+    host_checkpoint["mopps"] = loop.state_dict()  # everything a host saves (or loop.save(path))
+
+The loop owns the candidate stream (``CandidateStream``, epochs with a dropped tail), the selector,
+the success rule, the ledger of predictions (``PredictionLedger``) and the metrics; a host only
+translates its rows and rewards. Randomness: the selector draws from its own generator (seeded by
+whoever built it); candidates come from ``SeedSequence(seed)``'s child 0 (``spawn_key=(0, epoch)``),
+so the two streams are independent even when both use the same integer seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mopps.core.evidence import SuccessRule, sum_by_id
+from mopps.core.id_index import STR_KIND, IdIndex, first_duplicate, normalize_ids
+from mopps.core.metrics import GROUP_KEYS, PREDICTION_KEYS, group_metrics, prediction_metrics
+from mopps.core.validation import check_integer, check_same_length
+from mopps.loop.ledger import PredictionLedger
+from mopps.loop.stream import CandidateStream
+from mopps.selectors.base import Selection, Selector
+from mopps.storage import load_state, save_state
+
+LOOP_STATE_FORMAT = "mopps.loop-state"
+LOOP_STATE_VERSION = 1
+CANDIDATE_STREAM = 0  # child of SeedSequence(seed) that orders the candidates
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What ``SelectionLoop.next(k)`` chose.
+
+    ``positions``: int64 (k,), dataset rows of the chosen prompts, in the selector's rank order.
+    ``ids``: their prompt ids (int64 array (k,) or list of k str).
+    ``predicted_rate``: float64 (k,), the selector's predicted success rate of each, or None.
+    ``step``: this batch's number, 1, 2, ... (one per ``next`` call).
+    ``candidates``: int64 (n,), the dataset rows offered to the selector (n = round(ts_ratio * k),
+    at most the dataset size); ``selection``: the selector's answer over them (``selection.index``
+    indexes ``candidates``; ``scores`` and ``predicted_rate`` are (n,)).
+    """
+
+    positions: np.ndarray
+    ids: Any
+    predicted_rate: np.ndarray | None
+    step: int
+    candidates: np.ndarray
+    selection: Selection
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def metrics(self) -> dict[str, float]:
+        """``mopps/candidates`` and ``mopps/selected`` of this batch."""
+        return {"mopps/candidates": float(len(self.candidates)), "mopps/selected": float(len(self.positions))}
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Per-prompt evidence of one ``observe`` call: ``ids`` (m,) the distinct prompts (sorted),
+    ``successes`` and ``trials`` float (m,), counted over rollouts with a verdict only (a prompt whose
+    rollouts all lacked a verdict has trials 0), ``rollouts_without_verdict`` int."""
+
+    kind: str | None
+    ids: Any
+    successes: np.ndarray
+    trials: np.ndarray
+    rollouts_without_verdict: int
+
+
+class SelectionLoop:
+    """The selection loop over one dataset.
+
+    ``selector``: any ``mopps.Selector``. ``prompt_ids``: the prompt id of each dataset row, (N,)
+    unique ints >= 0 or strings (row positions: ``np.arange(N)``). ``rule``: the ``SuccessRule``
+    that judges one rollout's reward. ``ts_ratio``: float >= 1, candidates per chosen prompt
+    (``round(ts_ratio * k)`` per ``next(k)``, at most N; 1 = the selector sees exactly k). ``seed``:
+    int >= 0, orders the candidates (give every process the same). ``learn``: False keeps the
+    selector's posterior as it is (predictions are still logged; the reference's ``bandit_no_update``).
+    """
+
+    def __init__(self, selector: Selector, prompt_ids, rule: SuccessRule = SuccessRule(), ts_ratio: float = 1.0,
+                 seed: int = 0, learn: bool = True) -> None:
+        if not isinstance(selector, Selector):
+            raise ValueError(f"selector is a {type(selector).__name__}; it must be a mopps.Selector")
+        if not isinstance(rule, SuccessRule):
+            raise ValueError(f"rule is a {type(rule).__name__}; it must be a mopps.SuccessRule")
+        kind, ids = normalize_ids(prompt_ids, "prompt_ids")
+        if kind is None:
+            raise ValueError("prompt_ids is empty; the loop needs at least one prompt")
+        position = first_duplicate(kind, ids)
+        if position >= 0:
+            raise ValueError(f"prompt_ids[{position}] = {_shown(ids[position])} occurs earlier too; prompt ids must be unique")
+        ts_ratio = float(ts_ratio)
+        if not (np.isfinite(ts_ratio) and ts_ratio >= 1.0):
+            raise ValueError(f"ts_ratio = {ts_ratio}; ts_ratio must be finite and >= 1")
+        if not isinstance(learn, (bool, np.bool_)):
+            raise ValueError(f"learn = {learn!r}; learn must be True or False")
+        self.selector = selector
+        self.rule = rule
+        self.ts_ratio = ts_ratio
+        self.seed = check_integer(seed, "seed")
+        self.learn = bool(learn)
+        self.id_kind = kind
+        self.prompt_ids = ids
+        self._row_of_id = IdIndex.from_ids(kind, ids)
+        self._fingerprint = _fingerprint(kind, ids)
+        self.stream = CandidateStream(len(ids), self.seed, stream_key=CANDIDATE_STREAM)
+        self.ledger = PredictionLedger()
+        self.step = 0  # batches chosen
+        self.rollouts = 0  # rollouts with a verdict that reached the loop
+        self.rollouts_without_verdict = 0
+
+    def __len__(self) -> int:
+        """Number of prompts in the dataset."""
+        return len(self.prompt_ids)
+
+    # -- choosing --------------------------------------------------------------------------------
+
+    def next(self, k: int) -> Batch:
+        """Choose the next ``k`` prompts (1 <= k <= dataset size) before they are rolled out."""
+        k = check_integer(k, "k", minimum=1)
+        if k > len(self):
+            raise ValueError(f"k = {k} > {len(self)} prompts in the dataset")
+        position = (self.stream.epoch, self.stream.offset)
+        candidates = self.stream.next(min(int(round(self.ts_ratio * k)), len(self)))
+        try:
+            selection = self.selector.select(self.ids_at(candidates), k)
+        except BaseException:
+            # A selector that fails (e.g. an oracle's rate function) must not cost the stream a batch.
+            self.stream.epoch, self.stream.offset = position
+            raise
+        positions = candidates[selection.index]
+        predicted = None if selection.predicted_rate is None else selection.predicted_rate[selection.index]
+        self.step += 1
+        self.ledger.record(self.id_kind, selection.ids, predicted, self.step)
+        return Batch(positions, selection.ids, predicted, self.step, candidates, selection)
+
+    def ids_at(self, positions) -> Any:
+        """Prompt ids of dataset rows ``positions`` (int array): int64 array or list of str."""
+        positions = np.asarray(positions, dtype=np.int64)
+        if self.id_kind == STR_KIND:
+            return [self.prompt_ids[position] for position in positions.tolist()]
+        return self.prompt_ids[positions]
+
+    # -- learning --------------------------------------------------------------------------------
+
+    def observe(self, prompt_ids, rewards, has_verdict=None) -> dict[str, float]:
+        """Learn from finished rollouts and return this call's ``mopps/*`` metrics.
+
+        ``prompt_ids``: (r,) the prompt of each rollout (dataset ids), any order and grouping, from
+        any earlier step; ``rewards``: float (r,), one per rollout, judged by the loop's rule;
+        ``has_verdict``: optional bool (r,); False marks a rollout without evidence (a reward
+        timeout): it is dropped (its reward may be NaN), and a prompt none of whose rollouts has a
+        verdict does not update the selector. Per prompt, trials = its rollouts WITH a verdict.
+        Each prompt settles its oldest open prediction (see ``PredictionLedger``). Raises
+        ``ValueError`` naming the argument and position; then nothing changed.
+        """
+        return self.apply(self.evidence(prompt_ids, rewards, has_verdict))
+
+    def apply(self, evidence: Evidence) -> dict[str, float]:
+        """Learn from ``evidence`` made by ``evidence(...)`` of this loop (``observe`` is
+        ``apply(evidence(...))``; ``Refill`` needs the evidence too) and return the metrics."""
+        judged = evidence.trials > 0
+        if self.learn and judged.any():
+            judged_ids = [value for value, keep in zip(evidence.ids, judged.tolist()) if keep] \
+                if evidence.kind == STR_KIND else evidence.ids[judged]
+            self.selector.update(judged_ids, evidence.successes[judged], evidence.trials[judged])
+        found, predicted, chosen_step = self.ledger.settle(evidence.kind, evidence.ids)
+        self.rollouts += int(evidence.trials.sum())
+        self.rollouts_without_verdict += evidence.rollouts_without_verdict
+        return self._metrics(evidence, judged, found, predicted, chosen_step)
+
+    def evidence(self, prompt_ids, rewards, has_verdict=None) -> Evidence:
+        """Per-prompt evidence of flat rollout records (the validation of ``observe``, no state change)."""
+        kind, ids = normalize_ids(prompt_ids, "prompt_ids")
+        if kind is not None and kind != self.id_kind:
+            raise ValueError(f"prompt_ids holds {kind} ids but the dataset's prompt ids are {self.id_kind}")
+        try:
+            values = np.asarray(rewards, dtype=np.float64)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"rewards must be numbers; could not convert: {error}") from None
+        if values.ndim != 1:
+            raise ValueError(f"rewards must be one-dimensional; got shape {values.shape}")
+        check_same_length(prompt_ids=ids, rewards=values)
+        verdict = np.ones(len(values), dtype=bool) if has_verdict is None else np.asarray(has_verdict)
+        if verdict.dtype != np.bool_ or verdict.shape != values.shape:
+            raise ValueError(f"has_verdict must be a bool array of shape {values.shape}; got {verdict.dtype} "
+                             f"{verdict.shape}")
+        bad = verdict & ~np.isfinite(values)
+        if bad.any():
+            position = int(np.argmax(bad))
+            raise ValueError(f"rewards[{position}] = {values[position]}; a reward with a verdict must be finite")
+        rows = self._row_of_id.find(kind, ids)
+        if (rows < 0).any():
+            position = int(np.argmax(rows < 0))
+            raise ValueError(f"prompt_ids[{position}] = {_shown(ids[position])} is not a prompt of this loop's dataset")
+        successes = self.rule.successes(np.where(verdict, values, 0.0)) * verdict
+        unique_ids, (summed, trials) = sum_by_id(kind, ids, successes, verdict.astype(np.float64))
+        return Evidence(kind, unique_ids, summed, trials, int((~verdict).sum()))
+
+    def add_features(self, ids, features) -> bool:
+        """Hand a feature row per prompt (``ids`` (m,) dataset ids, ``features`` float (m, d)) to the
+        selector if it takes features (has ``add_features``); returns whether it did. The loop keeps
+        no copy: a selector that uses features keeps them in its own state."""
+        kind, normalized = normalize_ids(ids, "ids")
+        rows = self._row_of_id.find(kind, normalized) if kind == self.id_kind else np.full(len(normalized), -1)
+        if kind is not None and (rows < 0).any():
+            position = int(np.argmax(rows < 0))
+            raise ValueError(f"ids[{position}] = {_shown(normalized[position])} is not a prompt of this loop's dataset")
+        add = getattr(self.selector, "add_features", None)
+        if add is None:
+            return False
+        add(normalized, features)
+        return True
+
+    def _metrics(self, evidence: Evidence, judged, found, predicted, chosen_step) -> dict[str, float]:
+        metrics = {
+            "mopps/observed_groups": float(judged.sum()),
+            "mopps/rollouts": float(evidence.trials.sum()),
+            "mopps/rollouts_without_verdict": float(evidence.rollouts_without_verdict),
+            "mopps/unpredicted_groups": float((~found).sum()),
+            "mopps/open_predictions": float(len(self.ledger)),
+        }
+        if found.any():
+            # Steps chosen after the settled ones: 0 when evidence comes back before the next choice.
+            metrics["mopps/lag"] = float(np.mean(self.step - chosen_step[found]))
+        if judged.any():
+            report = group_metrics(evidence.successes[judged], evidence.trials[judged])
+            metrics.update({f"mopps/{name}": report[name] for name in GROUP_KEYS})
+        scored = judged & found & ~np.isnan(predicted)
+        if scored.any():
+            report = prediction_metrics(predicted[scored], evidence.successes[scored], evidence.trials[scored])
+            metrics.update({f"mopps/{name}": report[name] for name in PREDICTION_KEYS})
+        return metrics
+
+    # -- state -----------------------------------------------------------------------------------
+
+    def config(self) -> dict[str, Any]:
+        """The loop's settings as JSON (a saved state must match them)."""
+        return {"ts_ratio": self.ts_ratio, "seed": self.seed, "learn": self.learn,
+                "rule": {"kind": self.rule.kind, "threshold": float(self.rule.threshold)},
+                "num_prompts": len(self), "prompt_ids_sha1": self._fingerprint}
+
+    def state_dict(self) -> dict[str, Any]:
+        """All a host saves: config, counters, stream position, open predictions, the selector."""
+        return {
+            "format": LOOP_STATE_FORMAT,
+            "version": LOOP_STATE_VERSION,
+            "config": self.config(),
+            "step": self.step,
+            "rollouts": self.rollouts,
+            "rollouts_without_verdict": self.rollouts_without_verdict,
+            "stream": self.stream.state_dict(),
+            "ledger": self.ledger.state_dict(),
+            "selector": self.selector.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from ``state``. Everything is validated first: on ``ValueError`` (another format,
+        settings, dataset or selector; a damaged entry) the loop and its selector are unchanged."""
+        if not isinstance(state, dict) or state.get("format") != LOOP_STATE_FORMAT:
+            raise ValueError("not a mopps loop state (missing or wrong 'format')")
+        if state.get("version") != LOOP_STATE_VERSION:
+            raise ValueError(f"loop state version {state.get('version')} is not supported (reads {LOOP_STATE_VERSION})")
+        missing = [key for key in ("config", "step", "rollouts", "rollouts_without_verdict", "stream", "ledger",
+                                   "selector") if key not in state]
+        if missing:
+            raise ValueError(f"loop state lacks {missing}")
+        saved = state["config"]
+        for key, value in self.config().items():
+            if not isinstance(saved, dict) or saved.get(key) != value:
+                shown = saved.get(key) if isinstance(saved, dict) else saved
+                raise ValueError(f"the saved loop has {key} = {shown!r} but this one has {value!r}; resume with the "
+                                 "same dataset, rule, ts_ratio, seed and learn")
+        step = check_integer(state["step"], "state['step']")
+        rollouts = check_integer(state["rollouts"], "state['rollouts']")
+        without_verdict = check_integer(state["rollouts_without_verdict"], "state['rollouts_without_verdict']")
+        epoch, offset = self.stream.checked_position(state["stream"])
+        try:
+            ledger = PredictionLedger.checked(state["ledger"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"state['ledger'] is invalid: {error}") from None
+        if ledger.id_kind not in (None, self.id_kind) or (len(ledger) and ledger.step.max() > step):
+            raise ValueError("state['ledger'] holds predictions of other ids or of later steps than state['step']")
+        self.selector.load_state_dict(state["selector"])  # validates everything before it changes anything
+        self.stream.epoch, self.stream.offset = epoch, offset
+        self.ledger = ledger
+        self.step, self.rollouts, self.rollouts_without_verdict = step, rollouts, without_verdict
+
+    def save(self, path) -> None:
+        """Write ``state_dict()`` atomically to ``path`` (``mopps.storage``)."""
+        save_state(self.state_dict(), path)
+
+    def load(self, path) -> None:
+        """Continue from a file written by ``save`` (validated like ``load_state_dict``)."""
+        self.load_state_dict(load_state(path, what="loop state"))
+
+
+def _shown(prompt_id) -> str:
+    """An id as a message shows it: ``17`` or ``'math/17'``."""
+    return repr(prompt_id) if isinstance(prompt_id, str) else str(int(prompt_id))
+
+
+def _fingerprint(kind: str, ids) -> str:
+    """SHA-1 of the dataset's prompt ids in order: a resumed loop must see the same dataset."""
+    digest = hashlib.sha1(kind.encode())
+    if kind == STR_KIND:
+        digest.update("\0".join(ids).encode("utf-8", "surrogatepass"))
+    else:
+        digest.update(np.ascontiguousarray(ids, dtype="<i8").tobytes())
+    return digest.hexdigest()

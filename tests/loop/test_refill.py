@@ -1,0 +1,81 @@
+"""Refill: dynamic sampling over the loop, with any selector choosing each generation batch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mopps import MoPPS, Refill, SelectionLoop, Uniform
+
+
+def scripted(batch, n=8):
+    """Per prompt id: id % 3 == 0 mixed (4 of 8), 1 all right, 2 all wrong."""
+    ids = np.repeat(np.asarray(batch.ids), n)
+    within = np.tile(np.arange(n), len(batch))
+    rewards = np.where(ids % 3 == 0, within < n // 2, ids % 3 == 1).astype(float)
+    return ids, rewards
+
+
+def test_refill_keeps_mixed_groups_refills_and_counts_every_rollout():
+    loop = SelectionLoop(Uniform(seed=0), np.arange(60), seed=1)
+    result = Refill(loop, max_num_gen_batches=10).fill(5, scripted, batch_size=6)
+    assert result.reached_k and len(result.kept) == 5
+    kept = result.kept_positions
+    assert (kept % 3 == 0).all() and len(set(kept.tolist())) == 5
+    assert result.rollouts == len(result.rounds) * 6 * 8
+    assert loop.rollouts == result.rollouts  # every rollout reached the selector, discarded groups too
+    assert len(loop.selector) == 6 * len(result.rounds)
+    assert result.metrics()["mopps/generation_batches"] == len(result.rounds)
+    for round_ in result.rounds:
+        assert (round_.successes[round_.keep] == 4).all() and round_.trials.tolist() == [8.0] * 6
+
+
+def test_at_the_cap_it_returns_what_it_found_without_duplicates():
+    loop = SelectionLoop(Uniform(seed=0), np.arange(60), seed=1)
+    result = Refill(loop, max_num_gen_batches=2).fill(10, scripted, batch_size=6)
+    assert not result.reached_k and len(result.rounds) == 2
+    assert len(set(result.kept_positions.tolist())) == len(result.kept) <= 10
+    assert result.rollouts == 2 * 6 * 8
+
+
+def test_a_prompt_seen_again_in_a_later_round_is_kept_once():
+    loop = SelectionLoop(Uniform(seed=0), [0, 3, 6], seed=0)  # every prompt is mixed; epochs repeat them
+    result = Refill(loop, max_num_gen_batches=3).fill(4, scripted, batch_size=2)
+    assert len(result.kept) == len(set(result.kept_positions.tolist())) == 3 and len(result.rounds) == 3
+
+
+def test_a_selector_guides_the_candidates_of_each_refill():
+    # MoPPS that learned which prompts are mixed picks them from 4x candidates: fewer refills than Uniform.
+    ids = np.arange(300)
+    counts = {}
+    for name, selector in (("uniform", Uniform(seed=0)), ("mopps", MoPPS(seed=0))):
+        loop = SelectionLoop(selector, ids, ts_ratio=1 if name == "uniform" else 4, seed=3)
+        loop.selector.update(ids, np.where(ids % 3 == 0, 4.0, np.where(ids % 3 == 1, 8.0, 0.0)), np.full(300, 8.0))
+        counts[name] = sum(len(Refill(loop, 10).fill(8, scripted).rounds) for _ in range(5))
+    assert counts["mopps"] == 5 < counts["uniform"]
+
+
+def test_the_rollout_error_propagates_and_bad_rollouts_are_refused():
+    loop = SelectionLoop(Uniform(seed=0), np.arange(10), seed=0)
+
+    def failing(batch):
+        raise RuntimeError("rollout worker died")
+
+    with pytest.raises(RuntimeError):
+        Refill(loop).fill(2, failing)
+    with pytest.raises(ValueError, match=r"rewards\[0\]"):
+        Refill(loop).fill(2, lambda batch: (batch.ids, [np.nan, 1.0]))
+    with pytest.raises(ValueError, match="max_num_gen_batches"):
+        Refill(loop, max_num_gen_batches=0)
+    assert loop.rollouts == 0
+
+
+def test_rollouts_without_a_verdict_are_counted_but_teach_nothing():
+    loop = SelectionLoop(Uniform(seed=0), np.arange(10), seed=0)
+
+    def timeouts(batch):
+        ids = np.repeat(np.asarray(batch.ids), 2)
+        return ids, np.full(len(ids), np.nan), np.zeros(len(ids), dtype=bool)
+
+    result = Refill(loop, max_num_gen_batches=2).fill(2, timeouts)
+    assert result.rollouts == 2 * 2 * 2 and not result.kept and loop.rollouts == 0
