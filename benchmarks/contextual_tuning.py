@@ -52,8 +52,8 @@ class MeasuredContextual(ContextualMoPPS):
         super().__init__(*args, **kwargs)
         self.width_log: list[tuple[float, float]] = []
 
-    def _choose(self, kind, ids, k):
-        index, scores, predicted = super()._choose(kind, ids, k)
+    def _choose(self, state, kind, ids, k, rng):
+        index, scores, predicted = super()._choose(state, kind, ids, k, rng)
         greedy = topk_toward_target(predicted, k, self.target)
         overlap = len(np.intersect1d(index, greedy)) / k
         self.width_log.append((spearman(scores, predicted), overlap))

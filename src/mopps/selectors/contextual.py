@@ -279,12 +279,13 @@ class ContextualMoPPS(Selector):
             u_mean, u_var, trained = np.zeros(count), np.full(count, residual_var), np.zeros(count)
             missing, features = np.ones(count, dtype=bool), None
         else:
-            elapsed = self.step - state.last_step[safe]
-            u_mean, u_var = age_residuals(state.u_mean[safe], state.u_var[safe], elapsed, residual_var,
-                                          self.model.residual_halflife)
-            trained = decay_counts(state.trained[safe], elapsed, self.model.training_halflife)
-            missing = ~state.has_features[safe]
-            features = state.features[safe] if layout.feature_dim else None
+            elapsed = self.step - np.take(state.last_step, safe)
+            u_mean, u_var = age_residuals(np.take(state.u_mean, safe), np.take(state.u_var, safe), elapsed,
+                                          residual_var, self.model.residual_halflife)
+            trained = decay_counts(np.take(state.trained, safe), elapsed, self.model.training_halflife)
+            missing = ~np.take(state.has_features, safe)
+            # np.take copies whole rows ~3x faster than fancy indexing (the select path's largest copy).
+            features = np.take(state.features, safe, axis=0) if layout.feature_dim else None
             if not all_known:
                 u_mean = np.where(known, u_mean, 0.0)
                 u_var = np.where(known, u_var, residual_var)
