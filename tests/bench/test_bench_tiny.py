@@ -1,24 +1,59 @@
-"""`mopps bench --preset tiny` end to end: the files, the schema and the invariants of results.json."""
+"""`mopps bench --preset tiny` end to end on each built-in task and on a user's own task (defined
+here, loaded as module:Class): the files, the schema and the invariants of results.json."""
 
 import csv
 import json
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
 from mopps.cli import main
 from mopps.testbed.methods import METHODS
+from mopps.testbed.task import ExactAnswerTask
 
-FIELDS = ("final_accuracy", "steps_to_target", "rollouts_to_target", "speedup_vs_uniform", "rollouts_vs_ds",
-          "steps_vs_oracle", "mean_spearman_selected", "mean_zero_variance_share")
+FIGURES = ("final_accuracy", "steps_to_target", "rollouts_to_target", "speedup_vs_uniform", "rollouts_vs_uniform",
+           "rollouts_vs_ds", "rollouts_vs_ds_at_target", "steps_vs_oracle", "mean_spearman_selected",
+           "mean_spearman_candidates", "mean_brier_candidates", "mean_logloss_candidates",
+           "mean_zero_variance_share")
+REGIME = ("visits_per_prompt", "never_rolled_out_share", "start_zero_variance", "influence_trained",
+          "influence_untrained", "influence_matched", "influence_ratio_matched", "influence_logit_ratio_matched")
 
 
-@pytest.fixture(scope="module")
-def bench(tmp_path_factory):
-    out = tmp_path_factory.mktemp("bench")
+@dataclass(frozen=True)
+class CountOnesTask(ExactAnswerTask):
+    """A user's task, written as docs/bench.md describes: count the ones in a bit string."""
+
+    length: int = 8
+    vocab = tuple("0123456789") + ("=", "<eos>")
+    eos = 11
+    answer_length = 2
+
+    @property
+    def prompt_length(self):
+        return self.length + 1
+
+    def sample_problems(self, count, rng):
+        return rng.integers(0, 2, size=(count, self.length))
+
+    def encode_prompts(self, problems):
+        return np.concatenate([problems, np.full((len(problems), 1), 10)], axis=1)
+
+    def encode_answers(self, problems):
+        return np.stack([problems.sum(axis=1), np.full(len(problems), self.eos)], axis=1)
+
+
+TASKS = {"addition": [], "sort": ["--task", "sort"],
+         "user": ["--task", "test_bench_tiny:CountOnesTask", "--warm-start-steps", "60"]}
+
+
+@pytest.fixture(scope="module", params=sorted(TASKS))
+def bench(request, tmp_path_factory):
+    out = tmp_path_factory.mktemp(f"bench-{request.param}")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MOPPS_CACHE", str(tmp_path_factory.mktemp("cache")))
-        assert main(["bench", "--preset", "tiny", "--workers", "1", "--no-progress", "--out", str(out)]) == 0
+        arguments = ["bench", "--preset", "tiny", "--seeds", "0,1", "--workers", "1", "--no-progress", "--out", str(out)]
+        assert main(arguments + TASKS[request.param]) == 0
     return out, json.loads((out / "results.json").read_text())
 
 
@@ -29,28 +64,40 @@ def _rows(path):
 
 def test_files_exist(bench):
     out, _ = bench
-    for name in ("results.json", "curves.csv", "steps.csv", "accuracy.png", "selection.png"):
+    for name in ("results.json", "curves.csv", "steps.csv", "accuracy.png", "selection.png", "calibration.png"):
         assert (out / name).stat().st_size > 0, name
 
 
-def test_schema(bench):
+def test_schema_every_figure_has_an_interval(bench):
     _, document = bench
-    assert set(document["methods"]) == set(METHODS)
+    # A task without features (the user's) cannot run contextual_taskfeatures; every other method runs.
+    assert set(METHODS) - set(document["methods"]) <= {"contextual_taskfeatures"}
+    assert set(document["methods"]) <= set(METHODS)
+    assert document["interval"]["resamples"] > 0
     for block in (document, document["pool"]):
-        assert isinstance(block["target_accuracy"], float)
+        assert isinstance(block["target_accuracy"], float) and len(block["target_accuracy_ci"]) == 2
         for row in block["methods"].values():
-            assert set(FIELDS) <= set(row)
-            for field in FIELDS:
-                assert row[field] is None or isinstance(row[field], float), field
+            for figure in FIGURES:
+                assert row[figure] is None or isinstance(row[figure], float), figure
+                interval = row[f"{figure}_ci"]
+                assert interval is None or len(interval) == 2, figure
+                if interval is not None and None not in interval:
+                    assert interval[0] <= interval[1], figure
+            share = row["faster_than_uniform_share"]
+            assert 0.0 <= share <= 1.0
     assert document["config"]["preset"] == "tiny"
-    assert set(document["regime"]) == set(METHODS)
+    assert set(document["regime"]) == set(document["methods"])
+    for row in document["regime"].values():
+        assert set(REGIME) <= set(row)
+        assert 0.0 <= row["start_zero_variance"] <= 1.0
 
 
 def test_target_is_uniform_final_and_accuracies_are_probabilities(bench):
     out, document = bench
     curves = _rows(out / "curves.csv")
-    uniform_final = [float(row["test_accuracy"]) for row in curves if row["method"] == "uniform"][-1]
-    assert document["target_accuracy"] == pytest.approx(uniform_final)
+    uniform_finals = [float(row["test_accuracy"]) for row in curves
+                      if row["method"] == "uniform" and int(row["step"]) == document["config"]["steps"]]
+    assert document["target_accuracy"] == pytest.approx(np.mean(uniform_finals))
     for row in curves:
         assert 0.0 <= float(row["test_accuracy"]) <= 1.0 and 0.0 <= float(row["pool_accuracy"]) <= 1.0
 
@@ -60,33 +107,73 @@ def test_rollout_accounting(bench):
     config = document["config"]
     per_batch = config["batch_size"] * config["group_size"]
     steps = _rows(out / "steps.csv")
-    for method in METHODS:
-        rows = [row for row in steps if row["method"] == method]
-        batches = np.array([int(row["generation_batches"]) for row in rows])
-        trained = np.array([int(row["trained_groups"]) for row in rows])
-        cumulative = np.array([int(row["rollouts"]) for row in rows])
-        # Every generated rollout is counted, including DS's discarded groups.
-        assert np.array_equal(cumulative, np.cumsum(batches) * per_batch), method
-        assert document["methods"][method]["total_rollouts"] == cumulative[-1]
-        if method == "ds":
-            assert np.all((batches >= 1) & (batches <= config["ds_max_gen_batches"]))
-            assert np.all(trained <= config["batch_size"])
-            # Kept groups are informative by construction.
-            shares = np.array([float(row["zero_variance_share"]) for row in rows if int(row["trained_groups"])])
-            assert np.all(shares == 0.0)
-        else:
-            assert np.all(batches == 1) and np.all(trained == config["batch_size"])
+    for method in document["methods"]:
+        for seed in document["seeds"]:
+            rows = [row for row in steps if row["method"] == method and int(row["seed"]) == seed]
+            batches = np.array([int(row["generation_batches"]) for row in rows])
+            trained = np.array([int(row["trained_groups"]) for row in rows])
+            cumulative = np.array([int(row["rollouts"]) for row in rows])
+            # Every generated rollout is counted, including DS's discarded groups.
+            assert np.array_equal(cumulative, np.cumsum(batches) * per_batch), method
+            if method == "ds" or method.endswith("_ds"):  # refill: DAPO, or selection-guided
+                assert np.all((batches >= 1) & (batches <= config["ds_max_gen_batches"]))
+                assert np.all(trained <= config["batch_size"])
+                # Kept groups are informative by construction.
+                shares = np.array([float(row["zero_variance_share"]) for row in rows if int(row["trained_groups"])])
+                assert np.all(shares == 0.0)
+            else:
+                assert np.all(batches == 1) and np.all(trained == config["batch_size"])
 
 
-def test_oracle_predicts_exactly(bench):
-    out, _ = bench
-    rows = [row for row in _rows(out / "steps.csv") if row["method"] == "oracle"]
-    # Over all candidates the exact rates vary, so the rank correlation is defined at some step.
-    spearman = np.array([float(row["spearman_candidates"]) for row in rows])
-    assert np.isfinite(spearman).any()
-    np.testing.assert_allclose(spearman[np.isfinite(spearman)], 1.0)
+def test_oracle_predicts_exactly_and_is_calibrated(bench):
+    _, document = bench
+    oracle = document["methods"]["oracle"]
+    assert oracle["mean_spearman_candidates"] == pytest.approx(1.0)
+    bins = document["calibration"]["oracle"]
+    for predicted, exact in zip(bins["mean_predicted"], bins["mean_exact"]):
+        assert predicted == exact or predicted == pytest.approx(exact)
+    assert not {"ds", "mopps_ds", "contextual_ds"} & set(document["calibration"])
 
 
-def test_unknown_selector_is_named():
+def test_influence_is_measured(bench):
+    out, document = bench
+    rows = [row for row in _rows(out / "steps.csv") if row["influence_trained"] != ""]
+    assert rows and all(row["influence_matched"] != "" for row in rows)
+    assert document["regime"]["uniform"]["influence_trained"] is not None
+
+
+def test_answer_leads_the_report(bench):
+    from mopps.bench.report import format_report
+
+    _, document = bench
+    report = format_report(document)
+    assert report.startswith("Answer (test accuracy, 2 seed(s), 90% intervals over seeds")
+    assert report.index("Test accuracy (held-out prompts") < report.index("Prediction vs exact success rate") < report.index("Regime:")
+
+
+def test_unknown_selector_and_task_are_named():
     with pytest.raises(SystemExit, match="nonsense"):
         main(["bench", "--preset", "tiny", "--selectors", "uniform,nonsense"])
+    with pytest.raises(SystemExit, match="calibrated for"):
+        main(["bench", "--preset", "transfer", "--task", "addition"])
+    with pytest.raises(SystemExit, match="cannot import"):
+        main(["bench", "--preset", "tiny", "--task", "no_such_module_xyz:Task"])
+
+
+def test_regime_map_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOPPS_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "map"
+    assert main(["bench", "--preset", "tiny", "--map", "--selectors", "uniform,oracle", "--seeds", "0,1",
+                 "--workers", "1", "--no-progress", "--out", str(out)]) == 0
+    document = json.loads((out / "map.json").read_text())
+    assert (out / "map.png").stat().st_size > 0
+    points = document["points"]
+    assert len(points) >= 2
+    assert [point["visits_per_prompt"] for point in points] == sorted(point["visits_per_prompt"] for point in points)
+    for point in points:
+        assert (out / f"pool-{point['train_pool_size']}" / "results.json").exists()
+        uniform = point["methods"]["uniform"]
+        assert uniform["speedup_vs_uniform"] == 1.0 and len(uniform["speedup_vs_uniform_ci"]) == 2
+        config = document["config"]
+        assert point["visits_per_prompt"] == pytest.approx(
+            config["steps"] * config["batch_size"] / point["train_pool_size"])

@@ -8,12 +8,13 @@ from mopps.testbed.features import pool_features
 from mopps.testbed.grpo import GRPOConfig, make_pools
 from mopps.testbed.methods import METHODS, build_method
 from mopps.testbed.policy import Policy
+from mopps.testbed.task import AdditionTask
 from mopps.testbed.warmstart import WarmStartConfig
 
 
 @pytest.fixture(scope="module")
 def small():
-    warm = WarmStartConfig(digits=2, width=16, layers=1, heads=2)
+    warm = WarmStartConfig(task=AdditionTask(2), width=16, layers=1, heads=2)
     config = GRPOConfig(train_pool_size=40, test_size=10, batch_size=4, ts_ratio=2, warm_start=warm)
     task, train, _ = make_pools(config)
     torch.manual_seed(0)
@@ -35,7 +36,7 @@ def test_generic_features_are_mean_pooled_final_hidden_states(small):
 def test_task_features_are_digit_counts_and_carries(small):
     task, train, policy = small
     features = pool_features("task", task, train, policy)
-    columns = task.features(train.operands)
+    columns = task.features(train.problems)
     assert features.shape == (40, 4)
     np.testing.assert_array_equal(features[:, 3], columns["carries"])
     np.testing.assert_array_equal(features[:, 0], columns["a_digits"])

@@ -7,7 +7,7 @@ import torch
 from mopps.bench.presets import PRESETS
 from mopps.testbed.grpo import completion_mask, make_pools
 from mopps.testbed.policy import Policy, PolicyConfig, sample
-from mopps.testbed.task import EOS
+from mopps.testbed.task import EOS, AdditionTask
 from mopps.testbed.warmstart import cache_dir, load_warm_start, train_warm_start
 
 
@@ -46,7 +46,7 @@ def test_exact_rate_matches_sampled_frequency(tiny):
     draws = 4000
     completions = sample(policy, train_pool.prompts[[prompt] * draws], task.answer_length,
                          torch.Generator().manual_seed(0))
-    frequency = task.verify(train_pool.operands[[prompt] * draws], completions.numpy()).mean()
+    frequency = task.verify(train_pool.problems[[prompt] * draws], completions.numpy()).mean()
     tolerance = 4.0 * np.sqrt(rates[prompt] * (1.0 - rates[prompt]) / draws)
     assert abs(frequency - rates[prompt]) < tolerance
 
@@ -56,7 +56,7 @@ def test_warm_start_is_deterministic_and_cache_keyed(tiny):
     again = train_warm_start(config.warm_start)
     for name, tensor in policy.state_dict().items():
         assert torch.equal(tensor, again.state_dict()[name]), name
-    assert config.warm_start.key() != type(config.warm_start)(digits=3).key()
+    assert config.warm_start.key() != type(config.warm_start)(task=AdditionTask(3)).key()
 
 
 def test_cache_dir_follows_environment(monkeypatch, tmp_path):
@@ -66,7 +66,7 @@ def test_cache_dir_follows_environment(monkeypatch, tmp_path):
 
 def test_completion_mask_stops_after_first_eos():
     completions = torch.tensor([[1, EOS, 3, EOS], [2, 2, 2, 2]])
-    assert completion_mask(completions).tolist() == [[1, 1, 0, 0], [1, 1, 1, 1]]
+    assert completion_mask(completions, EOS).tolist() == [[1, 1, 0, 0], [1, 1, 1, 1]]
 
 
 def test_warm_start_does_not_depend_on_the_callers_thread_count(tiny):

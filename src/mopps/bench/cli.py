@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-PRESET_NAMES = ("recurring", "fresh", "tiny")  # mirrors mopps.bench.presets.PRESETS (kept torch-free)
+PRESET_NAMES = ("recurring", "fresh", "transfer", "tiny")  # mirrors mopps.bench.presets.PRESETS (torch-free)
+TASK_NAMES = ("addition", "sort")  # mirrors mopps.testbed.task.BUILTIN_TASKS
 
 
 def _int_list(text: str) -> list[int]:
@@ -23,48 +24,74 @@ def register(subparsers) -> None:
     """Add the ``bench`` subcommand to the CLI's subparsers."""
     parser = subparsers.add_parser(
         "bench", help="compare prompt selectors on the embedded RL testbed (exact success rates)",
-        description="Runs GRPO on reversed-digit addition with each selector and seed, measures accuracy, "
-                    "rollouts and prediction quality against exact success rates, and writes "
-                    "results.json, curves.csv, steps.csv and PNG plots.")
+        description="Runs GRPO on a testbed task with each selector and seed, measures accuracy, rollouts and "
+                    "prediction quality against exact success rates, with 90%% intervals over seeds, "
+                    "and writes results.json, curves.csv, steps.csv and PNG plots. With --map, sweeps the pool "
+                    "size and draws speedup against visits per prompt.")
     parser.add_argument("--preset", default="recurring", choices=PRESET_NAMES,
                         help="recurring: paper's regime, prompts seen 10-30 times; fresh: large pool, "
-                             "prompts seen at most a few times; tiny: seconds, for CI (default: recurring)")
-    parser.add_argument("--quick", action="store_true", help="one seed, half the steps (under 2 minutes on 2 idle cores)")
+                             "prompts seen at most a few times; transfer: an update moves untrained prompts "
+                             "almost as much as trained ones; tiny: seconds, for CI (default: recurring)")
+    parser.add_argument("--task", default=None,
+                        help=f"built-in task ({', '.join(TASK_NAMES)}; default: the preset's) or "
+                             "package.module:Class for your own (see docs/bench.md, 'Your own task')")
+    parser.add_argument("--warm-start-steps", type=int, default=None,
+                        help="supervised warm-start steps (default: the preset's calibrated value; set it for "
+                             "your own task so the start's zero-variance share is 40-80%%)")
+    parser.add_argument("--quick", action="store_true", help="one seed, at most 200 steps (a check, no intervals)")
     parser.add_argument("--seeds", type=_int_list, default=None, help="comma-separated RL seeds (default: the preset's)")
     parser.add_argument("--steps", type=int, default=None, help="GRPO steps per run (default: the preset's)")
     parser.add_argument("--selectors", default=None,
-                        help="comma-separated subset of uniform,ds,mopps,mopps_lambda0.5,mopps_threshold,"
-                             "history,oracle,contextual,contextual_nofeatures,contextual_taskfeatures (default: all)")
+                        help="comma-separated subset of the methods (default: all; see docs/bench.md)")
+    parser.add_argument("--map", action="store_true",
+                        help="regime map: run every selector at several pool sizes (visits per prompt ~0.5 to ~30) "
+                             "and plot speedup vs Uniform against visits per prompt")
     parser.add_argument("--workers", type=int, default=2, help="worker processes, one core each (default: 2)")
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default: runs/bench/<preset>[-quick])")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default: runs/bench/<preset>[-<task>][-map][-quick])")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress")
     parser.set_defaults(func=handle_bench)
 
 
 def handle_bench(args) -> int:
-    """Run the bench described by ``args``; print the tables; return the exit code."""
-    from mopps.bench.plots import write_plots
+    """Run the bench (or the regime map) described by ``args``; print the report; return the exit code."""
     from mopps.bench.presets import resolve
-    from mopps.bench.report import format_report, write_outputs
-    from mopps.bench.runner import run_all
-    from mopps.bench.summary import summarize
-    from mopps.testbed.grpo import config_dict
     from mopps.testbed.methods import METHODS
 
     methods = list(METHODS) if args.selectors is None else [name.strip() for name in args.selectors.split(",")]
     unknown = [name for name in methods if name not in METHODS]
     if unknown or not methods:
         raise SystemExit(f"mopps bench: --selectors = {args.selectors!r}; unknown {unknown}; choose from {', '.join(METHODS)}")
-    if args.steps is not None and args.steps < 1:
-        raise SystemExit(f"mopps bench: --steps = {args.steps}; it must be >= 1")
-    if args.workers < 1:
-        raise SystemExit(f"mopps bench: --workers = {args.workers}; it must be >= 1")
-    config, seeds = resolve(args.preset, quick=args.quick, steps=args.steps, seeds=args.seeds)
+    for flag, value in (("--steps", args.steps), ("--workers", args.workers), ("--warm-start-steps", args.warm_start_steps)):
+        if value is not None and value < 1:
+            raise SystemExit(f"mopps bench: {flag} = {value}; it must be >= 1")
+    try:
+        config, seeds = resolve(args.preset, task=args.task, quick=args.quick, steps=args.steps,
+                                seeds=args.seeds, warm_start_steps=args.warm_start_steps, regime_map=args.map)
+    except ValueError as error:
+        raise SystemExit(f"mopps bench: {error}")
     if not seeds:
         raise SystemExit("mopps bench: --seeds is empty; give at least one seed")
-    out = args.out or Path("runs") / "bench" / (args.preset + ("-quick" if args.quick else ""))
-    print(f"mopps bench: preset {args.preset}, {config.steps} steps, seeds {list(seeds)}, "
-          f"selectors {', '.join(methods)}, {args.workers} worker(s) -> {out}")
+    if "contextual_taskfeatures" in methods and getattr(config.warm_start.task, "features", None) is None:
+        if args.selectors is not None:
+            raise SystemExit(f"mopps bench: contextual_taskfeatures needs task features; the task "
+                             f"{config.warm_start.task!r} defines none")
+        methods.remove("contextual_taskfeatures")  # the default list: only the methods the task can run
+    task_label = args.task.rpartition(":")[2].lower() if args.task else None
+    suffix = "".join(part for part, wanted in ((f"-{task_label}", task_label), ("-map", args.map),
+                                                ("-quick", args.quick)) if wanted)
+    out = args.out or Path("runs") / "bench" / (args.preset + suffix)
+    print(f"mopps bench{' --map' if args.map else ''}: preset {args.preset}, task {task_label or 'the preset default'}, "
+          f"{config.steps} steps, seeds {list(seeds)}, selectors {', '.join(methods)}, {args.workers} worker(s) "
+          f"-> {out}", flush=True)
+    if args.map:
+        return _handle_map(args, config, list(seeds), methods, out)
+    from mopps.bench.plots import write_plots
+    from mopps.bench.report import format_report, write_outputs
+    from mopps.bench.runner import run_all
+    from mopps.bench.summary import summarize
+    from mopps.testbed.grpo import config_dict
+
     results = run_all(config, methods, list(seeds), workers=args.workers, show_progress=not args.no_progress)
     document = summarize({"preset": args.preset, "quick": args.quick, **config_dict(config)}, list(seeds), results)
     write_outputs(out, document, results)
@@ -72,4 +99,17 @@ def handle_bench(args) -> int:
     print()
     print(format_report(document))
     print(f"\nwrote {out / 'results.json'}, curves.csv, steps.csv, {', '.join(path.name for path in plots)}")
+    return 0
+
+
+def _handle_map(args, config, seeds: list[int], methods: list[str], out: Path) -> int:
+    from mopps.bench.regime_map import format_map, map_configs, plot_map, run_map
+
+    configs = map_configs(config)
+    document = run_map({"preset": args.preset, "quick": args.quick}, configs, seeds, methods, out,
+                       workers=args.workers, show_progress=not args.no_progress)
+    path = plot_map(out, document)
+    print()
+    print(format_map(document))
+    print(f"\nwrote {out / 'map.json'}, {path.name}, and each pool size's results under {out}/pool-<size>/")
     return 0

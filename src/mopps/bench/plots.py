@@ -1,7 +1,8 @@
-"""PNG plots of a bench: accuracy vs step and vs rollouts, zero-variance share, Spearman.
+"""PNG plots of a bench: accuracy vs step and vs rollouts, selection and prediction metrics, calibration.
 
-Curves are means over seeds; per-step metrics are smoothed by a moving average of ``window`` steps.
-matplotlib is imported lazily with the non-interactive Agg backend.
+Curves are means over seeds with a shaded 90% Student-t band of the mean (``summary.curve_band``; no
+band with one seed). Per-step metrics are smoothed per seed by a moving average of ``window`` steps
+first. matplotlib is imported lazily with the non-interactive Agg backend.
 """
 
 from __future__ import annotations
@@ -10,39 +11,59 @@ from pathlib import Path
 
 import numpy as np
 
-from mopps.bench.summary import mean_curve
+from mopps.bench.summary import curve_band
 
 
-def _smoothed_step_metric(runs: list[dict], key: str, window: int) -> tuple[np.ndarray, np.ndarray]:
-    steps = np.array([row["step"] for row in runs[0]["steps"]], dtype=np.float64)
-    values = np.array([[row[key] for row in run["steps"]] for run in runs], dtype=np.float64)
-    finite = np.isfinite(values)  # nan: undefined at that step (e.g. Spearman of a constant batch)
-    window = max(1, min(window, values.shape[1]))
+def _smoothed(values: np.ndarray, window: int) -> np.ndarray:
+    """Moving average (S, E - window + 1) of ``values`` (S, E) per row, ignoring nan (nan where a
+    window holds no finite value)."""
+    finite = np.isfinite(values)
     kernel = np.ones(window)
-    total = np.convolve(np.where(finite, values, 0.0).sum(axis=0), kernel, mode="valid")
-    count = np.convolve(finite.sum(axis=0).astype(np.float64), kernel, mode="valid")
+    total = np.array([np.convolve(row, kernel, mode="valid") for row in np.where(finite, values, 0.0)])
+    count = np.array([np.convolve(row, kernel, mode="valid") for row in finite.astype(np.float64)])
     with np.errstate(invalid="ignore", divide="ignore"):
-        return steps[window - 1:], np.where(count > 0, total / count, np.nan)
+        return np.where(count > 0, total / count, np.nan)
+
+
+def method_colors(names) -> dict:
+    """One distinct colour per method, the same in every panel and plot (tab10, tab20 beyond 10)."""
+    import matplotlib
+
+    names = list(names)
+    palette = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20"]
+    return {name: palette(index % palette.N) for index, name in enumerate(names)}
+
+
+def _band(axis, x, mean, lower, upper, name: str, color) -> None:
+    axis.plot(x, mean, label=name, color=color)
+    axis.fill_between(x, lower, upper, color=color, alpha=0.15, linewidth=0)
 
 
 def write_plots(out: Path, document: dict, results: dict[str, list[dict]], window: int = 10) -> list[Path]:
-    """Write ``accuracy.png`` (test and pool accuracy vs step and vs rollouts) and ``selection.png``
-    (zero-variance share and Spearman on the chosen batch vs step) under ``out``; return the paths."""
+    """Write ``accuracy.png`` (test and pool accuracy vs step and vs rollouts), ``selection.png``
+    (zero-variance share, and Spearman / Brier of the prediction against the exact rate over the
+    candidates and Spearman over the chosen batch, vs step) and ``calibration.png`` (mean exact rate
+    against mean predicted rate per bin of the prediction) under ``out``; return the paths."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     # One colour per method across every panel, even where a method has no curve (DS has no Spearman).
-    colors = {name: f"C{index}" for index, name in enumerate(results)}
-    title = f"mopps bench, {len(document['seeds'])} seed(s), pool {document['config']['train_pool_size']} prompts"
+    colors = method_colors(results)
+    seeds = len(document["seeds"])
+    band = "90% t band over seeds" if seeds > 1 else "one seed, no band"
+    title = f"mopps bench, {seeds} seed(s) ({band}), pool {document['config']['train_pool_size']} prompts"
     paths = []
+
     figure, axes = plt.subplots(2, 2, figsize=(11, 8), constrained_layout=True)
     for row, (key, label) in enumerate((("test_accuracy", "test accuracy"), ("pool_accuracy", "pool accuracy"))):
         for name, runs in results.items():
-            steps, rollouts, accuracy = mean_curve(runs, key)
-            axes[row, 0].plot(steps, accuracy, label=name, color=colors[name])
-            axes[row, 1].plot(rollouts, accuracy, label=name, color=colors[name])
+            steps = np.array([entry["step"] for entry in runs[0]["evals"]], dtype=np.float64)
+            rollouts = np.mean([[entry["rollouts"] for entry in run["evals"]] for run in runs], axis=0)
+            curve = curve_band(np.array([[entry[key] for entry in run["evals"]] for run in runs]))
+            _band(axes[row, 0], steps, *curve, name, colors[name])
+            _band(axes[row, 1], rollouts, *curve, name, colors[name])
         target = document["target_accuracy"] if key == "test_accuracy" else document["pool"]["target_accuracy"]
         for column, xlabel in enumerate(("step", "rollouts")):
             if target is not None:
@@ -55,19 +76,37 @@ def write_plots(out: Path, document: dict, results: dict[str, list[dict]], windo
     figure.savefig(paths[-1], dpi=90)
     plt.close(figure)
 
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
-    for name, runs in results.items():
-        for axis, key in zip(axes, ("zero_variance_share", "spearman_selected")):
-            steps, values = _smoothed_step_metric(runs, key, window)
-            if np.isfinite(values).any():
-                axis.plot(steps, values, label=name, color=colors[name])
-    axes[0].set(xlabel="step", ylabel="zero-variance share of the trained batch")
-    axes[1].set(xlabel="step", ylabel="Spearman(prediction, exact rate), chosen batch")
-    for axis in axes:
+    panels = (("zero_variance_share", "zero-variance share of the trained batch"),
+              ("spearman_candidates", "Spearman(prediction, exact rate), candidates"),
+              ("brier_candidates", "Brier of the prediction vs exact rate, candidates"),
+              ("spearman_selected", "Spearman on the chosen batch (range-restricted)"))
+    figure, axes = plt.subplots(2, 2, figsize=(11, 8), constrained_layout=True)
+    for axis, (key, label) in zip(axes.flat, panels):
+        for name, runs in results.items():
+            steps = np.array([entry["step"] for entry in runs[0]["steps"]], dtype=np.float64)
+            values = np.array([[entry[key] for entry in run["steps"]] for run in runs], dtype=np.float64)
+            width = max(1, min(window, values.shape[1]))
+            smoothed = _smoothed(values, width)
+            if np.isfinite(smoothed).any():
+                _band(axis, steps[width - 1:], *curve_band(smoothed), name, colors[name])
+        axis.set(xlabel="step", ylabel=label)
         axis.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    axes[0, 0].legend(fontsize=8)
     figure.suptitle(f"{title}; moving average over {window} steps")
     paths.append(out / "selection.png")
+    figure.savefig(paths[-1], dpi=90)
+    plt.close(figure)
+
+    figure, axis = plt.subplots(figsize=(5.5, 5), constrained_layout=True)
+    axis.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    for name, bins in document["calibration"].items():
+        pairs = [(p, e) for p, e in zip(bins["mean_predicted"], bins["mean_exact"]) if p is not None]
+        axis.plot(*zip(*pairs), marker="o", markersize=3, label=name, color=colors[name])
+    axis.set(xlabel="mean predicted rate (bins of 0.1)", ylabel="mean exact rate", xlim=(0, 1), ylim=(0, 1),
+             title="Calibration over the candidates, all steps and seeds")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    paths.append(out / "calibration.png")
     figure.savefig(paths[-1], dpi=90)
     plt.close(figure)
     return paths

@@ -1,4 +1,5 @@
-"""Writes a bench's files (``results.json``, ``curves.csv``, ``steps.csv``) and formats its tables."""
+"""Writes a bench's files (``results.json``, ``curves.csv``, ``steps.csv``) and formats what it prints:
+the answer first (which selector, how much faster, how sure), then the tables behind it."""
 
 from __future__ import annotations
 
@@ -6,10 +7,13 @@ import csv
 import json
 from pathlib import Path
 
-CURVE_COLUMNS = ("method", "seed", "step", "rollouts", "test_accuracy", "pool_accuracy", "wall_time")
+CURVE_COLUMNS = ("method", "seed", "step", "rollouts", "test_accuracy", "pool_accuracy", "pool_zero_variance",
+                 "wall_time")
 STEP_COLUMNS = ("method", "seed", "step", "rollouts", "trained_groups", "generation_batches",
-                "zero_variance_share", "batch_success_rate", "spearman_candidates", "spearman_selected",
-                "influence_trained", "influence_untrained")
+                "zero_variance_share", "batch_success_rate", "spearman_candidates", "brier_candidates",
+                "logloss_candidates", "spearman_selected", "influence_trained", "influence_untrained",
+                "influence_matched", "influence_logit_trained", "influence_logit_matched")
+CEILING = "oracle"  # knows the exact rates: a ceiling, never "the best selector"
 
 
 def write_outputs(out: Path, document: dict, results: dict[str, list[dict]]) -> None:
@@ -28,47 +32,148 @@ def write_outputs(out: Path, document: dict, results: dict[str, list[dict]]) -> 
                         writer.writerow({"method": method, "seed": seed, **row})
 
 
-def _number(value, digits: int = 2, suffix: str = "") -> str:
-    return "never" if value is None else f"{value:.{digits}f}{suffix}"
+def _number(value, digits: int = 2, suffix: str = "", missing: str = "never") -> str:
+    return missing if value is None else f"{value:.{digits}f}{suffix}"
 
 
 def _count(value) -> str:
     return "never" if value is None else f"{value:,.0f}"
 
 
+def _bound(value, digits: int) -> str:
+    return "…" if value is None else f"{value:.{digits}f}"
+
+
+def _figure(row: dict, key: str, digits: int = 2, suffix: str = "", missing: str = "never") -> str:
+    """``value [lo, hi]`` of ``row[key]`` and its interval; a missing bound lies beyond the run."""
+    text = _number(row.get(key), digits, suffix, missing)
+    interval = row.get(f"{key}_ci")
+    if interval is None or interval == [None, None]:
+        return text
+    return f"{text} [{_bound(interval[0], digits)}, {_bound(interval[1], digits)}]"
+
+
+def _resolved(interval, level: float = 1.0) -> bool:
+    """True when the interval lies wholly above ``level`` (a missing upper bound is beyond it)."""
+    return interval is not None and interval[0] is not None and interval[0] > level
+
+
+def format_answer(document: dict) -> str:
+    """The lead paragraph: the best selector against Uniform with its interval and how sure that is,
+    the oracle's ceiling, and the methods that spend more rollouts per step (DS) by rollouts."""
+    methods = document["methods"]
+    seeds = len(document["seeds"])
+    uniform_rollouts = methods.get("uniform", {}).get("total_rollouts")
+    same_budget = [name for name, row in methods.items()
+                   if name not in ("uniform", CEILING) and row["total_rollouts"] == uniform_rollouts]
+    extra_budget = [name for name, row in methods.items()
+                    if name not in ("uniform", CEILING) and name not in same_budget]
+    how = "90% intervals over seeds (t, bootstrap standard error)" if seeds > 1 else "one seed: no intervals, a run to check the code"
+    lines = [f"Answer (test accuracy, {seeds} seed(s), {how}; target = Uniform's final accuracy "
+             f"{_figure(document, 'target_accuracy', 3)}):"]
+    if "uniform" not in methods:
+        return "\n".join(lines + ["  Uniform was not run, so there is no target to compare against."])
+    if methods["uniform"]["steps_to_target"] == 0.0:
+        return "\n".join(lines + ["  Uniform ended no higher than it started, so steps to its final accuracy "
+                                   "compare nothing: train longer (--steps) or check the warm start."])
+
+    def speed(name: str) -> str:
+        row = methods[name]
+        if row["speedup_vs_uniform"] is None:
+            return f"{name} does not reach the target within the run"
+        text = f"{name} is {_figure(row, 'speedup_vs_uniform', 2, 'x')} as fast as Uniform in steps to the target"
+        if seeds > 1:
+            sure = ("resolved: the interval excludes 1" if _resolved(row.get("speedup_vs_uniform_ci"))
+                    else "not resolved from Uniform")
+            text += f", faster in {100 * row['faster_than_uniform_share']:.0f}% of resamples ({sure})"
+        return text
+
+    def rank(name: str) -> float:
+        value = methods[name]["speedup_vs_uniform"]
+        return -1.0 if value is None else value
+
+    ranked = sorted(same_budget, key=rank, reverse=True)
+    if ranked:
+        lines.append("  Best selector at Uniform's rollouts per step: " + speed(ranked[0]))
+        if ranked[1:]:
+            lines.append("  Then: " + "; ".join(f"{name} {_figure(methods[name], 'speedup_vs_uniform', 2, 'x')}"
+                                                for name in ranked[1:]))
+    if CEILING in methods:
+        lines.append("  Ceiling (exact oracle, look-ups free): " + speed(CEILING))
+    for name in extra_budget:
+        text = f"  {speed(name)}; it spends more rollouts per step"
+        if methods[name]["rollouts_vs_uniform"] is not None:
+            text += f": {_figure(methods[name], 'rollouts_vs_uniform', 2, 'x')} Uniform's rollouts to the target"
+        lines.append(text)
+    predicted = [name for name in methods if methods[name].get("mean_spearman_candidates") is not None
+                 and name != CEILING]
+    if predicted:
+        lines.append("  Prediction vs exact rate over the candidates (Spearman): "
+                     + "; ".join(f"{name} {_figure(methods[name], 'mean_spearman_candidates')}" for name in predicted))
+    return "\n".join(lines)
+
+
 def format_table(document: dict, block: dict, title: str) -> str:
-    """A fixed-width table of one summary block (test or pool accuracy)."""
-    header = (f"{'method':<17}{'final acc':>10}{'steps→tgt':>10}{'rollouts→tgt':>14}{'speedup':>9}"
-              f"{'ro vs DS':>9}{'ro/DS@tgt':>10}{'st vs orc':>10}{'ρ sel':>7}{'ρ cand':>7}{'zero-var':>9}")
-    lines = [f"{title}: target = Uniform's final accuracy = {_number(block['target_accuracy'], 3)}; "
-             f"DS's final accuracy = {_number(block['ds_final_accuracy'], 3)}", header, "-" * len(header)]
-    for name, row in block["methods"].items():
-        lines.append(
-            f"{name:<17}{_number(row['final_accuracy'], 3):>10}{_number(row['steps_to_target'], 0):>10}"
-            f"{_count(row['rollouts_to_target']):>14}{_number(row['speedup_vs_uniform'], 2, 'x'):>9}"
-            f"{_number(row['rollouts_vs_ds'], 2):>9}{_number(row['rollouts_vs_ds_at_target'], 2):>10}"
-            f"{_number(row['steps_vs_oracle'], 2):>10}"
-            f"{_number(row['mean_spearman_selected'], 2):>7}{_number(row['mean_spearman_candidates'], 2):>7}"
-            f"{_number(row['mean_zero_variance_share'], 2):>9}")
+    """A fixed-width table of one summary block (test or pool accuracy), figures with intervals."""
+    columns = (("final acc", "final_accuracy", 3, ""), ("steps→tgt", "steps_to_target", 0, ""),
+               ("speedup", "speedup_vs_uniform", 2, "x"), ("ro vs U", "rollouts_vs_uniform", 2, ""),
+               ("ro vs DS", "rollouts_vs_ds", 2, ""), ("ro/DS@tgt", "rollouts_vs_ds_at_target", 2, ""),
+               ("st vs orc", "steps_vs_oracle", 2, ""))
+    cells = {name: [_figure(row, key, digits, suffix) for _, key, digits, suffix in columns]
+             + [_count(row["rollouts_to_target"])] for name, row in block["methods"].items()}
+    labels = [label for label, *_ in columns] + ["rollouts→tgt"]
+    widths = [max(len(label), *(len(cell[i]) for cell in cells.values())) + 2 for i, label in enumerate(labels)]
+    header = f"{'method':<22}" + "".join(f"{label:>{width}}" for label, width in zip(labels, widths))
+    lines = [f"{title}: target = Uniform's final accuracy = {_figure(block, 'target_accuracy', 3)}; "
+             f"DS's final accuracy = {_figure(block, 'ds_final_accuracy', 3)}", header, "-" * len(header)]
+    for name, cell in cells.items():
+        lines.append(f"{name:<22}" + "".join(f"{text:>{width}}" for text, width in zip(cell, widths)))
+    return "\n".join(lines)
+
+
+def format_prediction(document: dict) -> str:
+    """Prediction quality against the exact rates, per method: over the candidates it ranked (the
+    primary figures) and over the batch it chose (range-restricted: a batch chosen near 0.5 is hard
+    to rank whatever the predictor)."""
+    columns = (("ρ cand", "mean_spearman_candidates", 2), ("Brier cand", "mean_brier_candidates", 3),
+               ("log-loss cand", "mean_logloss_candidates", 3))
+    cells = {name: [_figure(row, key, digits, missing="—") for _, key, digits in columns]
+             + [_number(row["mean_spearman_selected"], missing="—"), _number(row["mean_zero_variance_share"])]
+             for name, row in document["methods"].items()}
+    labels = [label for label, *_ in columns] + ["ρ batch (restricted)", "zero-var"]
+    widths = [max(len(label), *(len(cell[i]) for cell in cells.values())) + 2 for i, label in enumerate(labels)]
+    header = f"{'method':<22}" + "".join(f"{label:>{width}}" for label, width in zip(labels, widths))
+    lines = ["Prediction vs exact success rate, mean over steps; — = the method makes no prediction. "
+             "Brier and log-loss are expected scores of one rollout (lower is better).", header, "-" * len(header)]
+    for name, cell in cells.items():
+        lines.append(f"{name:<22}" + "".join(f"{text:>{width}}" for text, width in zip(cell, widths)))
     return "\n".join(lines)
 
 
 def format_regime(document: dict) -> str:
-    """Visits per prompt and self-influence per method: where this run sits between the regimes."""
-    header = f"{'method':<17}{'visits/prompt':>14}{'never seen':>11}{'Δp trained':>12}{'Δp untrained':>14}{'wall s':>8}"
-    lines = ["Regime: rollout groups per pool prompt; mean change of exact success rate after one update",
-             header, "-" * len(header)]
+    """Visits per prompt, starting zero-variance share and self-influence per method."""
+    header = (f"{'method':<22}{'visits/prompt':>14}{'never seen':>11}{'start zero-var':>15}{'Δp trained':>12}"
+              f"{'Δp matched':>12}{'matched/trained':>22}{'Δp fixed probe':>15}{'wall s':>8}")
+    lines = ["Regime: rollout groups per pool prompt; expected zero-variance share of a group at the start; mean "
+             "change of exact success rate after one update: trained prompts, untrained prompts matched to "
+             "them in rate, a fixed untrained probe", header, "-" * len(header)]
     for name, row in document["regime"].items():
-        lines.append(f"{name:<17}{row['visits_per_prompt']:>14.2f}{row['never_rolled_out_share']:>11.2f}"
-                     f"{_number(row['influence_trained'], 4):>12}{_number(row['influence_untrained'], 4):>14}"
+        lines.append(f"{name:<22}{row['visits_per_prompt']:>14.2f}{row['never_rolled_out_share']:>11.2f}"
+                     f"{row['start_zero_variance']:>15.2f}"
+                     f"{_number(row['influence_trained'], 4, missing='—'):>12}"
+                     f"{_number(row['influence_matched'], 4, missing='—'):>12}"
+                     f"{_figure(row, 'influence_ratio_matched', missing='—'):>22}"
+                     f"{_number(row['influence_untrained'], 4, missing='—'):>15}"
                      f"{row['wall_time_s']:>8.0f}")
     return "\n".join(lines)
 
 
 def format_report(document: dict) -> str:
-    """Test table, pool table and regime table, as the CLI prints them."""
+    """The answer, then the test, pool, prediction and regime tables, as the CLI prints them."""
     return "\n\n".join([
+        format_answer(document),
         format_table(document, document, "Test accuracy (held-out prompts, exact)"),
         format_table(document, document["pool"], "Pool accuracy (training prompts, exact)"),
+        format_prediction(document),
         format_regime(document),
     ])

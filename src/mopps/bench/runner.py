@@ -1,8 +1,9 @@
-"""Runs every (method, seed) of a bench in worker processes, one torch thread each, with a progress bar.
+"""Runs every (config, method, seed) job of a bench in worker processes, one torch thread each, with
+progress that a person can read: a bar on a terminal, one plain line every few seconds in a log.
 
-The warm start is trained (or read from the cache) once in the parent before workers start, so two
-workers never train it at the same time. Workers report finished steps through a queue; the parent
-draws one bar over all steps of all runs.
+Warm starts are trained (or read from the cache) once in the parent before workers start, so two
+workers never train the same one at the same time. Workers report finished steps through a queue;
+the parent reports progress over all steps of all runs.
 """
 
 from __future__ import annotations
@@ -10,11 +11,67 @@ from __future__ import annotations
 import multiprocessing
 import os
 import queue
+import sys
+import time
 from dataclasses import replace
+from typing import Callable, TextIO
 
 from mopps.testbed.grpo import GRPOConfig
 
 _PROGRESS = None  # in a worker: the parent's queue, one item per finished step
+LOG_INTERVAL_S = 5.0  # seconds between progress lines when the output is not a terminal
+
+Job = tuple[GRPOConfig, str, int]  # (config, method, seed)
+
+
+class LineProgress:
+    """Progress as plain lines for logs, at most one every ``interval`` seconds, no carriage returns:
+    ``bench: 1,200/2,800 steps (43%), 2m10s elapsed, about 2m50s left``. Takes tqdm's calls."""
+
+    def __init__(self, total: int, stream: TextIO, interval: float = LOG_INTERVAL_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.total, self.stream, self.interval, self.clock = total, stream, interval, clock
+        self.done, self.postfix = 0, ""
+        self.start = self.last = clock()
+
+    def update(self, count: int = 1) -> None:
+        self.done += count
+        if self.clock() - self.last >= self.interval:
+            self._write()
+
+    def set_postfix_str(self, text: str) -> None:
+        self.postfix = text
+
+    def close(self) -> None:
+        if self.done:
+            self._write()
+
+    def _write(self) -> None:
+        now = self.clock()
+        self.last = now
+        elapsed = now - self.start
+        line = f"bench: {self.done:,}/{self.total:,} steps ({100 * self.done / max(self.total, 1):.0f}%), " \
+               f"{_duration(elapsed)} elapsed"
+        if 0 < self.done < self.total:
+            line += f", about {_duration(elapsed * (self.total - self.done) / self.done)} left"
+        if self.postfix:
+            line += f" ({self.postfix})"
+        print(line, file=self.stream, flush=True)
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
+
+
+def progress_bar(total: int, show: bool, stream: TextIO | None = None):
+    """A tqdm bar on a terminal, ``LineProgress`` otherwise, a silent tqdm when ``show`` is False."""
+    from tqdm import tqdm
+
+    stream = sys.stderr if stream is None else stream
+    if show and not stream.isatty():
+        return LineProgress(total, stream)
+    return tqdm(total=total, unit="step", disable=not show, smoothing=0.05, file=stream)
 
 
 def _init_worker(progress) -> None:
@@ -25,38 +82,36 @@ def _init_worker(progress) -> None:
     _PROGRESS = progress
 
 
-def _run_job(job: tuple[GRPOConfig, str, int]) -> tuple[str, int, dict]:
+def _plain(result: dict) -> dict:
+    """A run's result with numpy arrays as lists (JSON-able, cheap to pickle back)."""
+    return {key: value.tolist() if hasattr(value, "tolist") else value for key, value in result.items()}
+
+
+def _run_job(job: Job) -> dict:
     from mopps.testbed.grpo import run
 
     config, method, seed = job
-    result = run(replace(config, seed=seed), method, on_step=lambda _: _PROGRESS.put(1))
-    result["visits"] = result["visits"].tolist()
-    return method, seed, result
+    return _plain(run(replace(config, seed=seed), method, on_step=lambda _: _PROGRESS.put(1)))
 
 
-def run_all(config: GRPOConfig, methods: list[str], seeds: list[int], workers: int = 2,
-            show_progress: bool = True) -> dict[str, list[dict]]:
-    """Every method under every seed: ``{method: [run result per seed, in seed order]}``.
-
-    ``workers``: processes (each pinned to one torch thread); 1 runs everything in this process.
-    """
+def run_jobs(jobs: list[Job], workers: int = 2, show_progress: bool = True) -> list[dict]:
+    """The result of every job, in job order. ``workers``: processes (each pinned to one torch
+    thread); 1 runs everything in this process."""
     import torch
-    from tqdm import tqdm
 
     from mopps.testbed.warmstart import load_warm_start
 
     torch.set_num_threads(1)
-    load_warm_start(config.warm_start)
-    jobs = [(config, method, seed) for method in methods for seed in seeds]
-    bar = tqdm(total=len(jobs) * config.steps, unit="step", disable=not show_progress, smoothing=0.05)
-    finished: dict[tuple[str, int], dict] = {}
+    for warm_start in {config.warm_start.key(): config.warm_start for config, _, _ in jobs}.values():
+        load_warm_start(warm_start)
+    bar = progress_bar(sum(config.steps for config, _, _ in jobs), show_progress)
     if workers <= 1:
         from mopps.testbed.grpo import run
 
-        for method, seed in ((method, seed) for _, method, seed in jobs):
+        results = []
+        for config, method, seed in jobs:
             bar.set_postfix_str(f"{method} seed {seed}")
-            finished[method, seed] = run(replace(config, seed=seed), method, on_step=lambda _: bar.update(1))
-            finished[method, seed]["visits"] = finished[method, seed]["visits"].tolist()
+            results.append(_plain(run(replace(config, seed=seed), method, on_step=lambda _: bar.update(1))))
     else:
         context = multiprocessing.get_context("spawn")
         # Spawned workers read these when numpy loads: one BLAS thread each, as one torch thread (BLAS
@@ -72,9 +127,16 @@ def run_all(config: GRPOConfig, methods: list[str], seeds: list[int], workers: i
                         bar.update(progress.get(timeout=0.5))
                     except queue.Empty:
                         continue
-                for method, seed, result in pending.get():
-                    finished[method, seed] = result
+                results = pending.get()
                 while not progress.empty():
                     bar.update(progress.get())
     bar.close()
-    return {method: [finished[method, seed] for seed in seeds] for method in methods}
+    return results
+
+
+def run_all(config: GRPOConfig, methods: list[str], seeds: list[int], workers: int = 2,
+            show_progress: bool = True) -> dict[str, list[dict]]:
+    """Every method under every seed: ``{method: [run result per seed, in seed order]}``."""
+    jobs = [(config, method, seed) for method in methods for seed in seeds]
+    results = iter(run_jobs(jobs, workers, show_progress))
+    return {method: [next(results) for _ in seeds] for method in methods}

@@ -1,4 +1,5 @@
-"""GRPO on reversed-digit addition with a prompt selector in the loop: one run, top to bottom.
+"""GRPO on a testbed task (reversed addition, sorting, or yours) with a prompt selector in the loop:
+one run, top to bottom.
 
 Read in order: the config (every hyperparameter and its meaning), the prompt pools, then ``run``,
 whose loop does per step: the selection loop draws candidates and the selector picks B prompts
@@ -15,7 +16,7 @@ prediction ranks prompts, and test/pool accuracy without sampling noise.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -25,9 +26,10 @@ from mopps.core.evidence import SuccessRule
 from mopps.core.metrics import spearman
 from mopps.loop import Refill, SelectionLoop
 from mopps.testbed.features import pool_features
+from mopps.testbed.measure import calibration_counts, logit, nearest_by_rate, prediction_scores
 from mopps.testbed.methods import build_method
 from mopps.testbed.policy import completion_logprobs, exact_success_rate, sample
-from mopps.testbed.task import EOS, AdditionTask
+from mopps.testbed.task import Task, sample_unique, task_key
 from mopps.testbed.warmstart import WarmStartConfig, load_warm_start
 
 
@@ -56,13 +58,15 @@ class GRPOConfig:
     eval_every: int = 10  # steps between test / pool accuracy evaluations
     pool_eval_size: int = 2000  # pool accuracy is measured on the first this-many pool prompts (a uniform sample)
     influence_every: int = 5  # steps between self-influence measurements (two extra forward passes each)
+    influence_reservoir: int = 256  # test prompts the rate-matched untrained probes are picked from
     influence_probe: int = 64  # untrained (test) prompts whose rate change is compared with the batch's
     seed: int = 0  # RL seed: candidate stream, rollouts, mini-batch order, selector (independent streams of it)
     warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
 
     def __post_init__(self) -> None:
         for name in ("train_pool_size", "test_size", "steps", "batch_size", "group_size", "minibatches",
-                     "ts_ratio", "ds_max_gen_batches", "eval_every", "pool_eval_size", "influence_every"):
+                     "ts_ratio", "ds_max_gen_batches", "eval_every", "pool_eval_size", "influence_every",
+                     "influence_reservoir"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} = {getattr(self, name)}; {name} must be >= 1")
         if self.batch_size * self.ts_ratio > self.train_pool_size:
@@ -71,16 +75,17 @@ class GRPOConfig:
 
 
 class Pool:
-    """A fixed set of prompts as tensors: ``prompts`` (m, P), ``answers`` (m, L), ``mask`` (m, L)."""
+    """A fixed set of the task's ``problems`` (m, w) as tensors: ``prompts`` (m, P), ``answers``
+    (m, L), ``mask`` (m, L)."""
 
-    def __init__(self, task: AdditionTask, operands: np.ndarray) -> None:
-        self.operands = operands
-        self.prompts = torch.from_numpy(task.encode_prompts(operands))
-        self.answers = torch.from_numpy(task.encode_answers(operands))
-        self.mask = torch.from_numpy(task.answer_mask(operands))
+    def __init__(self, task: Task, problems: np.ndarray) -> None:
+        self.problems = problems
+        self.prompts = torch.from_numpy(task.encode_prompts(problems))
+        self.answers = torch.from_numpy(task.encode_answers(problems))
+        self.mask = torch.from_numpy(task.answer_mask(problems))
 
     def __len__(self) -> int:
-        return len(self.operands)
+        return len(self.problems)
 
     def exact_rates(self, policy, ids: np.ndarray) -> np.ndarray:
         """Exact success probability of the prompts ``ids`` (m,) under ``policy``, float64 (m,)."""
@@ -88,33 +93,33 @@ class Pool:
         return exact_success_rate(policy, self.prompts[index], self.answers[index], self.mask[index]).numpy()
 
 
-def make_pools(config: GRPOConfig) -> tuple[AdditionTask, Pool, Pool]:
+def make_pools(config: GRPOConfig) -> tuple[Task, Pool, Pool]:
     """The task, the training pool and the disjoint test set, fixed by ``pool_seed``."""
-    task = AdditionTask(config.warm_start.digits)
+    task = config.warm_start.task
     rng = np.random.default_rng(config.pool_seed)
-    train = task.sample_unique(config.train_pool_size, rng)
-    test = task.sample_unique(config.test_size, rng, exclude=train)
+    train = sample_unique(task, config.train_pool_size, rng)
+    test = sample_unique(task, config.test_size, rng, exclude=train)
     return task, Pool(task, train), Pool(task, test)
 
 
-def rollout(policy, task: AdditionTask, pool: Pool, ids: np.ndarray, group_size: int,
+def rollout(policy, task: Task, pool: Pool, ids: np.ndarray, group_size: int,
             generator: torch.Generator):
     """n completions per prompt: returns ``(completions (m*n, L), rewards float (m*n,))``, grouped by
     prompt (rows i*n .. i*n+n-1 belong to ids[i])."""
     repeated = np.repeat(np.asarray(ids, dtype=np.int64), group_size)
     completions = sample(policy, pool.prompts[repeated], task.answer_length, generator)
-    rewards = task.verify(pool.operands[repeated], completions.numpy())
+    rewards = task.verify(pool.problems[repeated], completions.numpy())
     return completions, rewards
 
 
-def completion_mask(completions: torch.Tensor) -> torch.Tensor:
-    """float (m, L): 1 on generated tokens up to and including the first EOS (what the loss sees)."""
-    is_eos = (completions == EOS).int()
+def completion_mask(completions: torch.Tensor, eos: int) -> torch.Tensor:
+    """float (m, L): 1 on generated tokens up to and including the first ``eos`` (what the loss sees)."""
+    is_eos = (completions == eos).int()
     before_eos = (torch.cumsum(is_eos, dim=1) - is_eos) == 0
     return before_eos.float()
 
 
-def grpo_update(policy, optimizer, config: GRPOConfig, prompts: torch.Tensor, completions: torch.Tensor,
+def grpo_update(policy, optimizer, config: GRPOConfig, eos: int, prompts: torch.Tensor, completions: torch.Tensor,
                 rewards: np.ndarray, generator: torch.Generator) -> None:
     """One GRPO step on G groups of n rollouts: ``prompts`` (G*n, P), ``completions`` (G*n, L),
     ``rewards`` float (G*n,) grouped by prompt."""
@@ -123,7 +128,7 @@ def grpo_update(policy, optimizer, config: GRPOConfig, prompts: torch.Tensor, co
     # Group-normalised advantage (GRPO); zero-variance groups get 0 and only dilute the token mean.
     advantages = ((grouped - grouped.mean(1, keepdim=True)) / (grouped.std(1, keepdim=True) + config.advantage_eps))
     advantages = advantages.reshape(-1, 1).float()
-    mask = completion_mask(completions)
+    mask = completion_mask(completions, eos)
     with torch.no_grad():
         old_logprobs = completion_logprobs(policy, prompts, completions)
     order = torch.randperm(len(prompts), generator=generator)
@@ -139,12 +144,53 @@ def grpo_update(policy, optimizer, config: GRPOConfig, prompts: torch.Tensor, co
         optimizer.step()
 
 
+class InfluenceProbe:
+    """Self-influence of one update: the change of the trained prompts' exact rates against untrained
+    test prompts. ``influence_untrained`` compares with a fixed probe (the first ``influence_probe``
+    test prompts, wherever their rates sit); ``influence_matched`` with, per trained prompt, the
+    reservoir prompt nearest to it in exact rate before the update, so both sides start at the same p.
+    The ``_logit`` keys give the same changes on the logit scale."""
+
+    def __init__(self, config: GRPOConfig, train_pool: Pool, test_pool: Pool) -> None:
+        self.train_pool, self.test_pool = train_pool, test_pool
+        self.reservoir = np.arange(min(max(config.influence_reservoir, config.influence_probe), len(test_pool)))
+        self.probe_size = min(config.influence_probe, len(test_pool))
+
+    def before(self, policy, chosen: np.ndarray) -> None:
+        """Measure the rates before the update of the batch ``chosen`` (pool ids (k,))."""
+        self.chosen = chosen
+        self.trained = self.train_pool.exact_rates(policy, chosen)
+        self.untrained = self.test_pool.exact_rates(policy, self.reservoir)
+        self.matched = nearest_by_rate(self.trained, self.untrained)
+
+    def after(self, policy) -> dict[str, float]:
+        """The changes since ``before``: mean over the batch and over each probe."""
+        trained = self.train_pool.exact_rates(policy, self.chosen)
+        untrained = self.test_pool.exact_rates(policy, self.reservoir)
+        change, logit_change = untrained - self.untrained, logit(untrained) - logit(self.untrained)
+        return {
+            "influence_trained": float((trained - self.trained).mean()),
+            "influence_untrained": float(change[:self.probe_size].mean()),
+            "influence_matched": float(change[self.matched].mean()),
+            "influence_logit_trained": float((logit(trained) - logit(self.trained)).mean()),
+            "influence_logit_matched": float(logit_change[self.matched].mean()),
+        }
+
+
+INFLUENCE_KEYS = ("influence_trained", "influence_untrained", "influence_matched", "influence_logit_trained",
+                  "influence_logit_matched")
+
+
 def run(config: GRPOConfig, method_name: str, on_step: Callable[[int], None] | None = None) -> dict:
     """Train from the warm start with the selector ``method_name``; return the measured curves.
 
-    Returns ``{"evals": [row, ...], "steps": [row, ...], "visits": int array (pool,)}`` where an eval
-    row holds step, rollouts, test_accuracy, pool_accuracy, wall_time, and a step row holds the
-    batch's size, zero-variance share, Spearman correlations and self-influence (see below).
+    Returns ``{"evals": [row, ...], "steps": [row, ...], "visits": int array (pool,), "calibration":
+    float array (bins, 3)}`` where an eval row holds step, rollouts, test_accuracy, pool_accuracy,
+    pool_zero_variance (the expected zero-variance share of a group from the pool sample's exact
+    rates), wall_time; a step row holds the batch's size, zero-variance share, the prediction's
+    scores against the exact rates over the candidates (``*_candidates``) and over the chosen batch
+    (``spearman_selected``, range-restricted), and self-influence (``InfluenceProbe``).
+    ``calibration`` sums ``calibration_counts`` over every step's candidates.
     ``on_step(step)`` is called after every step (progress bars).
     """
     task, train_pool, test_pool = make_pools(config)
@@ -160,21 +206,24 @@ def run(config: GRPOConfig, method_name: str, on_step: Callable[[int], None] | N
         # Computed once from the frozen warm start, before any RL update (what a user has).
         loop.add_features(np.arange(len(train_pool)), pool_features(method.features, task, train_pool, policy))
     refill = Refill(loop, method.max_num_gen_batches) if method.max_num_gen_batches else None
-    probe = np.arange(min(config.influence_probe, len(test_pool)))
+    influence = InfluenceProbe(config, train_pool, test_pool)
     pool_sample = np.arange(min(config.pool_eval_size, len(train_pool)))
     B, n = config.batch_size, config.group_size
 
     evals, steps = [], []
     visits = np.zeros(len(train_pool), dtype=np.int64)  # rollout groups per pool prompt
     rollouts = 0
+    calibration = calibration_counts(None, np.zeros(0))
     start = time.perf_counter()
 
     def evaluate(step: int) -> None:
+        pool_rates = train_pool.exact_rates(policy, pool_sample)
         evals.append({
             "step": step,
             "rollouts": rollouts,
             "test_accuracy": float(test_pool.exact_rates(policy, np.arange(len(test_pool))).mean()),
-            "pool_accuracy": float(train_pool.exact_rates(policy, pool_sample).mean()),
+            "pool_accuracy": float(pool_rates.mean()),
+            "pool_zero_variance": float(np.mean(pool_rates**n + (1.0 - pool_rates) ** n)),
             "wall_time": time.perf_counter() - start,
         })
 
@@ -200,8 +249,8 @@ def run(config: GRPOConfig, method_name: str, on_step: Callable[[int], None] | N
             no_rollouts = torch.zeros((0, task.answer_length), dtype=torch.int64)
             completions = torch.cat([generated[at][0][rows] for at, rows in kept_rows] or [no_rollouts])
             rewards = np.concatenate([generated[at][1][rows] for at, rows in kept_rows] or [np.zeros(0)])
-            row.update(spearman_candidates=float("nan"), spearman_selected=float("nan"),
-                       generation_batches=len(result.rounds))
+            scores = prediction_scores(None, np.zeros(0))
+            row.update(spearman_selected=float("nan"), generation_batches=len(result.rounds))
         else:
             batch = loop.next(B)
             exact = train_pool.exact_rates(policy, batch.candidates)
@@ -211,37 +260,35 @@ def run(config: GRPOConfig, method_name: str, on_step: Callable[[int], None] | N
             rollouts += B * n
             visits[chosen] += 1
             predicted, index = batch.selection.predicted_rate, batch.selection.index
+            scores = prediction_scores(predicted, exact)
+            calibration += calibration_counts(predicted, exact)
             row.update(
-                spearman_candidates=spearman(predicted, exact) if predicted is not None else float("nan"),
                 spearman_selected=spearman(predicted[index], exact[index]) if predicted is not None else float("nan"),
                 generation_batches=1,
             )
+        row.update({f"{name}_candidates": value for name, value in scores.items()})
         successes = rewards.reshape(-1, n).sum(1)
         row.update(trained_groups=len(chosen), rollouts=rollouts,
                    zero_variance_share=float(np.mean((successes == 0) | (successes == n))) if len(chosen) else float("nan"),
                    batch_success_rate=float(rewards.mean()) if len(rewards) else float("nan"))
         measure_influence = len(chosen) > 0 and step % config.influence_every == 0
         if measure_influence:
-            # Self-influence: how much one update moves the trained prompts' own exact rates, against
-            # prompts it never saw (a fixed probe of the test set).
-            before_trained = train_pool.exact_rates(policy, chosen)
-            before_probe = test_pool.exact_rates(policy, probe)
+            influence.before(policy, chosen)
         if len(chosen):
-            grpo_update(policy, optimizer, config, train_pool.prompts[np.repeat(chosen, n)], completions,
+            grpo_update(policy, optimizer, config, task.eos, train_pool.prompts[np.repeat(chosen, n)], completions,
                         rewards, generator)
-        if measure_influence:
-            row["influence_trained"] = float((train_pool.exact_rates(policy, chosen) - before_trained).mean())
-            row["influence_untrained"] = float((test_pool.exact_rates(policy, probe) - before_probe).mean())
-        else:
-            row["influence_trained"] = row["influence_untrained"] = float("nan")
+        row.update(influence.after(policy) if measure_influence else dict.fromkeys(INFLUENCE_KEYS, float("nan")))
         steps.append(row)
         if step % config.eval_every == 0 or step == config.steps:
             evaluate(step)
         if on_step is not None:
             on_step(step)
-    return {"evals": evals, "steps": steps, "visits": visits}
+    return {"evals": evals, "steps": steps, "visits": visits, "calibration": calibration}
 
 
 def config_dict(config: GRPOConfig) -> dict:
-    """The config as plain JSON-able data (for results files)."""
-    return asdict(config)
+    """The config as plain JSON-able data (for results files); the task appears as ``task_key``."""
+    task = config.warm_start.task
+    data = asdict(replace(config, warm_start=replace(config.warm_start, task=None)))
+    data["warm_start"]["task"] = task_key(task)
+    return data

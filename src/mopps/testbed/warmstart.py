@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,21 +23,21 @@ from torch.nn import functional as F
 
 from mopps.storage import atomic_write
 from mopps.testbed.policy import Policy, PolicyConfig
-from mopps.testbed.task import VOCAB_SIZE, AdditionTask
+from mopps.testbed.task import AdditionTask, Task, task_key
 
-CACHE_FORMAT = 2  # bump when the training code changes what a config produces (2: always one thread)
+CACHE_FORMAT = 3  # bump when the training code changes what a config produces (2: one thread; 3: any task)
 
 
 @dataclass(frozen=True)
 class WarmStartConfig:
     """Everything that determines the warm-started weights.
 
-    ``digits``: operand width of the task; ``width``/``layers``/``heads``: the policy;
+    ``task``: the task (any ``Task``; its class and parameters key the cache); ``width``/``layers``/``heads``: the policy;
     ``steps``: supervised Adam steps (the knob that sets how competent the start is);
     ``batch_size``: problems per step; ``learning_rate``: Adam step size; ``seed``: data and init.
     """
 
-    digits: int = 5
+    task: Task = AdditionTask(5)
     width: int = 64
     layers: int = 2
     heads: int = 4
@@ -47,13 +47,13 @@ class WarmStartConfig:
     seed: int = 0
 
     def policy_config(self) -> PolicyConfig:
-        task = AdditionTask(self.digits)
-        return PolicyConfig(VOCAB_SIZE, task.prompt_length + task.answer_length, self.width, self.layers,
-                            self.heads)
+        return PolicyConfig(len(self.task.vocab), self.task.prompt_length + self.task.answer_length,
+                            self.width, self.layers, self.heads)
 
     def key(self) -> str:
-        """Short hash identifying this config (and the cache format)."""
-        text = json.dumps({"format": CACHE_FORMAT, **asdict(self)}, sort_keys=True)
+        """Short hash identifying this config, its task and the cache format."""
+        settings = {name: getattr(self, name) for name in self.__dataclass_fields__ if name != "task"}
+        text = json.dumps({"format": CACHE_FORMAT, "task": task_key(self.task), **settings}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -77,17 +77,17 @@ def train_warm_start(config: WarmStartConfig) -> Policy:
 
 
 def _train(config: WarmStartConfig) -> Policy:
-    task = AdditionTask(config.digits)
+    task = config.task
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)  # parameter initialisation only; data comes from ``rng``
     policy = Policy(config.policy_config())
     optimizer = torch.optim.Adam(policy.parameters(), lr=config.learning_rate)
     prompt_length = task.prompt_length
     for _ in range(config.steps):
-        operands = task.sample_operands(config.batch_size, rng)
-        prompts = torch.from_numpy(task.encode_prompts(operands))
-        answers = torch.from_numpy(task.encode_answers(operands))
-        mask = torch.from_numpy(task.answer_mask(operands)).float()
+        problems = task.sample_problems(config.batch_size, rng)
+        prompts = torch.from_numpy(task.encode_prompts(problems))
+        answers = torch.from_numpy(task.encode_answers(problems))
+        mask = torch.from_numpy(task.answer_mask(problems)).float()
         logits = policy(torch.cat([prompts, answers[:, :-1]], dim=1))[:, prompt_length - 1:]
         loss = F.cross_entropy(logits.transpose(1, 2), answers, reduction="none")
         loss = (loss * mask).sum() / mask.sum()
