@@ -10,9 +10,14 @@ Figures printed (a table, then one JSON line):
   in verl's ``extra_info.index``), mopps vs reference, and their ratio;
 - full-pool selection: all 1M prompts are candidates, B = 1,024 (select + update per step);
 - state bytes per prompt with 10M prompts;
-- save and load time of a 10M-prompt state, integer ids (and string ids beside, for reference).
+- save and load time of a 10M-prompt state, integer ids (and string ids beside, for reference);
+- ContextualMoPPS beside MoPPS: select + update per step at B = 256 from 4,096 candidates over a
+  40k-prompt pool with d = 64 features, its memory per prompt, and save / load of a 1M-prompt,
+  d = 64 state.
 
-Run: ``python benchmarks/selector_overhead.py`` (about 35 s on two cores; ``--quick`` for a smaller run).
+Run: ``python benchmarks/selector_overhead.py`` (about 45 s on two cores; ``--quick`` for a smaller run).
+Times are wall clock; numpy's BLAS threads are left at the environment's setting (on a busy machine,
+``OPENBLAS_NUM_THREADS=1`` makes ContextualMoPPS's small matrix products faster, not slower).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mopps import MoPPS
+from mopps import ContextualMoPPS, MoPPS
 
 
 class ReferenceDictMoPPS:
@@ -155,6 +160,59 @@ def bench_state(prompts: int, string_ids: bool) -> dict[str, float]:
     }
 
 
+def contextual_with_features(pool: int, dim: int, chunk: int = 100_000) -> ContextualMoPPS:
+    """A ContextualMoPPS whose ``pool`` prompts (ids 0..pool-1) all have ``dim`` random features and
+    have all been observed once (so every prompt has a fitted residual, as after the first epoch)."""
+    rng = np.random.default_rng(0)
+    selector = ContextualMoPPS(seed=0)
+    for start in range(0, pool, chunk):
+        ids = np.arange(start, min(pool, start + chunk))
+        selector.add_features(ids, rng.standard_normal((len(ids), dim), dtype=np.float32))
+    for start in range(0, pool, 4_096):
+        ids = np.arange(start, min(pool, start + 4_096))
+        selector.update(ids, rng.binomial(8, 0.5, len(ids)).astype(float), np.full(len(ids), 8.0))
+    return selector
+
+
+def bench_contextual_step(pool: int, n_candidates: int, batch: int, dim: int, steps: int) -> tuple[float, float]:
+    """(ContextualMoPPS ms/step, MoPPS ms/step): select + update with n = 8 rollouts, same inputs."""
+    data_rng = np.random.default_rng(1)
+    true_rate = data_rng.random(pool)
+    contextual = contextual_with_features(pool, dim)
+    mopps = MoPPS(seed=0)
+    mopps.update(np.arange(pool), np.zeros(pool), np.full(pool, 1.0))
+    trials = np.full(batch, 8.0)
+    candidate_sets = [data_rng.choice(pool, n_candidates, replace=False) for _ in range(steps + 5)]
+
+    def stepper(selector):
+        position = iter(range(10**9))
+
+        def step():
+            choice = selector.select(candidate_sets[next(position) % len(candidate_sets)], batch)
+            selector.update(choice.ids, np.round(true_rate[choice.ids] * 8), trials)
+
+        return step
+
+    return per_step_ms(stepper(contextual), steps), per_step_ms(stepper(mopps), steps)
+
+
+def bench_contextual_state(prompts: int, dim: int) -> dict[str, float]:
+    """Bytes per prompt in memory and in the file, and save / load seconds, of ContextualMoPPS."""
+    selector = contextual_with_features(prompts, dim)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "state.npz"
+        start = time.perf_counter()
+        selector.save(path)
+        save_s = time.perf_counter() - start
+        file_bytes = path.stat().st_size
+        start = time.perf_counter()
+        loaded = ContextualMoPPS.load(path)
+        load_s = time.perf_counter() - start
+    assert len(loaded) == prompts
+    return {"bytes_per_prompt": selector.nbytes() / prompts, "file_bytes_per_prompt": file_bytes / prompts,
+            "save_s": save_s, "load_s": load_s}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller pools and fewer steps")
@@ -168,6 +226,9 @@ def main() -> None:
     beta_ms = bench_numpy_beta(pool=big, steps=max(steps // 10, 5))
     int_state = bench_state(huge, string_ids=False)
     str_state = bench_state(huge, string_ids=True)
+    contextual_ms, mopps_ms = bench_contextual_step(pool=40_000, n_candidates=4_096, batch=256, dim=64, steps=steps)
+    contextual_pool = 1_000_000 if not args.quick else 100_000
+    contextual_state = bench_contextual_state(contextual_pool, dim=64)
 
     rows = [
         ("select+update, B=256, 4,096 cand., 40k pool: mopps", f"{ours_ms:.3f} ms/step"),
@@ -181,6 +242,12 @@ def main() -> None:
         (f"state in memory, {huge:,} prompts, str ids", f"{str_state['bytes_per_prompt']:.1f} B/prompt (arrays; dict not counted)"),
         ("  state file", f"{str_state['file_bytes_per_prompt']:.1f} B/prompt"),
         ("  save / load", f"{str_state['save_s']:.2f} s / {str_state['load_s']:.2f} s"),
+        ("ContextualMoPPS select+update, B=256, 4,096 cand., 40k pool, d=64", f"{contextual_ms:.3f} ms/step"),
+        ("  MoPPS on the same steps", f"{mopps_ms:.3f} ms/step"),
+        (f"  state in memory, {contextual_pool:,} prompts, d=64, int ids",
+         f"{contextual_state['bytes_per_prompt']:.1f} B/prompt"),
+        ("  state file", f"{contextual_state['file_bytes_per_prompt']:.1f} B/prompt"),
+        ("  save / load", f"{contextual_state['save_s']:.2f} s / {contextual_state['load_s']:.2f} s"),
     ]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
@@ -198,6 +265,12 @@ def main() -> None:
         f"{key}load_10m_s": round(int_state["load_s"], 3),
         "string_ids_save_s": round(str_state["save_s"], 3),
         "string_ids_load_s": round(str_state["load_s"], 3),
+        "contextual_step_ms": round(contextual_ms, 4),
+        "contextual_mopps_step_ms": round(mopps_ms, 4),
+        "contextual_bytes_per_prompt": round(contextual_state["bytes_per_prompt"], 2),
+        "contextual_file_bytes_per_prompt": round(contextual_state["file_bytes_per_prompt"], 2),
+        f"{key}contextual_save_1m_s": round(contextual_state["save_s"], 3),
+        f"{key}contextual_load_1m_s": round(contextual_state["load_s"], 3),
     }))
 
 

@@ -7,6 +7,7 @@ The core needs numpy only; trainers, tasks and the testbed live in optional laye
 from mopps.core.evidence import Observations, SuccessRule, aggregate_rollouts
 from mopps.loop import Batch, Refill, SelectionLoop
 from mopps.selectors import (
+    ContextualMoPPS,
     HistoryFilter,
     MoPPS,
     Oracle,
@@ -18,6 +19,6 @@ from mopps.selectors import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "Batch", "HistoryFilter", "MoPPS", "Observations", "Oracle", "Refill", "Selection", "SelectionLoop", "Selector",
+    "Batch", "ContextualMoPPS", "HistoryFilter", "MoPPS", "Observations", "Oracle", "Refill", "Selection", "SelectionLoop", "Selector",
     "SuccessRule", "Uniform", "aggregate_rollouts", "__version__",
 ]

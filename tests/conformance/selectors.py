@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mopps import HistoryFilter, MoPPS, Oracle, Uniform
+from mopps import ContextualMoPPS, HistoryFilter, MoPPS, Oracle, Uniform
 
 
 def true_rate(ids) -> np.ndarray:
@@ -23,8 +23,10 @@ SELECTORS = {
     "uniform": (lambda seed: Uniform(seed=seed), {}),
     "oracle": (lambda seed: Oracle(true_rate, seed=seed), {"success_rate": true_rate}),
     "history": (lambda seed: HistoryFilter(seed=seed), {}),
+    "contextual": (lambda seed: ContextualMoPPS(seed=seed), {}),
+    "contextual_greedy_trend": (lambda seed: ContextualMoPPS(temperature=0.0, model={"trend": True}, seed=seed), {}),
 }
 
 # Selectors that key learned state by prompt id, so they fix the id kind at first use.
 KEYED_BY_ID = ("mopps_topk", "mopps_discounted", "mopps_threshold", "mopps_learnability", "mopps_greedy_mean",
-               "uniform", "history")
+               "uniform", "history", "contextual", "contextual_greedy_trend")

@@ -72,6 +72,11 @@ def handle_bench(args) -> int:
         raise SystemExit(f"mopps bench: {error}")
     if not seeds:
         raise SystemExit("mopps bench: --seeds is empty; give at least one seed")
+    if "contextual_taskfeatures" in methods and getattr(config.warm_start.task, "features", None) is None:
+        if args.selectors is not None:
+            raise SystemExit(f"mopps bench: contextual_taskfeatures needs task features; the task "
+                             f"{config.warm_start.task!r} defines none")
+        methods.remove("contextual_taskfeatures")  # the default list: only the methods the task can run
     task_label = args.task.rpartition(":")[2].lower() if args.task else None
     suffix = "".join(part for part, wanted in ((f"-{task_label}", task_label), ("-map", args.map),
                                                 ("-quick", args.quick)) if wanted)

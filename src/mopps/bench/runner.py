@@ -9,6 +9,7 @@ the parent reports progress over all steps of all runs.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import queue
 import sys
 import time
@@ -113,6 +114,10 @@ def run_jobs(jobs: list[Job], workers: int = 2, show_progress: bool = True) -> l
             results.append(_plain(run(replace(config, seed=seed), method, on_step=lambda _: bar.update(1))))
     else:
         context = multiprocessing.get_context("spawn")
+        # Spawned workers read these when numpy loads: one BLAS thread each, as one torch thread (BLAS
+        # threads of several workers spinning on the same cores make small matrix products far slower).
+        for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(name, "1")
         with context.Manager() as manager:
             progress = manager.Queue()
             with context.Pool(min(workers, len(jobs)), initializer=_init_worker, initargs=(progress,)) as pool:

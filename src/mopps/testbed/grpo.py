@@ -25,6 +25,7 @@ import torch
 from mopps.core.evidence import SuccessRule
 from mopps.core.metrics import spearman
 from mopps.loop import Refill, SelectionLoop
+from mopps.testbed.features import pool_features
 from mopps.testbed.measure import calibration_counts, logit, nearest_by_rate, prediction_scores
 from mopps.testbed.methods import build_method
 from mopps.testbed.policy import completion_logprobs, exact_success_rate, sample
@@ -201,6 +202,9 @@ def run(config: GRPOConfig, method_name: str, on_step: Callable[[int], None] | N
     # Pool prompt i has id i; a rollout succeeds when its reward is 1 (an exact answer).
     loop = SelectionLoop(method.selector, np.arange(len(train_pool)), rule=SuccessRule("threshold", 1.0),
                          ts_ratio=method.candidates, seed=config.seed)
+    if method.features is not None:
+        # Computed once from the frozen warm start, before any RL update (what a user has).
+        loop.add_features(np.arange(len(train_pool)), pool_features(method.features, task, train_pool, policy))
     refill = Refill(loop, method.max_num_gen_batches) if method.max_num_gen_batches else None
     influence = InfluenceProbe(config, train_pool, test_pool)
     pool_sample = np.arange(min(config.pool_eval_size, len(train_pool)))

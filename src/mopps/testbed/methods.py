@@ -3,7 +3,10 @@
 ``candidates`` is how many candidates per trained prompt a method draws from the shuffled stream
 (the reference's ``ts_ratio`` for MoPPS and the oracle; 1 for Uniform, whose random pick from more
 candidates would be the same distribution). DS is Uniform choosing each generation batch of
-``mopps.Refill`` (DAPO's dynamic sampling), at most ``max_num_gen_batches`` of them per step.
+``mopps.Refill`` (DAPO's dynamic sampling), at most ``max_num_gen_batches`` of them per step;
+``mopps_ds`` and ``contextual_ds`` are the same refill with each generation batch pre-selected from
+``ts_ratio`` times as many candidates. ``features`` names the per-prompt features the run registers
+with the selector before training (``mopps.testbed.features``), or None.
 """
 
 from __future__ import annotations
@@ -13,19 +16,22 @@ from typing import Callable
 
 import numpy as np
 
-from mopps.selectors import HistoryFilter, MoPPS, Oracle, Selector, Uniform
+from mopps.selectors import ContextualMoPPS, HistoryFilter, MoPPS, Oracle, Selector, Uniform
 
-METHODS = ("uniform", "ds", "mopps", "mopps_lambda0.5", "mopps_threshold", "history", "oracle")
+METHODS = ("uniform", "ds", "mopps", "mopps_lambda0.5", "mopps_threshold", "history", "oracle", "contextual",
+           "contextual_nofeatures", "contextual_taskfeatures", "mopps_ds", "contextual_ds")
 
 
 @dataclass(frozen=True)
 class Method:
-    """A selector built for one run, the number of candidates it draws per trained prompt, and the
-    refill cap of dynamic sampling (None: the run trains on the one batch the selector chose)."""
+    """A selector built for one run, the number of candidates it draws per trained prompt, the
+    refill cap of dynamic sampling (None: the run trains on the one batch the selector chose), and
+    the features it gets (``mopps.testbed.features.FEATURE_SOURCES``, or None)."""
 
     selector: Selector
     candidates: int
     max_num_gen_batches: int | None = None
+    features: str | None = None
 
 
 def build_method(name: str, seed: int, ts_ratio: int, ds_max_gen_batches: int,
@@ -49,4 +55,17 @@ def build_method(name: str, seed: int, ts_ratio: int, ds_max_gen_batches: int,
         return Method(HistoryFilter(seed=seed), ts_ratio)
     if name == "oracle":
         return Method(Oracle(success_rate=success_rate, seed=seed), ts_ratio)
+    if name == "contextual":
+        return Method(ContextualMoPPS(seed=seed), ts_ratio, features="generic")
+    if name == "contextual_nofeatures":
+        return Method(ContextualMoPPS(seed=seed), ts_ratio)
+    if name == "contextual_taskfeatures":
+        return Method(ContextualMoPPS(seed=seed), ts_ratio, features="task")
+    if name == "mopps_ds":
+        # lambda = 0.5, the better MoPPS on both presets (README), choosing each generation batch.
+        return Method(MoPPS(discount=0.5, strategy="topk", seed=seed), ts_ratio,
+                      max_num_gen_batches=ds_max_gen_batches)
+    if name == "contextual_ds":
+        return Method(ContextualMoPPS(seed=seed), ts_ratio, max_num_gen_batches=ds_max_gen_batches,
+                      features="generic")
     raise ValueError(f"method = {name!r}; method must be one of {METHODS}")

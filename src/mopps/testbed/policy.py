@@ -75,11 +75,15 @@ class Policy(nn.Module):
     def forward(self, tokens: torch.Tensor, caches: list[list] | None = None, offset: int = 0) -> torch.Tensor:
         """Next-token logits float (m, T, vocab) for ``tokens`` int64 (m, T) at positions
         ``offset .. offset + T - 1``; ``caches`` (one list per block) enables incremental decoding."""
+        return self.head(self.hidden_states(tokens, caches, offset))
+
+    def hidden_states(self, tokens: torch.Tensor, caches: list[list] | None = None, offset: int = 0) -> torch.Tensor:
+        """Final (normalised) hidden states float (m, T, width), what the head reads; arguments as ``forward``."""
         positions = torch.arange(offset, offset + tokens.shape[1], device=tokens.device)
         x = self.token_embedding(tokens) + self.position_embedding(positions)[None]
         for index, block in enumerate(self.blocks):
             x = block(x, None if caches is None else caches[index])
-        return self.head(self.norm(x))
+        return self.norm(x)
 
 
 def completion_logprobs(policy: Policy, prompts: torch.Tensor, completions: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,376 @@
+"""A contextual success-rate model: one shared predictor over prompt features, a moving policy
+ability, per-prompt residuals, and the extra drift of just-trained prompts. Pure functions on arrays.
+
+The model (``docs/contextual.md`` has the derivation and the choices behind it). Prompt i's success
+logit at step t is
+
+    z_i(t) = a_i(t) . theta(t) + u_i(t)
+
+- ``theta`` (D,): the global coefficients, jointly Gaussian N(theta_mean, theta_cov) with a full
+  covariance. Its layout is ``GlobalLayout``: the policy's ability ``b`` (a random walk, optionally
+  with a learned trend), the logit jump ``kappa`` per (decayed) training visit, the offset of prompts
+  without features, and the feature weights ``w`` (d,).
+- ``a_i(t)`` (D,): prompt i's design row ``[1, (0), trained_i(t), missing_i, x_i]``: the constant of
+  the ability, 0 for the trend (it moves ``b`` over time, not z), the decayed count of steps that
+  trained on the prompt, 1 if the prompt has no features, and its standardized features.
+- ``u_i(t)`` ~ N(u_mean_i, u_var_i): what the features do not explain, independent across prompts and
+  of theta (assumed-density filtering keeps the posterior in this factorized form). Between visits
+  it follows an Ornstein-Uhlenbeck process toward N(0, residual_var), so stale evidence widens and
+  fades back to the prior.
+
+Evidence (successes out of trials per prompt) is assimilated in two stages: moment matching turns
+each binomial likelihood into a Gaussian pseudo-observation of z_i (``binomial_site``), then a joint
+linear-Gaussian update gives the exact marginals of theta and of each u_i for those sites
+(``assimilate``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mopps.core.projection import projection_matrix
+
+_MAX_NEWTON_STEP = 4.0  # logits; damping for the Laplace mode search far from the prior mean
+_NEWTON_ITERATIONS = 30
+_NEWTON_TOLERANCE = 1e-10
+_MIN_SITE_PRECISION = 1e-12  # a site at an extreme logit carries (almost) no information, never none
+# Probabilists' Gauss-Hermite rule: sum_j w_j f(x_j) ~ E[f(X)], X ~ N(0, 1) (weights normalized).
+_HERMITE_NODES, _HERMITE_WEIGHTS = np.polynomial.hermite_e.hermegauss(20)
+_HERMITE_WEIGHTS = _HERMITE_WEIGHTS / _HERMITE_WEIGHTS.sum()
+
+
+@dataclass(frozen=True)
+class GlobalLayout:
+    """Positions of the global coefficients in ``theta``.
+
+    ``trend``: whether ``theta`` holds a trend ``r`` of the ability (b(t+1) = b(t) + r(t)).
+    ``feature_dim``: number of feature weights d (0: no features; then there is no missing-feature
+    offset either).
+    """
+
+    trend: bool
+    feature_dim: int
+
+    @property
+    def ability(self) -> int:
+        return 0
+
+    @property
+    def trend_position(self) -> int | None:
+        return 1 if self.trend else None
+
+    @property
+    def jump(self) -> int:
+        """Position of kappa, the logit jump per training visit."""
+        return 2 if self.trend else 1
+
+    @property
+    def missing(self) -> int | None:
+        """Position of the offset of prompts without features (None without features)."""
+        return self.jump + 1 if self.feature_dim else None
+
+    @property
+    def weights(self) -> slice:
+        start = self.jump + 2
+        return slice(start, start + self.feature_dim)
+
+    @property
+    def size(self) -> int:
+        """D, the length of theta."""
+        return self.jump + 1 + (1 + self.feature_dim if self.feature_dim else 0)
+
+
+@dataclass(frozen=True)
+class ContextualModel:
+    """Hyperparameters of the model: priors and dynamics, all on the logit scale, time in steps
+    (one step = one ``update`` of evidence, i.e. one policy update between rollouts).
+
+    ``ability_sd``: prior sd of the ability b at the start (b's prior mean is 0: rate 0.5).
+    ``ability_step_sd``: sd of b's random walk per step (how fast the policy's ability may move).
+    ``trend``: whether b also has a learned trend r, b(t+1) = b(t) + r(t); ``trend_sd`` is r's prior
+    sd and ``trend_step_sd`` its random walk's sd per step (both ignored without a trend).
+    ``jump_sd``: prior sd of kappa, the logit jump a prompt gets per step trained on it (learned
+    from revisits); ``jump_step_sd``: sd of kappa's random walk per step; ``jump_extra_sd``: sd of each trained prompt's own deviation from kappa (added to
+    its residual variance each time it is trained on); ``training_halflife``: steps after which a
+    training visit counts half (None: never fades).
+    ``feature_sd``: prior sd of the whole feature term w . x (each of d weights gets
+    feature_sd / sqrt(d): features are standardized); ``feature_step_sd``: sd per step of the
+    feature term's drift (likewise split over the weights); ``missing_sd``: prior sd of the offset
+    of prompts without features.
+    ``residual_sd``: sd of the per-prompt residual u a prompt starts with (and ages back to);
+    ``residual_halflife``: steps after which a residual's evidence counts half (None: never ages).
+    """
+
+    ability_sd: float = 2.0
+    ability_step_sd: float = 0.05
+    trend: bool = False
+    trend_sd: float = 0.05
+    trend_step_sd: float = 0.005
+    jump_sd: float = 1.0
+    jump_step_sd: float = 0.01
+    jump_extra_sd: float = 0.5
+    training_halflife: float | None = None
+    feature_sd: float = 1.5
+    feature_step_sd: float = 0.01
+    missing_sd: float = 1.0
+    residual_sd: float = 1.5
+    residual_halflife: float | None = 200.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.trend, (bool, np.bool_)):
+            raise ValueError(f"trend = {self.trend!r}; trend must be true or false")
+        positive = ("ability_sd", "trend_sd", "jump_sd", "feature_sd", "missing_sd", "residual_sd")
+        non_negative = ("ability_step_sd", "trend_step_sd", "jump_step_sd", "jump_extra_sd", "feature_step_sd")
+        for name in positive + non_negative:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+                raise ValueError(f"{name} = {value!r}; {name} must be a number")
+            if not np.isfinite(value) or value < 0 or (name in positive and value == 0):
+                bound = "> 0" if name in positive else ">= 0"
+                raise ValueError(f"{name} = {value}; {name} must be finite and {bound}")
+        for name in ("training_halflife", "residual_halflife"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer))
+                                      or not np.isfinite(value) or value <= 0):
+                raise ValueError(f"{name} = {value!r}; {name} must be a number > 0 or None (never)")
+
+    @property
+    def residual_var(self) -> float:
+        return float(self.residual_sd) ** 2
+
+    def initial_global(self, layout: "GlobalLayout") -> tuple[np.ndarray, np.ndarray]:
+        """Prior ``(theta_mean (D,), theta_cov (D, D))`` before any evidence: zero means, independent."""
+        return np.zeros(layout.size), np.diag(self._variances(layout, self._prior_sds()))
+
+    def process_var(self, layout: "GlobalLayout") -> np.ndarray:
+        """Per-step process noise variance of each coefficient, float (D,)."""
+        return self._variances(layout, (self.ability_step_sd, self.trend_step_sd, self.jump_step_sd, 0.0,
+                                        self.feature_step_sd))
+
+    def extend_global(self, layout: "GlobalLayout", new_layout: "GlobalLayout", theta_mean, theta_cov):
+        """``theta`` of ``layout`` (no features) extended to ``new_layout`` (with features): the new
+        coefficients get their prior, independent of what has been learned."""
+        mean = np.zeros(new_layout.size)
+        mean[: layout.size] = theta_mean
+        cov = np.diag(self._variances(new_layout, self._prior_sds()))
+        cov[: layout.size, : layout.size] = theta_cov
+        return mean, cov
+
+    def _prior_sds(self) -> tuple[float, ...]:
+        return (self.ability_sd, self.trend_sd, self.jump_sd, self.missing_sd, self.feature_sd)
+
+    @staticmethod
+    def _variances(layout: "GlobalLayout", sds) -> np.ndarray:
+        ability, trend, jump, missing, features = (float(sd) ** 2 for sd in sds)
+        values = np.zeros(layout.size)
+        values[layout.ability] = ability
+        if layout.trend:
+            values[layout.trend_position] = trend
+        values[layout.jump] = jump
+        if layout.feature_dim:
+            values[layout.missing] = missing
+            values[layout.weights] = features / layout.feature_dim
+        return values
+
+
+def sigmoid(z) -> np.ndarray:
+    """Logistic function, overflow-free for any float."""
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(z, dtype=np.float64)))
+
+
+def expected_rate(logit_mean, logit_var) -> np.ndarray:
+    """E[sigmoid(z)] for z ~ N(logit_mean, logit_var), by the probit approximation
+    sigmoid(mean / sqrt(1 + pi var / 8)) (MacKay 1992; error below 0.02 in rate)."""
+    return sigmoid(np.asarray(logit_mean) / np.sqrt(1.0 + (np.pi / 8.0) * np.asarray(logit_var)))
+
+
+def design_rows(layout: GlobalLayout, trained, missing, features, dtype=np.float64) -> np.ndarray:
+    """Design rows a_i, (m, D) of ``dtype``.
+
+    ``trained``: float (m,), decayed training counts; ``missing``: bool (m,), prompts without
+    features (ignored when ``layout.feature_dim`` is 0); ``features``: float (m, d) standardized
+    features (rows of prompts without features are zeros) or None when d = 0. float32 rows halve
+    the cost of ranking thousands of candidates; updates use float64.
+    """
+    rows = np.empty((len(trained), layout.size), dtype=dtype)
+    rows[:, layout.ability] = 1.0
+    if layout.trend:
+        rows[:, layout.trend_position] = 0.0
+    rows[:, layout.jump] = trained
+    if layout.feature_dim:
+        rows[:, layout.missing] = missing
+        rows[:, layout.weights] = features
+    return rows
+
+
+def logit_moments(theta_mean, theta_cov, rows, u_mean, u_var) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance of z_i = a_i . theta + u_i, float64 (m,) each; ``rows`` (m, D), computed in
+    the precision of ``rows``."""
+    dtype = rows.dtype
+    mean = rows @ theta_mean.astype(dtype, copy=False) + u_mean
+    spread = np.einsum("ij,ij->i", rows @ theta_cov.astype(dtype, copy=False), rows)
+    return mean.astype(np.float64, copy=False), spread.astype(np.float64, copy=False) + u_var
+
+
+def binomial_site(prior_mean, prior_var, successes, trials) -> tuple[np.ndarray, np.ndarray]:
+    """Binomial evidence on a logit as a Gaussian pseudo-observation, by moment matching (ADF).
+
+    For each entry, z ~ N(prior_mean, prior_var) and successes ~ Binomial(trials, sigmoid(z))
+    (successes may be fractional). The exact posterior's mean and variance are computed by
+    Gauss-Hermite quadrature centred on the Laplace approximation (the posterior mode, found by damped
+    Newton steps on the strictly concave log posterior, and the curvature there), which stays
+    accurate however sharp the likelihood is. Returns the Gaussian site N(z; site_mean, site_var)
+    whose product with the prior has those moments: ``1 / site_var = 1 / post_var - 1 / prior_var``,
+    ``site_mean = site_var (post_mean / post_var - prior_mean / prior_var)``. All arguments float
+    (m,), variances > 0, trials > 0. Returns two float64 (m,).
+    """
+    prior_mean = np.asarray(prior_mean, dtype=np.float64)
+    prior_var = np.asarray(prior_var, dtype=np.float64)
+    successes = np.asarray(successes, dtype=np.float64)
+    trials = np.asarray(trials, dtype=np.float64)
+    mode = prior_mean.copy()
+    for _ in range(_NEWTON_ITERATIONS):
+        p = sigmoid(mode)
+        gradient = successes - trials * p - (mode - prior_mean) / prior_var
+        curvature = trials * p * (1.0 - p) + 1.0 / prior_var
+        step = np.clip(gradient / curvature, -_MAX_NEWTON_STEP, _MAX_NEWTON_STEP)
+        mode = mode + step
+        if np.all(np.abs(step) < _NEWTON_TOLERANCE):
+            break
+    p = sigmoid(mode)
+    laplace_sd = 1.0 / np.sqrt(trials * p * (1.0 - p) + 1.0 / prior_var)
+    z = mode[:, None] + laplace_sd[:, None] * _HERMITE_NODES[None, :]
+    # log posterior (unnormalized) minus log of the Laplace density the nodes are drawn from.
+    log_ratio = (successes[:, None] * z - trials[:, None] * np.logaddexp(0.0, z)
+                 - (z - prior_mean[:, None]) ** 2 / (2.0 * prior_var[:, None]) + 0.5 * _HERMITE_NODES[None, :] ** 2)
+    weights = _HERMITE_WEIGHTS[None, :] * np.exp(log_ratio - log_ratio.max(axis=1, keepdims=True))
+    weights /= weights.sum(axis=1, keepdims=True)
+    post_mean = (weights * z).sum(axis=1)
+    post_var = (weights * (z - post_mean[:, None]) ** 2).sum(axis=1)
+    # A log-concave likelihood always narrows a Gaussian prior; the floor only absorbs round-off.
+    site_precision = np.maximum(1.0 / post_var - 1.0 / prior_var, _MIN_SITE_PRECISION)
+    site_var = 1.0 / site_precision
+    site_mean = site_var * (post_mean / post_var - prior_mean / prior_var)
+    return site_mean, site_var
+
+
+def assimilate(theta_mean, theta_cov, rows, u_mean, u_var, site_mean, site_var):
+    """Condition the model on Gaussian pseudo-observations y_i = a_i . theta + u_i + e_i.
+
+    ``theta_mean`` (D,), ``theta_cov`` (D, D): the global prior; ``rows`` (m, D): design rows of m
+    distinct prompts; ``u_mean``, ``u_var`` (m,): their residual priors; ``site_mean``, ``site_var``
+    (m,): y_i and Var(e_i). Returns ``(theta_mean, theta_cov, u_mean, u_var)``: the exact posterior
+    marginal of theta, and the exact posterior marginal of each u_i. (The cross-covariances the
+    joint posterior has between theta and the u_i are dropped: the assumed-density step.)
+
+    theta sees y_i - u_mean_i with noise u_var_i + site_var_i (u_i integrated out); given theta,
+    u_i sees only y_i, so E[u_i | data] = u_mean_i + g_i (y_i - a_i . E[theta | data] - u_mean_i)
+    with g_i = u_var_i / (u_var_i + site_var_i), and Var adds g_i^2 a_i' Cov[theta | data] a_i.
+    """
+    noise = u_var + site_var
+    # Information form through a square root of the prior, (P^-1 + A'N^-1 A)^-1 =
+    # L (I + L'A'N^-1 A L)^-1 L', which never inverts P itself and is well conditioned.
+    root = _cholesky(theta_cov)
+    scaled = (rows @ root) / np.sqrt(noise)[:, None]
+    inner = np.eye(len(theta_mean)) + scaled.T @ scaled
+    inner_root = _cholesky(inner)
+    half = np.linalg.solve(inner_root, root.T)  # (I + ...)^(-1/2) L'
+    posterior_cov = half.T @ half
+    innovation = (site_mean - u_mean) - rows @ theta_mean
+    posterior_mean = theta_mean + posterior_cov @ (rows.T @ (innovation / noise))
+
+    gain = u_var / noise
+    fitted = rows @ posterior_mean
+    new_u_mean = u_mean + gain * (site_mean - fitted - u_mean)
+    theta_spread = np.einsum("ij,ij->i", rows @ posterior_cov, rows)
+    new_u_var = u_var * site_var / noise + gain**2 * theta_spread
+    return posterior_mean, posterior_cov, new_u_mean, new_u_var
+
+
+def age_residuals(u_mean, u_var, elapsed, residual_var: float, halflife: float | None):
+    """Residuals after ``elapsed`` steps without evidence (Ornstein-Uhlenbeck toward N(0, residual_var)).
+
+    u(t + e) = rho^e u(t) + noise with rho = 2^(-1 / halflife): the mean fades, the variance moves
+    toward ``residual_var``. ``halflife`` None: residuals never age. ``elapsed`` int/float (m,) >= 0.
+    Returns new ``(u_mean, u_var)`` float64 (m,).
+    """
+    if halflife is None:
+        return np.asarray(u_mean, dtype=np.float64), np.asarray(u_var, dtype=np.float64)
+    keep = np.exp2(-np.asarray(elapsed, dtype=np.float64) / halflife)
+    return keep * u_mean, keep**2 * u_var + (1.0 - keep**2) * residual_var
+
+
+def decay_counts(counts, elapsed, halflife: float | None) -> np.ndarray:
+    """Training counts after ``elapsed`` steps: halved every ``halflife`` steps (None: kept)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    if halflife is None:
+        return counts
+    return counts * np.exp2(-np.asarray(elapsed, dtype=np.float64) / halflife)
+
+
+def advance_global(layout: GlobalLayout, theta_mean, theta_cov, process_var) -> tuple[np.ndarray, np.ndarray]:
+    """One step of the global dynamics: theta <- F theta + noise, noise ~ N(0, diag(process_var)).
+
+    F is the identity, plus b += r when the layout has a trend. ``process_var`` float (D,).
+    Returns new ``(theta_mean, theta_cov)``.
+    """
+    mean = np.array(theta_mean, dtype=np.float64)
+    cov = np.array(theta_cov, dtype=np.float64)
+    if layout.trend:
+        b, r = layout.ability, layout.trend_position
+        mean[b] += mean[r]
+        cov[b, :] += cov[r, :]
+        cov[:, b] += cov[:, r]
+    cov[np.diag_indices_from(cov)] += process_var
+    return mean, 0.5 * (cov + cov.T)
+
+
+def thompson_logits(theta_mean, theta_cov, rows, u_mean, u_var, rng: np.random.Generator,
+                    temperature: float = 1.0) -> np.ndarray:
+    """One Thompson draw of every candidate's logit, float64 (m,).
+
+    One joint draw of theta is shared by all candidates (so the draw keeps the predictor's structure),
+    and each u_i is drawn independently. ``temperature`` scales every deviation from the posterior
+    mean (1: the posterior; < 1: narrower; 0 would be the mean and is handled by the caller).
+    Consumes ``len(theta_mean) + m`` standard normals from ``rng``.
+    """
+    theta = theta_mean + temperature * (_cholesky(theta_cov) @ rng.standard_normal(len(theta_mean)))
+    noise = rng.standard_normal(len(u_mean))
+    shared = (rows @ theta.astype(rows.dtype, copy=False)).astype(np.float64, copy=False)
+    return shared + u_mean + temperature * np.sqrt(u_var) * noise
+
+
+def fit_feature_transform(features: np.ndarray, dim: int, projection_seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The affine map from raw features to the model's standardized features, fitted on one batch.
+
+    ``features`` float (m, d_in). Each input column is centred and scaled to unit standard
+    deviation on this batch (constant columns keep scale 1); if d_in > ``dim`` the result is
+    projected to ``dim`` columns by a Gaussian random matrix drawn from ``projection_seed`` and each
+    projected column is scaled to unit standard deviation again. Returns ``(matrix (d_in, d),
+    offset (d,))`` with model features = features @ matrix - offset, d = min(d_in, dim).
+    """
+    mean = features.mean(axis=0)
+    scale = _safe_std(features, mean)
+    matrix = np.diag(1.0 / scale)
+    if features.shape[1] > dim:
+        matrix = matrix @ projection_matrix(features.shape[1], dim, projection_seed).astype(np.float64)
+        projected = (features - mean) @ matrix
+        matrix = matrix / _safe_std(projected, np.zeros(dim))[None, :]
+    return matrix, mean @ matrix
+
+
+def _safe_std(values: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    std = np.sqrt(np.mean((values - mean) ** 2, axis=0))
+    return np.where(std > 1e-12 * (1.0 + np.abs(mean)), std, 1.0)
+
+
+def _cholesky(matrix: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factor of a symmetric positive definite matrix, with a tiny jitter retry for
+    round-off (the covariances here are sums of positive definite terms)."""
+    try:
+        return np.linalg.cholesky(matrix)
+    except np.linalg.LinAlgError:
+        jitter = 1e-10 * max(float(np.trace(matrix)) / len(matrix), 1e-12)
+        return np.linalg.cholesky(matrix + jitter * np.eye(len(matrix)))

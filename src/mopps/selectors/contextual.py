@@ -1,0 +1,400 @@
+"""ContextualMoPPS: Thompson selection over a model that shares what it learns across prompts.
+
+MoPPS keeps one independent Beta per prompt, so a prompt it never rolled out stays at the prior and a
+prompt it saw long ago stays where it was. ``ContextualMoPPS`` predicts each prompt's success logit
+as ability(t) + kappa * trained_i(t) + w . x_i + u_i (``mopps.core.contextual``, equations in
+``docs/contextual.md``):
+
+- the policy's ability moves every step and carries every prompt with it, seen or unseen;
+- kappa, learned from revisits, is the extra jump of a prompt the policy was just trained on;
+- w maps per-prompt features x_i (``add_features``; e.g. frozen base-model embeddings, metadata) to
+  difficulty and is learned online from every prompt's evidence, so unseen prompts get a prediction;
+- u_i is the prompt's own evidence beyond that; it fades back to the prior while the prompt is away.
+
+``select`` draws the model once (one shared draw of the global coefficients, an independent draw of
+each residual; ``temperature`` scales the draw's width) and keeps the k candidates whose drawn rate
+is closest to ``target``, as MoPPS does with its Beta draws. ``Selection.predicted_rate`` is the
+posterior predictive mean. Without features it is a MoPPS whose prompts share the policy's drift.
+
+Memory per prompt with features of width d: 4 d bytes of float32 features, 33 bytes of model state
+(residual mean and variance, decayed training count, last-update step, has-features flag) and the
+id index (8 bytes per id, plus 4 bytes per id value for dense int ids): 301 bytes at d = 64.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from mopps.core.contextual import (
+    ContextualModel,
+    GlobalLayout,
+    advance_global,
+    age_residuals,
+    assimilate,
+    binomial_site,
+    decay_counts,
+    design_rows,
+    expected_rate,
+    fit_feature_transform,
+    logit_moments,
+    sigmoid,
+    thompson_logits,
+)
+from mopps.core.id_index import IdLookup, first_duplicate, normalize_ids
+from mopps.core.selection import topk_toward_target
+from mopps.core.validation import check_integer, check_probability, check_same_length
+from mopps.selectors.base import Selector
+
+TRAINING_RULES = ("mixed", "all")
+
+
+class ContextualState(NamedTuple):
+    """Learned state of ``ContextualMoPPS``: per-prompt arrays (n,) in slot order, n = prompts with an
+    entry (observed or given features), and the global coefficients.
+
+    ``id_kind``: "int", "str" or None while empty; ``ids``: int64 array or list of str, unique.
+    ``u_mean``, ``u_var``: float64, the residual's posterior as of ``last_step`` (int64), the step of
+    its last update; ``trained``: float64, decayed training count as of ``last_step``;
+    ``has_features``: bool; ``features``: float32 (n, d), standardized features (zeros where none;
+    d = 0 before any). ``theta_mean`` (D,), ``theta_cov`` (D, D): the global coefficients' posterior
+    (layout ``GlobalLayout(trend, d)``). ``feature_matrix`` (d_in, d), ``feature_offset`` (d,): the
+    fixed map from raw to model features (None before any).
+    """
+
+    id_kind: str | None
+    ids: Any
+    u_mean: np.ndarray
+    u_var: np.ndarray
+    trained: np.ndarray
+    last_step: np.ndarray
+    has_features: np.ndarray
+    features: np.ndarray
+    theta_mean: np.ndarray
+    theta_cov: np.ndarray
+    feature_matrix: np.ndarray | None = None
+    feature_offset: np.ndarray | None = None
+
+
+class ContextualMoPPS(Selector):
+    """Prompt selector over a shared, drifting logistic model of success rates.
+
+    ``target``: the success rate aimed at (0.5). ``temperature``: width of the Thompson draw
+    relative to the posterior (1: the posterior; 0: no draw, rank the predictive means; default
+    0.25, chosen on held-out seeds: ``docs/contextual.md``). ``feature_dim``: features wider than
+    this are randomly projected to this many columns. ``projection_seed``: seed of that projection
+    (fixed, so it is reproducible; not the selector's generator). ``training_rule``: which
+    rolled-out prompts count as trained on: ``"mixed"`` (default: only groups whose successes are
+    neither 0 nor all; an all-equal group has zero GRPO advantage and does not move the policy) or
+    ``"all"``. ``model``: a ``mopps.core.contextual.ContextualModel`` (or a dict of its fields)
+    with the priors and dynamics. ``seed``: the selector's generator.
+
+    Time is counted in ``update`` calls (``step``): one call per policy update. Under dynamic
+    sampling several calls fall in one policy update, which ages the model a little faster.
+    """
+
+    def __init__(self, target: float = 0.5, temperature: float = 0.25, feature_dim: int = 64,
+                 projection_seed: int = 0, training_rule: str = "mixed",
+                 model: ContextualModel | dict | None = None, seed: int | None = 0) -> None:
+        self.target = check_probability(target, "target")
+        self.temperature = _check_number(temperature, "temperature", minimum=0.0)
+        self.feature_dim = check_integer(feature_dim, "feature_dim", minimum=1)
+        self.projection_seed = check_integer(projection_seed, "projection_seed")
+        if training_rule not in TRAINING_RULES:
+            raise ValueError(f"training_rule = {training_rule!r}; training_rule must be one of {TRAINING_RULES}")
+        self.training_rule = training_rule
+        if model is None:
+            model = ContextualModel()
+        elif isinstance(model, dict):
+            try:
+                model = ContextualModel(**model)
+            except TypeError as error:
+                raise ValueError(f"model = {model!r}; not the fields of ContextualModel ({error})") from None
+        elif not isinstance(model, ContextualModel):
+            raise ValueError(f"model = {model!r}; model must be a ContextualModel, a dict of its fields or None")
+        self.model = model
+        self._lookup = IdLookup()  # id -> slot of ``state.ids``, derived, never saved
+        super().__init__(seed)
+
+    def __len__(self) -> int:
+        """Number of prompts with an entry (observed or given features)."""
+        return len(self.state.u_mean)
+
+    def layout(self, state: ContextualState | None = None) -> GlobalLayout:
+        """Positions of the global coefficients in ``theta_mean`` (of ``state``, default the current)."""
+        state = self.state if state is None else state
+        return GlobalLayout(trend=bool(self.model.trend), feature_dim=state.features.shape[1])
+
+    def nbytes(self) -> int:
+        """Bytes of array memory of the learned state and its id look-up (string ids not counted)."""
+        state = self.state
+        arrays = [state.u_mean, state.u_var, state.trained, state.last_step, state.has_features, state.features,
+                  state.theta_mean, state.theta_cov]
+        if state.id_kind == "int":
+            arrays.append(state.ids)
+        if state.feature_matrix is not None:
+            arrays += [state.feature_matrix, state.feature_offset]
+        return sum(array.nbytes for array in arrays) + self._lookup.index(state.id_kind, state.ids).nbytes()
+
+    # -- features ----------------------------------------------------------------------------------
+
+    def add_features(self, ids, features) -> None:
+        """Register a feature row per prompt: ``ids`` (m,) unique ints >= 0 or strings; ``features``
+        float (m, d_in), finite.
+
+        The first call fixes d_in and fits the standardization (and, if d_in > ``feature_dim``, the
+        random projection) on its rows, so pass the whole pool, or a representative sample of at least
+        a few hundred prompts, first. Later calls may add new ids. An id that already has features
+        may be given the same row again (a resumed host can repeat the call); a different row is
+        refused, because the model has learned from the old one. Rows are stored as float32 after the
+        transform. Raises ``ValueError`` naming the argument and position; the state is unchanged.
+        """
+        state = self.state
+        kind, normalized = normalize_ids(ids, "ids")
+        self._check_kind(kind, "ids")
+        array = _feature_array(features)
+        check_same_length(ids=normalized, features=array)
+        if state.feature_matrix is not None and array.shape[1] != len(state.feature_matrix):
+            raise ValueError(
+                f"features has {array.shape[1]} columns but this selector's features have "
+                f"{len(state.feature_matrix)}; every call must pass the same width"
+            )
+        position = first_duplicate(kind, normalized)
+        if position >= 0:
+            raise ValueError(f"ids[{position}] = {_shown(normalized[position])} occurs earlier too; ids must be unique")
+        if kind is None:
+            return
+        if array.shape[1] == 0:
+            raise ValueError("features has 0 columns; give at least one feature per prompt")
+        if state.feature_matrix is None:
+            matrix, offset = fit_feature_transform(array, self.feature_dim, self.projection_seed)
+        else:
+            matrix, offset = state.feature_matrix, state.feature_offset
+        transformed = (array @ matrix - offset).astype(np.float32)
+        if state.feature_matrix is not None and state.id_kind is not None:
+            slots = self._lookup.index(state.id_kind, state.ids).find(kind, normalized)
+            safe = np.maximum(slots, 0)
+            changed = (slots >= 0) & state.has_features[safe] & np.any(state.features[safe] != transformed, axis=1)
+            if changed.any():
+                position = int(np.argmax(changed))
+                raise ValueError(
+                    f"ids[{position}] = {_shown(normalized[position])} already has different features; a "
+                    "prompt's features cannot change (the model has learned from them)"
+                )
+        # Validated: build the new record (the old one stays intact until it is replaced).
+        if state.feature_matrix is None:
+            state = self._with_feature_space(state, matrix, offset)
+        state, slots = self._with_entries(state, kind, normalized)
+        state.features[slots] = transformed
+        state.has_features[slots] = True
+        self.state = state
+
+    def _with_feature_space(self, state: ContextualState, matrix: np.ndarray, offset: np.ndarray) -> ContextualState:
+        """``state`` with d feature columns (zeros) and theta extended by their prior."""
+        layout = self.layout(state)
+        wide = GlobalLayout(trend=layout.trend, feature_dim=matrix.shape[1])
+        theta_mean, theta_cov = self.model.extend_global(layout, wide, state.theta_mean, state.theta_cov)
+        return state._replace(features=np.zeros((len(state.u_mean), wide.feature_dim), dtype=np.float32),
+                              has_features=state.has_features.copy(), theta_mean=theta_mean, theta_cov=theta_cov,
+                              feature_matrix=matrix, feature_offset=offset)
+
+    # -- queries -----------------------------------------------------------------------------------
+
+    def logit_posterior(self, ids) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and variance of each id's success logit now, float64 (m,) each."""
+        kind, normalized = normalize_ids(ids, "ids")
+        self._check_kind(kind, "ids")
+        state = self.state
+        rows, u_mean, u_var = self._gather(state, self._slots(state, kind, normalized))
+        return logit_moments(state.theta_mean, state.theta_cov, rows, u_mean, u_var)
+
+    def predict(self, ids) -> np.ndarray:
+        """Posterior predictive success rate of each id now, float64 (m,) in (0, 1)."""
+        return expected_rate(*self.logit_posterior(ids))
+
+    # -- protocol hooks ----------------------------------------------------------------------------
+
+    def initial_state(self) -> ContextualState:
+        layout = GlobalLayout(trend=bool(self.model.trend), feature_dim=0)
+        theta_mean, theta_cov = self.model.initial_global(layout)
+        return ContextualState(None, np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0), np.zeros(0),
+                               np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool), np.zeros((0, 0), dtype=np.float32),
+                               theta_mean, theta_cov)
+
+    def _check_kind(self, kind, name: str) -> None:
+        held = self.state.id_kind
+        if kind is not None and held is not None and kind != held:
+            raise ValueError(
+                f"{name} holds {kind} ids but this selector already holds {held} ids; use one id kind per selector"
+            )
+
+    def _choose(self, state, kind, ids, k, rng):
+        rows, u_mean, u_var = self._gather(state, self._slots(state, kind, ids), np.float32)
+        predicted = expected_rate(*logit_moments(state.theta_mean, state.theta_cov, rows, u_mean, u_var))
+        if self.temperature == 0.0:
+            return topk_toward_target(predicted, k, self.target), predicted, predicted
+        draws = sigmoid(thompson_logits(state.theta_mean, state.theta_cov, rows, u_mean, u_var, rng,
+                                        self.temperature))
+        return topk_toward_target(draws, k, self.target), draws, predicted
+
+    def _observe(self, state, kind, ids, successes, trials) -> ContextualState:
+        state, slots = self._with_entries(state, kind, ids)
+        layout = self.layout(state)
+        rows, u_mean, u_var = self._gather(state, slots)
+        prior_mean, prior_var = logit_moments(state.theta_mean, state.theta_cov, rows, u_mean, u_var)
+        site_mean, site_var = binomial_site(prior_mean, prior_var, successes, trials)
+        theta_mean, theta_cov, u_mean, u_var = assimilate(state.theta_mean, state.theta_cov, rows, u_mean, u_var,
+                                                          site_mean, site_var)
+        if self.training_rule == "mixed":
+            trained_now = ((successes > 0.0) & (successes < trials)).astype(np.float64)
+        else:
+            trained_now = np.ones(len(slots))
+        state.u_mean[slots] = u_mean
+        state.u_var[slots] = u_var + trained_now * self.model.jump_extra_sd ** 2
+        state.trained[slots] = rows[:, layout.jump] + trained_now
+        state.last_step[slots] = self.step
+        theta_mean, theta_cov = advance_global(layout, theta_mean, theta_cov, self.model.process_var(layout))
+        return state._replace(theta_mean=theta_mean, theta_cov=theta_cov)
+
+    # -- the per-prompt table ----------------------------------------------------------------------
+
+    def _slots(self, state: ContextualState, kind, ids) -> np.ndarray:
+        if kind is None or state.id_kind is None:
+            return np.full(len(ids), -1, dtype=np.int64)
+        return self._lookup.index(state.id_kind, state.ids).find(kind, ids)
+
+    def _gather(self, state: ContextualState, slots: np.ndarray,
+                dtype=np.float64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Design rows (m, D) of ``dtype`` and aged residual ``(mean, var)`` float64 (m,) of ``slots``
+        now (-1: no entry)."""
+        layout = self.layout(state)
+        count = len(slots)
+        known = slots >= 0
+        all_known = bool(count) and bool(known.all())
+        safe = slots if all_known else np.where(known, slots, 0)
+        residual_var = self.model.residual_var
+        if not known.any():
+            u_mean, u_var, trained = np.zeros(count), np.full(count, residual_var), np.zeros(count)
+            missing, features = np.ones(count, dtype=bool), None
+        else:
+            elapsed = self.step - np.take(state.last_step, safe)
+            u_mean, u_var = age_residuals(np.take(state.u_mean, safe), np.take(state.u_var, safe), elapsed,
+                                          residual_var, self.model.residual_halflife)
+            trained = decay_counts(np.take(state.trained, safe), elapsed, self.model.training_halflife)
+            missing = ~np.take(state.has_features, safe)
+            # np.take copies whole rows ~3x faster than fancy indexing (the select path's largest copy).
+            features = np.take(state.features, safe, axis=0) if layout.feature_dim else None
+            if not all_known:
+                u_mean = np.where(known, u_mean, 0.0)
+                u_var = np.where(known, u_var, residual_var)
+                trained = np.where(known, trained, 0.0)
+                missing = missing | ~known
+                if features is not None:
+                    features[~known] = 0.0
+        if layout.feature_dim and features is None:
+            features = np.zeros((count, layout.feature_dim), dtype=np.float32)
+        return design_rows(layout, trained, missing, features, dtype), u_mean, u_var
+
+    def _with_entries(self, state: ContextualState, kind, ids) -> tuple[ContextualState, np.ndarray]:
+        """``state`` with a prior entry (residual N(0, residual_sd^2), no features) for every unknown id
+        of ``ids``, and the slots of ``ids``."""
+        slots, ids_after, n_new = self._lookup.extend_ids(kind, state.ids, ids)
+        if n_new == 0:
+            return state, slots
+
+        def grown(values: np.ndarray, fill) -> np.ndarray:
+            return np.concatenate([values, np.full((n_new,) + values.shape[1:], fill, dtype=values.dtype)])
+
+        return state._replace(
+            id_kind=kind, ids=ids_after, u_mean=grown(state.u_mean, 0.0),
+            u_var=grown(state.u_var, self.model.residual_var), trained=grown(state.trained, 0.0),
+            last_step=grown(state.last_step, 0), has_features=grown(state.has_features, False),
+            features=grown(state.features, 0.0),
+        ), slots
+
+    # -- state -------------------------------------------------------------------------------------
+
+    def _config(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "temperature": self.temperature,
+            "feature_dim": self.feature_dim,
+            "projection_seed": self.projection_seed,
+            "training_rule": self.training_rule,
+            "model": asdict(self.model),
+        }
+
+    def _restore(self, arrays: dict[str, Any]) -> ContextualState:
+        kind = arrays["id_kind"]
+        if kind not in (None, "int", "str"):
+            raise ValueError(f"id_kind = {kind!r}; it must be None, 'int' or 'str'")
+        stored_kind, ids = normalize_ids(arrays["ids"], "ids")
+        if stored_kind not in (None, kind) or (kind is None and len(ids)):
+            raise ValueError(f"id_kind = {kind!r} does not match the stored ids")
+        if first_duplicate(stored_kind, ids) >= 0:
+            raise ValueError("ids are not unique")
+        count = len(ids)
+        columns = {}
+        for name, dtype in (("u_mean", np.float64), ("u_var", np.float64), ("trained", np.float64),
+                            ("last_step", np.int64), ("has_features", np.bool_)):
+            values = np.asarray(arrays[name])
+            if values.shape != (count,):
+                raise ValueError(f"{name} has shape {values.shape}; expected ({count},)")
+            columns[name] = values.astype(dtype)
+        if not (np.all(np.isfinite(columns["u_mean"])) and np.all(columns["u_var"] > 0.0)
+                and np.all(np.isfinite(columns["u_var"])) and np.all(columns["trained"] >= 0.0)):
+            raise ValueError("u_mean must be finite, u_var finite and > 0, trained >= 0")
+        features = np.asarray(arrays["features"], dtype=np.float32)
+        matrix, offset = arrays.get("feature_matrix"), arrays.get("feature_offset")
+        if matrix is None:
+            if features.shape != (count, 0) or columns["has_features"].any() or offset is not None:
+                raise ValueError("features are stored without the feature_matrix that made them")
+        else:
+            matrix = np.asarray(matrix, dtype=np.float64)
+            offset = np.asarray(offset, dtype=np.float64)
+            if (matrix.ndim != 2 or matrix.shape[1] < 1 or offset.shape != (matrix.shape[1],)
+                    or features.shape != (count, matrix.shape[1])):
+                raise ValueError("feature_matrix, feature_offset and features have inconsistent shapes")
+            if not (np.all(np.isfinite(matrix)) and np.all(np.isfinite(offset)) and np.all(np.isfinite(features))):
+                raise ValueError("feature_matrix, feature_offset and features must be finite")
+        layout = GlobalLayout(trend=bool(self.model.trend), feature_dim=features.shape[1])
+        theta_mean = np.asarray(arrays["theta_mean"], dtype=np.float64)
+        theta_cov = np.asarray(arrays["theta_cov"], dtype=np.float64)
+        if theta_mean.shape != (layout.size,) or theta_cov.shape != (layout.size, layout.size):
+            raise ValueError(f"theta_mean / theta_cov do not have {layout.size} coefficients")
+        if not (np.all(np.isfinite(theta_mean)) and np.all(np.isfinite(theta_cov))
+                and np.allclose(theta_cov, theta_cov.T) and np.all(np.linalg.eigvalsh(theta_cov) > 0.0)):
+            raise ValueError("theta_cov must be a finite, symmetric, positive definite matrix")
+        return ContextualState(kind, ids, features=features, theta_mean=theta_mean, theta_cov=theta_cov,
+                               feature_matrix=matrix, feature_offset=offset, **columns)
+
+
+def _feature_array(features) -> np.ndarray:
+    """``features`` as a finite float64 (m, d) array; ``ValueError`` naming the first bad entry."""
+    try:
+        array = np.asarray(features, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"features must be numbers; could not convert: {error}") from None
+    if array.ndim != 2:
+        raise ValueError(f"features must be two-dimensional (prompts, columns); got shape {array.shape}")
+    finite = np.isfinite(array)
+    if not finite.all():
+        row, column = np.unravel_index(int(np.argmin(finite)), array.shape)
+        raise ValueError(f"features[{row}, {column}] = {array[row, column]}; features must be finite")
+    return array
+
+
+def _shown(value) -> str:
+    """An id as a user wrote it: 7, not np.int64(7); strings quoted."""
+    return repr(value) if isinstance(value, str) else str(int(value))
+
+
+def _check_number(value, name: str, minimum: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} = {value!r}; {name} must be a number")
+    value = float(value)
+    if not (np.isfinite(value) and value >= minimum):
+        raise ValueError(f"{name} = {value}; {name} must be finite and >= {minimum}")
+    return value
