@@ -6,8 +6,8 @@ from dataclasses import fields
 import numpy as np
 import pytest
 
-from mopps import MoPPS, SuccessRule
-from mopps.selectors.settings import ReferenceSettings, read_pass_counts
+from mopps import MoPPS, SuccessRule, Uniform
+from mopps.selectors.settings import SELECTOR_FIELDS, ReferenceSettings, read_pass_counts
 
 
 def test_defaults_are_those_of_mopps():
@@ -121,6 +121,22 @@ def test_both_adapters_share_the_fields_and_defaults():
     from mopps.integrations.verl.config import MoPPSVerlConfig
 
     shared = {field.name: field.default for field in fields(ReferenceSettings)}
-    for config in (trl.MoPPSConfig, MoPPSVerlConfig):
+    for config in (trl.TrlSelectionSettings, MoPPSVerlConfig):
         assert issubclass(config, ReferenceSettings)
         assert {name: field.default for name, field in config.__dataclass_fields__.items() if name in shared} == shared
+
+
+def test_every_field_says_what_it_means():
+    # HfArgumentParser / TrlParser show field.metadata["help"]; verl's YAML comments point here.
+    assert all(entry.metadata.get("help") for entry in fields(ReferenceSettings))
+
+
+def test_a_ready_selector_refuses_the_fields_that_would_build_one():
+    ReferenceSettings(ts_ratio=4, bandit_no_update=True, success_rule="fraction",
+                      bandit_init_path="prior.json").refuse_selector_fields(Uniform())  # loop settings: fine
+    ReferenceSettings(bandit_load_path="").refuse_selector_fields(Uniform())  # "" = unset
+    for name in SELECTOR_FIELDS:
+        value = {"bandit_sample_strategy": "uniform", "bandit_load_path": "state.npz",
+                 "bandit_upper_bound": 0.75}.get(name, 0.25)
+        with pytest.raises(ValueError, match=f"ready selector \\(Uniform\\).*{name} = {value!r}"):
+            ReferenceSettings(**{name: value}).refuse_selector_fields(Uniform())
