@@ -6,8 +6,8 @@ from dataclasses import fields
 import numpy as np
 import pytest
 
-from mopps import MoPPS, SuccessRule, Uniform
-from mopps.selectors.settings import SELECTOR_FIELDS, ReferenceSettings, read_pass_counts
+from mopps import MoPPS, SuccessRule
+from mopps.selectors.settings import ReferenceSettings, read_pass_counts
 
 
 def test_defaults_are_those_of_mopps():
@@ -131,12 +131,65 @@ def test_every_field_says_what_it_means():
     assert all(entry.metadata.get("help") for entry in fields(ReferenceSettings))
 
 
-def test_a_ready_selector_refuses_the_fields_that_would_build_one():
-    ReferenceSettings(ts_ratio=4, bandit_no_update=True, success_rule="fraction",
-                      bandit_init_path="prior.json").refuse_selector_fields(Uniform())  # loop settings: fine
-    ReferenceSettings(bandit_load_path="").refuse_selector_fields(Uniform())  # "" = unset
-    for name in SELECTOR_FIELDS:
-        value = {"bandit_sample_strategy": "uniform", "bandit_load_path": "state.npz",
-                 "bandit_upper_bound": 0.75}.get(name, 0.25)
-        with pytest.raises(ValueError, match=f"ready selector \\(Uniform\\).*{name} = {value!r}"):
-            ReferenceSettings(**{name: value}).refuse_selector_fields(Uniform())
+def test_selector_class_builds_that_selector_with_its_kwargs_and_the_seed():
+    from mopps import HistoryFilter, Uniform
+
+    selector = ReferenceSettings(selector_class="mopps.HistoryFilter", selector_kwargs={"target_zero_variance": 0.2},
+                                 seed=4).build_selector(default_seed=9)
+    assert isinstance(selector, HistoryFilter) and selector.state_dict()["config"]["target_zero_variance"] == 0.2
+    same = HistoryFilter(target_zero_variance=0.2, seed=4)
+    assert selector.select(list(range(30)), 5).ids.tolist() == same.select(list(range(30)), 5).ids.tolist()
+    # "module:Name" and JSON text (what a command line passes) work too; kwargs may set the seed
+    uniform = ReferenceSettings(selector_class="mopps.selectors:Uniform", selector_kwargs='{"seed": 11}').build_selector()
+    assert uniform.select(list(range(30)), 5).ids.tolist() == Uniform(seed=11).select(list(range(30)), 5).ids.tolist()
+
+
+@pytest.mark.parametrize("values, match", [
+    (dict(selector_class="mopps.NoSuchSelector"), "cannot be imported"),
+    (dict(selector_class="json.dumps"), "not a mopps.Selector subclass"),
+    (dict(selector_class="mopps.Uniform", selector_kwargs={"target": 0.5}), "refused selector_kwargs"),
+])
+def test_a_bad_selector_class_is_refused_naming_it(values, match):
+    with pytest.raises(ValueError, match=f"selector_class = .*{match}"):
+        ReferenceSettings(**values).build_selector()
+
+
+@pytest.mark.parametrize("values, field", [
+    (dict(selector_kwargs={"seed": 1}), "selector_kwargs"),
+    (dict(selector_class="mopps.Uniform", selector_kwargs="{not json"), "selector_kwargs"),
+    (dict(selector_class="mopps.Uniform", selector_kwargs=[1]), "selector_kwargs"),
+    (dict(features_column=3), "features_column"),
+])
+def test_bad_selector_and_feature_fields_are_refused(values, field):
+    with pytest.raises(ValueError, match=field):
+        ReferenceSettings(**values)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("bandit_decay_ratio", 0.5), ("bandit_sample_strategy", "threshold"), ("prior_beta", 2.0),
+])
+def test_a_ready_selector_or_selector_class_refuses_changed_mopps_fields(field, value):
+    from mopps import Uniform
+
+    settings = ReferenceSettings(**{field: value})
+    with pytest.raises(ValueError, match=f"{field} = .*configures the built-in MoPPS, but a ready selector"):
+        settings.build_selector(selector=Uniform(seed=0))
+    with pytest.raises(ValueError, match=f"{field} = .*but selector_class = 'mopps.Uniform'"):
+        ReferenceSettings(selector_class="mopps.Uniform", **{field: value}).build_selector()
+
+
+def test_a_ready_selector_is_used_as_given_and_not_with_a_selector_class(tmp_path):
+    from mopps import Uniform
+
+    ready = Uniform(seed=3)
+    assert ReferenceSettings(ts_ratio=4, bandit_no_update=True).build_selector(selector=ready) is ready
+    with pytest.raises(ValueError, match="both given"):
+        ReferenceSettings(selector_class="mopps.Uniform").build_selector(selector=ready)
+    with pytest.raises(ValueError, match="must be a mopps.Selector"):
+        ReferenceSettings().build_selector(selector=object())
+    # bandit_load_path restores any selector's saved state, not only MoPPS's
+    trained = Uniform(seed=3)
+    trained.update([1, 2], [1.0, 0.0], [2.0, 2.0])
+    trained.save(tmp_path / "uniform.npz")
+    loaded = ReferenceSettings(bandit_load_path=str(tmp_path / "uniform.npz")).build_selector(selector=Uniform(seed=3))
+    assert loaded.state_dict()["arrays"]["ids"].tolist() == [1, 2]

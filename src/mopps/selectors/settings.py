@@ -19,6 +19,9 @@ reference ``tasksampler.*``     here
 ``bandit_load_dir``             ``bandit_load_path``: a ``MoPPS.save`` file to start from
 ``acc >= 1``                    ``success_rule`` + ``success_threshold`` (+ the adapter's choice of
                                 the judged value)
+(none)                          ``selector_class`` + ``selector_kwargs``: any ``mopps.Selector``
+                                instead of the built-in MoPPS; ``features_path`` / ``features_column``:
+                                per-prompt features for selectors that take them
 ==============================  ==================================================================
 
 Defaults are neutral, those of ``mopps.MoPPS``; the paper tunes two per task: ``ts_ratio`` 8 and
@@ -28,8 +31,10 @@ for MATH.
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -38,19 +43,18 @@ import numpy as np
 from mopps.core.evidence import SuccessRule
 from mopps.core.id_index import STR_KIND, normalize_ids
 from mopps.core.validation import check_seed
+from mopps.selectors.base import Selector
 from mopps.selectors.mopps import STRATEGIES, MoPPS
 from mopps.storage import load_state
 
-
-SELECTOR_FIELDS = ("bandit_sample_strategy", "bandit_target_mean", "bandit_decay_ratio", "bandit_lower_bound",
-                   "bandit_upper_bound", "prior_alpha", "prior_beta", "bandit_load_path")
-"""The fields ``build_selector`` reads: with a ready selector they would be ignored, so an adapter
-that is handed one refuses them when set (``refuse_selector_fields``)."""
+# The fields that configure the built-in MoPPS; with another selector they would silently mean nothing.
+MOPPS_FIELDS = ("bandit_sample_strategy", "bandit_target_mean", "bandit_decay_ratio", "bandit_lower_bound",
+                "bandit_upper_bound", "prior_alpha", "prior_beta")
 
 
 def help_field(default, help: str):
-    """A field with its meaning as ``help`` metadata (shown by ``transformers.HfArgumentParser`` /
-    ``trl.TrlParser``, which read ``field.metadata["help"]``)."""
+    """A field whose meaning is its ``help`` metadata (what ``transformers.HfArgumentParser`` and
+    ``trl.TrlParser`` print for ``--help``): the one place a setting is explained."""
     return field(default=default, metadata={"help": help})
 
 
@@ -58,10 +62,9 @@ def help_field(default, help: str):
 class ReferenceSettings:
     """The reference's selection settings, validated on construction (errors name the field).
 
-    Each field's meaning is its ``help`` (below; ``--help`` of a ``TrlParser`` shows it). The
-    strategy fields are the arguments ``strategy``, ``target``, ``discount``, ``band`` and ``prior``
-    of ``mopps.MoPPS``. A checkpoint the framework resumes from wins over ``bandit_init_path`` and
-    ``bandit_load_path``.
+    Each field's meaning is its ``help`` (below). The MoPPS fields (``MOPPS_FIELDS``) are the
+    arguments ``strategy``, ``target``, ``discount``, ``band`` and ``prior`` of ``mopps.MoPPS``. A
+    checkpoint the framework resumes from wins over ``bandit_init_path`` and ``bandit_load_path``.
     """
 
     ts_ratio: float = help_field(
@@ -83,10 +86,11 @@ class ReferenceSettings:
     prior_beta: float = help_field(1.0, "beta of the Beta prior of an unseen prompt (> 0).")
     bandit_init_path: str | None = help_field(
         None, "JSON file {prompt_id: [0/1 result of each base-model sample]} (the reference's index_score.json), "
-              "keyed by the adapter's prompt ids; its pass counts seed the posteriors. Empty = none.")
+              "keyed by the adapter's prompt ids; its pass counts seed the posteriors "
+              "(MoPPS.initialize_from_pass_counts). None or empty = no prior.")
     bandit_init_weight: float = help_field(3.0, "Pseudo-count weight of the bandit_init_path prior (reference: 3).")
     bandit_load_path: str | None = help_field(
-        None, "A file written by MoPPS.save to start from (not with bandit_init_path). Empty = fresh posteriors.")
+        None, "A file written by Selector.save to start from (not with bandit_init_path). None or empty = fresh.")
     success_rule: str = help_field(
         "threshold", "How one rollout's judged value becomes a success: 'threshold' (value >= success_threshold), "
                      "'sign' (value > 0) or 'fraction' (value in [0, 1] counts fractionally).")
@@ -94,6 +98,18 @@ class ReferenceSettings:
     seed: int | None = help_field(
         None, "Seed of the selector's generator and of the candidate order; None = the adapter's default "
               "(TRL: GRPOConfig.seed, verl: 0).")
+    selector_class: str | None = help_field(
+        None, "Import path of a mopps.Selector subclass to use instead of the built-in MoPPS ('mopps.ContextualMoPPS', "
+              "'my_pkg.module:MySelector'); then the MoPPS fields must keep their defaults. None or empty = MoPPS.")
+    selector_kwargs: dict | str | None = help_field(
+        None, "Constructor keywords of selector_class (a mapping, or the same as JSON text); seed defaults to the "
+              "seed above.")
+    features_path: str | None = help_field(
+        None, "Feature file (mopps.features, e.g. from `mopps features`) keyed by the adapter's prompt ids, handed "
+              "to a selector that takes features (add_features). None or empty = none.")
+    features_column: str | None = help_field(
+        None, "Dataset column holding one float vector per prompt, handed to a selector that takes features. Both "
+              "features sources may be set: the file is added after the column, so it wins for a prompt in both.")
 
     def __post_init__(self) -> None:
         self.ts_ratio = _number(self.ts_ratio, "ts_ratio")
@@ -133,6 +149,14 @@ class ReferenceSettings:
             self.build_success_rule()
         except ValueError as error:
             raise ValueError(f"success_rule / success_threshold: {error}") from None
+        self.selector_kwargs = _keywords(self.selector_kwargs)
+        if self.selector_kwargs and not self.selector_class:
+            raise ValueError(f"selector_kwargs = {self.selector_kwargs!r} but selector_class is not set; "
+                             "name the selector they are for")
+        for name in ("selector_class", "features_path", "features_column"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"{name} = {value!r}; {name} must be a string (or None)")
 
     # -- what the settings build -------------------------------------------------------------------
 
@@ -149,33 +173,49 @@ class ReferenceSettings:
         """The ``SuccessRule`` that turns one rollout's judged value into a success."""
         return SuccessRule(self.success_rule, self.success_threshold)
 
-    def build_selector(self, default_seed: int = 0) -> MoPPS:
-        """The starting ``MoPPS`` selector: fresh, or restored from ``bandit_load_path`` when set.
+    def build_selector(self, default_seed: int = 0, selector: Selector | None = None) -> Selector:
+        """The starting selector: ``selector`` if given (a ready ``mopps.Selector``), else one of
+        ``selector_class``, else the built-in ``MoPPS`` configured by the ``bandit_*`` fields; then
+        restored from ``bandit_load_path`` when set.
 
-        ``default_seed`` is used when ``seed`` is None. The pass-count prior (``bandit_init_path``)
-        needs the adapter's prompt ids; apply it with ``apply_prior_file``.
+        ``default_seed`` is used when ``seed`` is None. Raises ``ValueError`` when a ready selector
+        and ``selector_class`` are both given, or when, with either, a MoPPS field differs from its
+        default (it would configure nothing). The pass-count prior (``bandit_init_path``) needs the
+        adapter's prompt ids; apply it with ``apply_prior_file``.
         """
-        selector = MoPPS(prior=(self.prior_alpha, self.prior_beta), discount=self.bandit_decay_ratio,
-                         target=self.bandit_target_mean, strategy=self.bandit_sample_strategy,
-                         band=(self.bandit_lower_bound, self.bandit_upper_bound), seed=self.seed_or(default_seed))
+        if selector is not None:
+            if not isinstance(selector, Selector):
+                raise ValueError(f"selector is a {type(selector).__name__}; it must be a mopps.Selector")
+            if self.selector_class:
+                raise ValueError(f"a ready selector ({type(selector).__name__}) and selector_class = "
+                                 f"{self.selector_class!r} are both given; pass one")
+            self._refuse_mopps_fields(f"a ready selector ({type(selector).__name__}) is given")
+        elif self.selector_class:
+            self._refuse_mopps_fields(f"selector_class = {self.selector_class!r}")
+            keywords = {"seed": self.seed_or(default_seed), **self.selector_kwargs}
+            try:
+                selector = selector_type(self.selector_class)(**keywords)
+            except TypeError as error:
+                raise ValueError(f"selector_class = {self.selector_class!r} refused selector_kwargs = "
+                                 f"{self.selector_kwargs!r}: {error}") from None
+        else:
+            selector = MoPPS(prior=(self.prior_alpha, self.prior_beta), discount=self.bandit_decay_ratio,
+                             target=self.bandit_target_mean, strategy=self.bandit_sample_strategy,
+                             band=(self.bandit_lower_bound, self.bandit_upper_bound),
+                             seed=self.seed_or(default_seed))
         if self.bandit_load_path:
             selector.load_state_dict(load_state(self.bandit_load_path))
         return selector
 
-    def refuse_selector_fields(self, selector) -> None:
-        """Raise ``ValueError`` when a ready ``selector`` is handed to an adapter together with
-        ``SELECTOR_FIELDS`` set away from their defaults (explicitly set = differs from the default;
-        "" counts as unset for the paths): ``build_selector`` would not run, so they would be ignored."""
-        defaults = {entry.name: entry.default for entry in fields(ReferenceSettings)}
-        explicit = [name for name in SELECTOR_FIELDS if getattr(self, name) != defaults[name]
-                    and not (name.endswith("_path") and not getattr(self, name))]
-        conflicting = [f"{name} = {getattr(self, name)!r} (default {defaults[name]!r})" for name in explicit]
-        if conflicting:
-            raise ValueError(
-                f"a ready selector ({type(selector).__name__}) was passed, but {', '.join(conflicting)} "
-                "configure the selector the settings would build and would be ignored; configure the selector "
-                "you pass instead (e.g. MoPPS(discount=..., target=...)) and leave these at their defaults"
-            )
+    def _refuse_mopps_fields(self, reason: str) -> None:
+        """``ValueError`` naming the first MoPPS field that differs from its default."""
+        defaults = {entry.name: entry.default for entry in fields(type(self))}
+        for name in MOPPS_FIELDS:
+            if getattr(self, name) != defaults[name]:
+                raise ValueError(
+                    f"{name} = {getattr(self, name)!r} configures the built-in MoPPS, but {reason}; give that "
+                    f"selector its own arguments (selector_kwargs) and leave {name} at its default {defaults[name]!r}"
+                )
 
     def apply_prior_file(self, selector, prompt_ids, where: str = "this dataset") -> None:
         """Seed ``selector`` from ``bandit_init_path`` (no-op when unset).
@@ -242,6 +282,34 @@ def read_pass_counts(path) -> tuple[list[str], np.ndarray, np.ndarray]:
         successes[position] = values.sum()
         trials[position] = len(values)
     return keys, successes, trials
+
+
+def selector_type(path: str) -> type:
+    """The ``mopps.Selector`` subclass named by ``path``: ``"package.module:Name"`` or
+    ``"package.module.Name"`` (``"mopps.ContextualMoPPS"``). ``ValueError`` if it cannot be imported
+    or is not a selector class."""
+    module_name, _, name = path.partition(":") if ":" in path else path.rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module_name), name) if module_name and name else None
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"selector_class = {path!r} cannot be imported: {error}") from None
+    if not (isinstance(found, type) and issubclass(found, Selector)):
+        raise ValueError(f"selector_class = {path!r} is {found!r}, not a mopps.Selector subclass")
+    return found
+
+
+def _keywords(value) -> dict:
+    """``selector_kwargs`` as a plain dict: a mapping, JSON text of an object, or None/"" (= {})."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"selector_kwargs = {value!r} is not JSON: {error}") from None
+    if not isinstance(value, Mapping) or not all(isinstance(key, str) for key in value):
+        raise ValueError(f"selector_kwargs = {value!r}; it must map argument names to values")
+    return dict(value)
 
 
 def _number(value, name: str) -> float:
