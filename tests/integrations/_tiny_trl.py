@@ -82,18 +82,21 @@ def tiny_grpo_config(output_dir, **overrides) -> MoPPSGRPOConfig:
 
 
 class RecordingMoPPS(MoPPS):
-    """MoPPS that records, per ``select``: the number of updates applied before it (``steps``) and the
-    chosen ids (``choices``); per ``update``: ``(ids, successes, trials)`` as lists (``updates``)."""
+    """MoPPS that records, per ``select``: the number of updates applied before it (``steps``), the
+    candidate ids (``candidates``) and the chosen ids (``choices``); per ``update``:
+    ``(ids, successes, trials)`` as lists (``updates``)."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.steps: list[int] = []
+        self.candidates: list[list] = []
         self.choices: list[list] = []
         self.updates: list[tuple[list, list, list]] = []
 
     def select(self, candidate_ids, k):
         choice = super().select(candidate_ids, k)
         self.steps.append(self.step)
+        self.candidates.append(np.asarray(candidate_ids).tolist())
         self.choices.append(list(np.asarray(choice.ids).tolist()))
         return choice
 

@@ -37,11 +37,13 @@ def test_the_field_definitions_import_no_framework():
 def test_trl_parser_sets_the_selection_fields_from_the_command_line():
     (args,) = trl.TrlParser(MoPPSGRPOConfig).parse_args_and_config(
         CPU + ["--ts_ratio", "16", "--bandit_decay_ratio", "0.5", "--bandit_no_update", "true", "--id_column",
-               "prompt_id", "--success_reward", "math_accuracy", "--feature_path", "f.npz", "--seed", "7",
+               "prompt_id", "--success_reward", "math_accuracy", "--features_path", "f.npz", "--selector_class", "mopps.Uniform",
+               "--selector_kwargs", '{"seed": 3}', "--seed", "7",
                "--num_generations", "4"])
     assert isinstance(args, MoPPSGRPOConfig)
     assert (args.ts_ratio, args.bandit_decay_ratio, args.bandit_no_update) == (16.0, 0.5, True)
-    assert (args.id_column, args.success_reward, args.feature_path) == ("prompt_id", "math_accuracy", "f.npz")
+    assert (args.id_column, args.success_reward, args.features_path) == ("prompt_id", "math_accuracy", "f.npz")
+    assert (args.selector_class, args.selector_kwargs) == ("mopps.Uniform", {"seed": 3})
     assert args.seed == 7 and args.num_generations == 4  # TRL's own fields beside them
     assert args.bandit_target_mean == 0.5 and args.bandit_init_path is None  # untouched: defaults
 
@@ -56,17 +58,21 @@ def test_trl_parser_reads_a_yaml_file_and_the_command_line_wins(tmp_path):
         bandit_decay_ratio: 0.5
         bandit_sample_strategy: threshold
         id_column: prompt_id
-        feature_column: embedding
+        features_column: embedding
+        selector_class: mopps.HistoryFilter
+        selector_kwargs:
+          target_zero_variance: 0.2
         learning_rate: 1.0e-6
     """))
     (args,) = trl.TrlParser(MoPPSGRPOConfig).parse_args_and_config(["--config", str(config), "--ts_ratio", "4"])
     assert (args.ts_ratio, args.bandit_decay_ratio, args.bandit_sample_strategy) == (4.0, 0.5, "threshold")
-    assert (args.id_column, args.feature_column, args.seed, args.learning_rate) == ("prompt_id", "embedding", 3, 1e-6)
+    assert (args.id_column, args.features_column, args.seed, args.learning_rate) == ("prompt_id", "embedding", 3, 1e-6)
+    assert args.selector_kwargs == {"target_zero_variance": 0.2}
 
 
 @pytest.mark.parametrize("bad, match", [(["--ts_ratio", "0.5"], "ts_ratio"),
                                         (["--bandit_sample_strategy", "best"], "bandit_sample_strategy"),
-                                        (["--feature_column", "x", "--feature_path", "y"], "feature_column")])
+                                        (["--selector_kwargs", "{not json"], "selector_kwargs")])
 def test_bad_values_from_the_command_line_name_the_field(bad, match):
     with pytest.raises(ValueError, match=match):
         trl.TrlParser(MoPPSGRPOConfig).parse_args_and_config(CPU + bad)

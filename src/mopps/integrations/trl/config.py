@@ -2,8 +2,7 @@
 
 ``TrlSelectionSettings`` is ``mopps.selectors.settings.ReferenceSettings`` (the reference's
 ``tasksampler.*`` keys: the same names, defaults and ``help`` as verl's ``mopps.*`` block) plus what
-only TRL needs: which reward function is judged, which column names a prompt, where per-prompt
-features come from. ``MoPPSGRPOConfig`` (module ``grpo_config``, which imports trl) is
+only TRL needs: which reward function is judged and which column names a prompt. ``MoPPSGRPOConfig`` (module ``grpo_config``, which imports trl) is
 ``GRPOConfig`` + these fields; its ``seed`` is TRL's own.
 
 This module imports no trl, torch or transformers, so a script, a test or a config tool can read the
@@ -35,18 +34,6 @@ class TrlSelectionSettings(ReferenceSettings):
     id_column: str | None = help_field(
         None, "Dataset column with a stable, unique prompt id per row (int >= 0 or str); None = row position. Use "
               "a column when a prior file, a feature file or a later run must match prompts.")
-    feature_column: str | None = help_field(
-        None, "Dataset column with a feature vector per row (a list of d numbers), handed to a selector that takes "
-              "features (e.g. ContextualMoPPS). Not with feature_path.")
-    feature_path: str | None = help_field(
-        None, "Feature file written by `mopps features` (mopps.features.save_features), keyed by the same prompt "
-              "ids as id_column; rows of other prompts are skipped. Not with feature_column.")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.feature_column and self.feature_path:
-            raise ValueError(f"feature_column = {self.feature_column!r} and feature_path = {self.feature_path!r} are "
-                             "both set; take the features from one source")
 
 
 @dataclass

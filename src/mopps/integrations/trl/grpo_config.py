@@ -26,9 +26,10 @@ __all__ = ["MoPPSGRPOConfig"]
 @dataclass
 class MoPPSGRPOConfig(GRPOConfig, TrlSelectionSettings):
     """``GRPOConfig`` + ``TrlSelectionSettings``: every TRL field, plus ``ts_ratio``, ``bandit_*``,
-    ``prior_*``, ``success_rule``, ``success_threshold``, ``success_reward``, ``id_column``,
-    ``feature_column``, ``feature_path`` (see their ``help``). ``seed`` seeds TRL, the selector and
-    the candidate order. Validated on construction; errors name the field."""
+    ``prior_*``, ``success_rule``, ``success_threshold``, ``selector_class``, ``selector_kwargs``,
+    ``features_path``, ``features_column``, ``success_reward``, ``id_column`` (see their ``help``).
+    ``seed`` seeds TRL, the selector and the candidate order. Validated on construction; errors name
+    the field."""
 
     def __post_init__(self) -> None:
         super().__post_init__()  # GRPOConfig's and TrainingArguments', which do not chain further

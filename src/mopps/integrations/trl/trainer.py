@@ -80,10 +80,7 @@ class MoPPSGRPOTrainer(GRPOTrainer):
             )
         prompt_ids, where = _prompt_ids(dataset, settings.id_column)
         seed = settings.seed_or(self.args.seed)
-        if selector is None:
-            selector = settings.build_selector(default_seed=seed)
-        else:
-            settings.refuse_selector_fields(selector)
+        selector = settings.build_selector(default_seed=seed, selector=selector)
         try:
             self.loop = SelectionLoop(selector, prompt_ids, rule=settings.build_success_rule(),
                                       ts_ratio=settings.ts_ratio, seed=seed, learn=not settings.bandit_no_update)
@@ -116,22 +113,21 @@ class MoPPSGRPOTrainer(GRPOTrainer):
         return mopps
 
     def _add_features(self, dataset: Dataset, settings: TrlSelectionSettings) -> None:
-        """Hand the configured per-prompt features (``feature_column`` or ``feature_path``) to the loop."""
-        if settings.feature_column:
-            name = f"feature_column = {settings.feature_column!r}"
-            ids, features = self.loop.prompt_ids, _column_features(dataset, settings.feature_column)
-        elif settings.feature_path:
-            name = f"feature_path = {settings.feature_path!r}"
-            ids, features = _file_features(settings.feature_path, self.loop)
-        else:
-            return
-        try:
-            taken = self.loop.add_features(ids, features)
-        except ValueError as error:
-            raise ValueError(f"{name}: {error}") from None
-        if not taken:
-            raise ValueError(f"{name} is set but {type(self.loop.selector).__name__} takes no features; pass a "
-                             "selector that does (e.g. selector=ContextualMoPPS(...))")
+        """Hand the configured per-prompt features to the loop: ``features_column`` (every row), then
+        ``features_path`` (the file's rows whose ids are prompts here; so it wins for a prompt in both)."""
+        for name, value in (("features_column", settings.features_column), ("features_path", settings.features_path)):
+            if not value:
+                continue
+            if not hasattr(self.loop.selector, "add_features"):
+                raise ValueError(f"{name} = {value!r} is set but {type(self.loop.selector).__name__} takes no features; "
+                                 "use a selector that does (selector_class='mopps.ContextualMoPPS' or selector=...)")
+            try:
+                if name == "features_column":
+                    self.loop.add_features(self.loop.prompt_ids, _column_features(dataset, value))
+                else:
+                    self.loop.add_features(*_file_features(value, self.loop))
+            except ValueError as error:
+                raise ValueError(f"{name} = {value!r}: {error}") from None
 
     # -- choosing prompts ----------------------------------------------------------------------------
 
@@ -292,15 +288,15 @@ def _prompt_ids(dataset: Dataset, id_column: str | None) -> tuple[Any, str]:
 def _column_features(dataset: Dataset, column: str) -> np.ndarray:
     """The dataset column ``column`` as an (N, d) array: one feature vector of d numbers per row."""
     if column not in dataset.column_names:
-        raise ValueError(f"feature_column = {column!r}; train_dataset columns are {dataset.column_names}")
+        raise ValueError(f"train_dataset columns are {dataset.column_names}")
     features = dataset.with_format("numpy", columns=[column])[:][column]
     if features.ndim == 1 and features.dtype != object:
-        raise ValueError(f"feature_column = {column!r} holds one value per row; each row must be a list of d numbers")
+        raise ValueError("the column holds one value per row; each row must be a list of d numbers")
     if features.ndim != 2:
         lengths = [np.size(row) for row in features]
         ragged = int(np.argmax(np.asarray(lengths) != lengths[0]))
-        raise ValueError(f"feature_column = {column!r}: row {ragged} holds {lengths[ragged]} values but row 0 holds "
-                         f"{lengths[0]}; each row must be a list of d numbers, the same d for every row")
+        raise ValueError(f"row {ragged} holds {lengths[ragged]} values but row 0 holds {lengths[0]}; each row must "
+                         "be a list of d numbers, the same d for every row")
     return features
 
 
@@ -314,9 +310,8 @@ def _file_features(path: str, loop: SelectionLoop) -> tuple[Any, np.ndarray]:
         numeric = isinstance(ids, np.ndarray) and ids.dtype.kind == "i"
         matched = np.isin(ids, loop.prompt_ids) if numeric else np.zeros(len(ids), dtype=bool)
     if not matched.any():
-        raise ValueError(f"feature_path = {path!r}: none of its {len(ids)} prompt ids (e.g. {list(ids[:1])}) is a "
-                         f"prompt id here (e.g. {list(loop.prompt_ids[:1])}); build the file with the ids of "
-                         "id_column (`mopps features --id`)")
+        raise ValueError(f"none of its {len(ids)} prompt ids (e.g. {list(ids[:1])}) is a prompt id here (e.g. "
+                         f"{list(loop.prompt_ids[:1])}); build the file with the ids of id_column (`mopps features --id`)")
     rows = np.flatnonzero(matched)
     chosen = [ids[row] for row in rows.tolist()] if loop.id_kind == STR_KIND else ids[rows]
     return chosen, features[rows]
