@@ -36,9 +36,9 @@ def test_the_field_definitions_import_no_framework():
 
 def test_trl_parser_sets_the_selection_fields_from_the_command_line():
     (args,) = trl.TrlParser(MoPPSGRPOConfig).parse_args_and_config(
-        CPU + ["--ts_ratio", "16", "--bandit_decay_ratio", "0.5", "--bandit_no_update", "true", "--id_column",
-               "prompt_id", "--success_reward", "math_accuracy", "--features_path", "f.npz", "--selector_class", "mopps.Uniform",
-               "--selector_kwargs", '{"seed": 3}', "--seed", "7",
+        CPU + ["--ts_ratio", "16", "--bandit_decay_ratio", "0.5", "--bandit_no_update", "true",
+               "--id_column", "prompt_id", "--success_reward", "math_accuracy", "--features_path", "f.npz",
+               "--selector_class", "mopps.Uniform", "--selector_kwargs", '{"seed": 3}', "--seed", "7",
                "--num_generations", "4"])
     assert isinstance(args, MoPPSGRPOConfig)
     assert (args.ts_ratio, args.bandit_decay_ratio, args.bandit_no_update) == (16.0, 0.5, True)

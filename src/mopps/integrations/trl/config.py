@@ -2,8 +2,9 @@
 
 ``TrlSelectionSettings`` is ``mopps.selectors.settings.ReferenceSettings`` (the reference's
 ``tasksampler.*`` keys: the same names, defaults and ``help`` as verl's ``mopps.*`` block) plus what
-only TRL needs: which reward function is judged and which column names a prompt. ``MoPPSGRPOConfig`` (module ``grpo_config``, which imports trl) is
-``GRPOConfig`` + these fields; its ``seed`` is TRL's own.
+only TRL needs: which reward function is judged and which column names a prompt.
+``MoPPSGRPOConfig`` (module ``grpo_config``, which imports trl) is ``GRPOConfig`` + these fields;
+its ``seed`` is TRL's own.
 
 This module imports no trl, torch or transformers, so a script, a test or a config tool can read the
 field definitions (``dataclasses.fields(TrlSelectionSettings)``) on a machine without them.

@@ -119,8 +119,9 @@ class MoPPSGRPOTrainer(GRPOTrainer):
             if not value:
                 continue
             if not hasattr(self.loop.selector, "add_features"):
-                raise ValueError(f"{name} = {value!r} is set but {type(self.loop.selector).__name__} takes no features; "
-                                 "use a selector that does (selector_class='mopps.ContextualMoPPS' or selector=...)")
+                raise ValueError(f"{name} = {value!r} is set but {type(self.loop.selector).__name__} takes no "
+                                 "features; use a selector that does (selector_class='mopps.ContextualMoPPS' or "
+                                 "selector=...)")
             try:
                 if name == "features_column":
                     self.loop.add_features(self.loop.prompt_ids, _column_features(dataset, value))
@@ -311,7 +312,8 @@ def _file_features(path: str, loop: SelectionLoop) -> tuple[Any, np.ndarray]:
         matched = np.isin(ids, loop.prompt_ids) if numeric else np.zeros(len(ids), dtype=bool)
     if not matched.any():
         raise ValueError(f"none of its {len(ids)} prompt ids (e.g. {list(ids[:1])}) is a prompt id here (e.g. "
-                         f"{list(loop.prompt_ids[:1])}); build the file with the ids of id_column (`mopps features --id`)")
+                         f"{list(loop.prompt_ids[:1])}); build the file with the ids of id_column "
+                         "(`mopps features --id`)")
     rows = np.flatnonzero(matched)
     chosen = [ids[row] for row in rows.tolist()] if loop.id_kind == STR_KIND else ids[rows]
     return chosen, features[rows]
