@@ -71,12 +71,10 @@ def test_features_from_a_file_keyed_by_prompt_id(tmp_path):
     path = save_features(tmp_path / "features.npz", np.r_[np.asarray(DATASET["prompt_id"])[order], 999],
                          np.vstack([FEATURES[order] * 10, [[-1.0, -1.0]]]), {"source": "test"})
     selector = FeatureGreedy(seed=0)
-    make_trainer(tmp_path, selector=selector, features_column="features", features_path=str(path))
-    (column_ids, column_X), (file_ids, file_X) = selector.received  # the column first, then the file
-    np.testing.assert_array_equal(column_X, FEATURES)
-    assert file_ids == list(reversed(DATASET["prompt_id"]))  # 999 is not a prompt here: left out
-    np.testing.assert_array_equal(file_X, FEATURES[order] * 10)
-    assert selector.first_feature[100] == 10 * FEATURES[0, 0]  # the file wins for a prompt in both
+    make_trainer(tmp_path, selector=selector, features_path=str(path))
+    [(ids, X)] = selector.received
+    assert ids == list(reversed(DATASET["prompt_id"]))  # 999 is not a prompt here: left out
+    np.testing.assert_array_equal(X, FEATURES[order] * 10)
 
 
 def test_features_go_through_selector_class_from_the_config(tmp_path):

@@ -159,6 +159,7 @@ def test_a_bad_selector_class_is_refused_naming_it(values, match):
     (dict(selector_class="mopps.Uniform", selector_kwargs="{not json"), "selector_kwargs"),
     (dict(selector_class="mopps.Uniform", selector_kwargs=[1]), "selector_kwargs"),
     (dict(features_column=3), "features_column"),
+    (dict(features_column="embedding", features_path="f.npz"), "features_path"),
 ])
 def test_bad_selector_and_feature_fields_are_refused(values, field):
     with pytest.raises(ValueError, match=field):

@@ -108,8 +108,8 @@ class ReferenceSettings:
         None, "Feature file (mopps.features, e.g. from `mopps features`) keyed by the adapter's prompt ids, handed "
               "to a selector that takes features (add_features). None or empty = none.")
     features_column: str | None = help_field(
-        None, "Dataset column holding one float vector per prompt, handed to a selector that takes features. Both "
-              "features sources may be set: the file is added after the column, so it wins for a prompt in both.")
+        None, "Dataset column holding one float vector per prompt, handed to a selector that takes features. Not "
+              "with features_path (a prompt's features come from one source).")
 
     def __post_init__(self) -> None:
         self.ts_ratio = _number(self.ts_ratio, "ts_ratio")
@@ -157,6 +157,9 @@ class ReferenceSettings:
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"{name} = {value!r}; {name} must be a string (or None)")
+        if self.features_path and self.features_column:
+            raise ValueError(f"features_path = {self.features_path!r} and features_column = {self.features_column!r} "
+                             "are both set; take each prompt's features from one source")
 
     # -- what the settings build -------------------------------------------------------------------
 

@@ -113,22 +113,22 @@ class MoPPSGRPOTrainer(GRPOTrainer):
         return mopps
 
     def _add_features(self, dataset: Dataset, settings: TrlSelectionSettings) -> None:
-        """Hand the configured per-prompt features to the loop: ``features_column`` (every row), then
-        ``features_path`` (the file's rows whose ids are prompts here; so it wins for a prompt in both)."""
-        for name, value in (("features_column", settings.features_column), ("features_path", settings.features_path)):
-            if not value:
-                continue
-            if not hasattr(self.loop.selector, "add_features"):
-                raise ValueError(f"{name} = {value!r} is set but {type(self.loop.selector).__name__} takes no "
-                                 "features; use a selector that does (selector_class='mopps.ContextualMoPPS' or "
-                                 "selector=...)")
-            try:
-                if name == "features_column":
-                    self.loop.add_features(self.loop.prompt_ids, _column_features(dataset, value))
-                else:
-                    self.loop.add_features(*_file_features(value, self.loop))
-            except ValueError as error:
-                raise ValueError(f"{name} = {value!r}: {error}") from None
+        """Hand the configured per-prompt features to the loop: every row of ``features_column``, or
+        the rows of the ``features_path`` file whose ids are prompts here (the settings allow one)."""
+        name, value = ("features_column", settings.features_column) if settings.features_column else \
+            ("features_path", settings.features_path)
+        if not value:
+            return
+        if not hasattr(self.loop.selector, "add_features"):
+            raise ValueError(f"{name} = {value!r} is set but {type(self.loop.selector).__name__} takes no features; "
+                             "use a selector that does (selector_class='mopps.ContextualMoPPS' or selector=...)")
+        try:
+            if name == "features_column":
+                self.loop.add_features(self.loop.prompt_ids, _column_features(dataset, value))
+            else:
+                self.loop.add_features(*_file_features(value, self.loop))
+        except ValueError as error:
+            raise ValueError(f"{name} = {value!r}: {error}") from None
 
     # -- choosing prompts ----------------------------------------------------------------------------
 
