@@ -6,7 +6,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from mopps.features import FEATURES_VERSION, Features, load_features, save_features
+from mopps.features import FEATURES_VERSION, Features, load_features, load_features_for, save_features
 from mopps.selectors import MoPPS
 
 
@@ -140,3 +140,16 @@ def test_other_versions_and_inconsistent_files_are_refused(tmp_path):
         path = write_raw(tmp_path / f"{name}.npz", meta, **arrays)
         with pytest.raises(ValueError, match=rf"{name}\.npz: .*{message}"):
             load_features(path)
+
+
+def test_load_features_for_keeps_the_rows_of_the_trainers_prompts(tmp_path):
+    path = save_features(tmp_path / "f.npz", [7, 3, 99, 5], np.arange(8.0).reshape(4, 2), {"source": "test"})
+    ids, X, meta = load_features_for(path, np.array([3, 5, 7, 8]))
+    assert ids.tolist() == [7, 3, 5] and meta["id_kind"] == "int"  # file order; 99 is not a prompt here
+    np.testing.assert_array_equal(X, [[0, 1], [2, 3], [6, 7]])
+    named = save_features(tmp_path / "s.npz", ["b", "zz", "a"], np.ones((3, 1)), {"source": "test"})
+    assert load_features_for(named, ["a", "b", "c"]).ids == ["b", "a"]
+    with pytest.raises(ValueError, match="keyed by int ids \\(e.g. 7\\) but the prompt ids here are str"):
+        load_features_for(path, ["a"])
+    with pytest.raises(ValueError, match="none of the 4 prompt ids .*\\(e.g. 7\\) is a prompt id here \\(e.g. 1\\)"):
+        load_features_for(path, np.array([1, 2]))

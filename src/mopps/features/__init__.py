@@ -12,9 +12,16 @@ ours except ``core``. The loop, the adapters, the testbed and the bench may impo
 
 from mopps.features.columns import column_features, encode_columns
 from mopps.features.embeddings import compute_embedding_features, embed_prompts
-from mopps.features.files import FEATURES_FORMAT, FEATURES_VERSION, Features, load_features, save_features
+from mopps.features.files import (
+    FEATURES_FORMAT,
+    FEATURES_VERSION,
+    Features,
+    load_features,
+    load_features_for,
+    save_features,
+)
 
 __all__ = [
     "FEATURES_FORMAT", "FEATURES_VERSION", "Features", "column_features", "compute_embedding_features",
-    "embed_prompts", "encode_columns", "load_features", "save_features",
+    "embed_prompts", "encode_columns", "load_features", "load_features_for", "save_features",
 ]

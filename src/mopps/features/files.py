@@ -178,6 +178,40 @@ def load_features(path) -> Features:
     return Features(ids, matrix, meta)
 
 
+def load_features_for(path, prompt_ids) -> Features:
+    """The rows of the feature file ``path`` whose ids are among ``prompt_ids``, in file order.
+
+    ``prompt_ids``: the ids a trainer's selector uses, int array (N,) or list of N str. A file built
+    for more prompts (another split, prompts the trainer filtered out) is fine: its other rows are
+    left out. Raises ``ValueError`` when the file's ids are of the other kind (int vs str) or none
+    of them is one of ``prompt_ids`` (features keyed by other ids would silently reach nobody).
+    """
+    ids, matrix, meta = load_features(path)
+    kind, known = normalize_ids(prompt_ids, "prompt_ids")
+    file_kind = meta["id_kind"]
+    if kind is not None and file_kind != kind:
+        raise ValueError(f"{path} is keyed by {file_kind} ids (e.g. {_first(ids)!r}) but the prompt ids here are "
+                         f"{kind} (e.g. {_first(known)!r}); build it with the trainer's ids (`mopps features --id`)")
+    if file_kind == INT_KIND:
+        matched = np.isin(ids, known)
+    else:
+        wanted = set(known)
+        matched = np.fromiter((value in wanted for value in ids), dtype=bool, count=len(ids))
+    if not matched.any():
+        raise ValueError(f"none of the {len(ids)} prompt ids of {path} (e.g. {_first(ids)!r}) is a prompt id here "
+                         f"(e.g. {_first(known)!r}); build it with the trainer's ids (`mopps features --id`)")
+    rows = np.flatnonzero(matched)
+    kept = ids[rows] if file_kind == INT_KIND else [ids[row] for row in rows.tolist()]
+    return Features(kept, matrix[rows], meta)
+
+
+def _first(ids):
+    """The first id as a message shows it (a Python int or str; None for no ids)."""
+    if len(ids) == 0:
+        return None
+    return ids[0].item() if isinstance(ids, np.ndarray) else ids[0]
+
+
 def _decode_strings(data: np.ndarray, offsets: np.ndarray, count: int) -> list[str]:
     if data.dtype != np.uint8 or offsets.dtype != np.int64 or offsets.shape != (count + 1,):
         raise ValueError("ids.utf8 / ids.offsets have the wrong dtype or length")

@@ -34,8 +34,7 @@ from datasets import Dataset
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 
-from mopps.core.id_index import STR_KIND
-from mopps.features import load_features
+from mopps.features import load_features_for
 from mopps.integrations.trl.config import TrlSelectionSettings
 from mopps.loop import SelectionLoop
 from mopps.selectors import Selector
@@ -126,7 +125,7 @@ class MoPPSGRPOTrainer(GRPOTrainer):
             if name == "features_column":
                 self.loop.add_features(self.loop.prompt_ids, _column_features(dataset, value))
             else:
-                self.loop.add_features(*_file_features(value, self.loop))
+                self.loop.add_features(*load_features_for(value, self.loop.prompt_ids)[:2])
         except ValueError as error:
             raise ValueError(f"{name} = {value!r}: {error}") from None
 
@@ -299,21 +298,3 @@ def _column_features(dataset: Dataset, column: str) -> np.ndarray:
         raise ValueError(f"row {ragged} holds {lengths[ragged]} values but row 0 holds {lengths[0]}; each row must "
                          "be a list of d numbers, the same d for every row")
     return features
-
-
-def _file_features(path: str, loop: SelectionLoop) -> tuple[Any, np.ndarray]:
-    """The rows of the feature file ``path`` whose ids are prompts of ``loop``'s dataset: ``(ids, X)``."""
-    ids, features = load_features(path)[:2]
-    if loop.id_kind == STR_KIND:
-        known = set(loop.prompt_ids)
-        matched = np.fromiter((isinstance(value, str) and value in known for value in ids), bool, len(ids))
-    else:
-        numeric = isinstance(ids, np.ndarray) and ids.dtype.kind == "i"
-        matched = np.isin(ids, loop.prompt_ids) if numeric else np.zeros(len(ids), dtype=bool)
-    if not matched.any():
-        raise ValueError(f"none of its {len(ids)} prompt ids (e.g. {list(ids[:1])}) is a prompt id here (e.g. "
-                         f"{list(loop.prompt_ids[:1])}); build the file with the ids of id_column "
-                         "(`mopps features --id`)")
-    rows = np.flatnonzero(matched)
-    chosen = [ids[row] for row in rows.tolist()] if loop.id_kind == STR_KIND else ids[rows]
-    return chosen, features[rows]
