@@ -34,7 +34,7 @@ from _tiny_trl import (  # noqa: E402
 from mopps import MoPPS, Uniform  # noqa: E402
 from mopps.core.metrics import GROUP_KEYS, PREDICTION_KEYS  # noqa: E402
 from mopps.integrations.trl import CHECKPOINT_FILE, MoPPSConfig, MoPPSGRPOTrainer  # noqa: E402
-from mopps.storage import load_state  # noqa: E402
+from mopps.storage import load_state, save_state  # noqa: E402
 
 TOKENIZER = tiny_tokenizer()
 SELECTOR_V1 = Path(__file__).resolve().parents[1] / "selectors" / "data" / "mopps_v1.npz"
@@ -231,6 +231,24 @@ def test_resume_with_another_dataset_or_config_is_refused(tmp_path, one_step_che
     before = trainer.loop.state_dict()
     with pytest.raises(ValueError, match=match):
         trainer.train(resume_from_checkpoint=str(one_step_checkpoint))
+    assert_same_state(before, trainer.loop.state_dict())
+
+
+@pytest.mark.parametrize("damage, match", [
+    (lambda state: state.pop("micro_step"), "lacks \\['micro_step'\\]"),
+    (lambda state: state.update(generation_positions=np.array([3, 24])), "generation_positions \\[3, 24\\]"),
+    (lambda state: state.update(version=1), "not a mopps.trl-checkpoint state of version 2"),
+    (lambda state: state["loop"]["stream"].update(offset=99), "stream offset = 99"),
+])
+def test_a_damaged_checkpoint_is_refused_and_the_loop_kept(tmp_path, one_step_checkpoint, damage, match):
+    checkpoint = copy_of(one_step_checkpoint, tmp_path / "checkpoint-1")
+    state = load_state(checkpoint / CHECKPOINT_FILE)
+    damage(state)
+    save_state(state, checkpoint / CHECKPOINT_FILE)
+    trainer = make_trainer(tmp_path / "again", max_steps=2)
+    before = trainer.loop.state_dict()
+    with pytest.raises(ValueError, match=match):
+        trainer.train(resume_from_checkpoint=str(checkpoint))
     assert_same_state(before, trainer.loop.state_dict())
 
 

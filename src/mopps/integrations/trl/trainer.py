@@ -34,6 +34,7 @@ from datasets import Dataset
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 
+from mopps.core.validation import check_integer
 from mopps.features import load_features_for
 from mopps.integrations.trl.config import TrlSelectionSettings
 from mopps.loop import SelectionLoop
@@ -253,6 +254,10 @@ class MoPPSGRPOTrainer(GRPOTrainer):
         state = load_state(path, what="MoPPSGRPOTrainer checkpoint")
         if state.get("format") != CHECKPOINT_FORMAT or state.get("version") != CHECKPOINT_VERSION:
             raise ValueError(f"{path}: not a {CHECKPOINT_FORMAT} state of version {CHECKPOINT_VERSION}")
+        missing = sorted({"loop", "generation_positions", "micro_step"} - state.keys())
+        if missing:
+            raise ValueError(f"{path} lacks {missing}")
+        micro_step = check_integer(state["micro_step"], f"{path}: micro_step")
         positions = np.asarray(state["generation_positions"], dtype=np.int64)
         in_dataset = (positions >= 0) & (positions < len(self.loop))
         if positions.shape != (self.prompts_per_generation,) or not in_dataset.all():
@@ -264,7 +269,7 @@ class MoPPSGRPOTrainer(GRPOTrainer):
             raise ValueError(f"{path}: {error}") from None
         self._positions = positions
         self._awaiting_evidence = False
-        self._step = int(state["micro_step"])
+        self._step = micro_step
 
     # -- helpers -------------------------------------------------------------------------------------
 
