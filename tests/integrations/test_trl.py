@@ -31,7 +31,7 @@ from _tiny_trl import (  # noqa: E402
     tiny_tokenizer,
 )
 
-from mopps import MoPPS, Uniform  # noqa: E402
+from mopps import Uniform  # noqa: E402
 from mopps.core.metrics import GROUP_KEYS, PREDICTION_KEYS  # noqa: E402
 from mopps.integrations.trl import CHECKPOINT_FILE, MoPPSConfig, MoPPSGRPOTrainer  # noqa: E402
 from mopps.storage import load_state, save_state  # noqa: E402
