@@ -1,17 +1,19 @@
 # Shared by the recipe scripts: the paper's common settings and the three arms (sourced, not run).
 #
-# run_recipe NAME METHOD TS_RATIO DECAY [hydra overrides...]
-#   METHOD mopps   : MoPPS trainer (config/mopps_trainer.yaml), ts_ratio x B candidates, keep B.
-#   METHOD uniform : verl's own trainer and sampler (uniform shuffling), nothing of mopps but the reward.
-#   METHOD ds      : verl's built-in DAPO dynamic sampling (drop groups whose acc is all-equal, refill).
+# run_recipe NAME METHOD TS_RATIO DECAY MAX_GEN_BATCHES [hydra overrides...]
+#   METHOD mopps    : MoPPS trainer (config/mopps_trainer.yaml), ts_ratio x B candidates, keep B.
+#   METHOD uniform  : verl's own trainer and sampler (uniform shuffling), nothing of mopps but the reward.
+#   METHOD ds       : verl's built-in DAPO dynamic sampling (drop groups whose acc is all-equal, refill).
+#   METHOD mopps_ds : the MoPPS trainer with mopps.Refill: dynamic sampling whose generation batches
+#                     MoPPS chooses, at most MAX_GEN_BATCHES per step (the reference's cap).
 # Environment: DATA_DIR (train.parquet and test.parquet from `mopps data`), MODEL_PATH, NNODES (1),
 # N_GPUS_PER_NODE (8), TOTAL_EPOCHS, PROJECT (mopps-verl), LOGGER
 # (['console','wandb']), CKPT_ROOT ($HOME/ckpts/mopps), PYTHON (python3), DRY_RUN=1 prints the
 # command's arguments one per line instead of running it (the CPU tests compose them with hydra).
 
 run_recipe() {
-  local name=$1 method=$2 ts_ratio=$3 decay=$4
-  shift 4
+  local name=$1 method=$2 ts_ratio=$3 decay=$4 max_gen_batches=$5
+  shift 5
   local here
   here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
   local experiment="${name}-${method}"
@@ -61,12 +63,16 @@ run_recipe() {
     mopps)
       arm=(--config-path="$here/config" --config-name=mopps_trainer
            mopps.ts_ratio="$ts_ratio" mopps.bandit_decay_ratio="$decay" mopps.reward_key=acc) ;;
+    mopps_ds)
+      arm=(--config-path="$here/config" --config-name=mopps_trainer
+           mopps.ts_ratio="$ts_ratio" mopps.bandit_decay_ratio="$decay" mopps.reward_key=acc
+           mopps.max_num_gen_batches="$max_gen_batches") ;;
     uniform)
       arm=() ;;
     ds)
       arm=(algorithm.filter_groups.enable=True algorithm.filter_groups.metric=acc) ;;
     *)
-      echo "METHOD must be mopps, uniform or ds, not '$method'" >&2
+      echo "METHOD must be mopps, uniform, ds or mopps_ds, not '$method'" >&2
       return 2 ;;
   esac
   local args=("${arm[@]}" "${common[@]}" "$@")

@@ -70,3 +70,33 @@ def test_metrics_refuse_misaligned_inputs():
         prediction_metrics([0.5, 0.1], [1.0], [2.0])
     with pytest.raises(ValueError, match=r"trials\[0\]"):
         group_metrics([0.0], [0.0])
+
+
+def test_rollouts_without_a_verdict_are_no_evidence():
+    ids = [5, 2, 5, 5, 2, 9]
+    rewards = [1.0, np.nan, 0.0, 1.0, 1.0, np.nan]  # NaN where a grader timed out
+    has_verdict = [True, False, True, True, True, False]
+    observations = aggregate_rollouts(ids, rewards, has_verdict=has_verdict)
+    # Prompt 9 had no verdict at all: absent, not trials = 0. Prompt 2 keeps one of its two rollouts.
+    np.testing.assert_array_equal(observations.ids, [2, 5])
+    np.testing.assert_array_equal(observations.successes, [1.0, 2.0])
+    np.testing.assert_array_equal(observations.trials, [1.0, 3.0])
+    # The graders' 0.0/1.0 floats are accepted as the mask; string ids too.
+    strings = aggregate_rollouts(["b", "a", "b"], [1.0, 1.0, 0.0], has_verdict=np.array([1.0, 0.0, 1.0]))
+    assert strings.ids == ["b"]
+    np.testing.assert_array_equal(strings.trials, [2.0])
+    nothing = aggregate_rollouts([1, 1], [np.nan, np.nan], has_verdict=[False, False])
+    assert len(nothing.ids) == 0 and len(nothing.trials) == 0
+    everything = aggregate_rollouts(ids, [1.0, 0.0, 0.0, 1.0, 1.0, 0.0], has_verdict=[True] * 6)
+    np.testing.assert_array_equal(everything.trials, aggregate_rollouts(ids, [1.0, 0.0, 0.0, 1.0, 1.0, 0.0]).trials)
+
+
+def test_a_bad_verdict_mask_is_refused_naming_the_position():
+    with pytest.raises(ValueError, match=r"has_verdict\[1\] = 0.5"):
+        aggregate_rollouts([1, 2], [1.0, 0.0], has_verdict=[1.0, 0.5])
+    with pytest.raises(ValueError, match="has_verdict"):
+        aggregate_rollouts([1, 2], [1.0, 0.0], has_verdict=[True])
+    with pytest.raises(ValueError, match=r"rewards\[0\] = nan"):
+        aggregate_rollouts([1, 2], [np.nan, 0.0], has_verdict=[True, True])
+    with pytest.raises(ValueError, match=r"rewards\[1\] = 2.0"):
+        aggregate_rollouts([1, 2, 3], [np.nan, 2.0, 0.5], SuccessRule("fraction"), has_verdict=[False, True, True])

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from mopps.core.id_index import IdIndex, first_duplicate
+from mopps.core.id_index import IdIndex, first_duplicate, normalize_ids
 
 
 @pytest.mark.parametrize("scale", [1, 1_000, 2**40])  # bool-mark, scatter and sort regimes
@@ -25,3 +25,11 @@ def test_index_switches_from_dense_to_sparse_and_keeps_every_slot():
     assert third.tolist() == [12, 13]
     lookup = np.array([2**45, 0, 2**44, 11, 99, 2**50], dtype=np.int64)
     assert index.find("int", lookup).tolist() == [11, 0, 12, 13, -1, 10]
+
+
+@pytest.mark.parametrize("ids, position", [([True, 2], 0), ([2, True], 1), ((1, np.bool_(True)), 1), ([False], 0)])
+def test_a_bool_is_not_an_id_even_among_integers(ids, position):
+    # numpy alone would read [True, 2] as the integer ids [1, 2].
+    with pytest.raises(ValueError, match=rf"prompt_ids\[{position}\] = .*(True|False)_?; ids must be"):
+        normalize_ids(ids, "prompt_ids")
+    assert normalize_ids([1, 2], "prompt_ids")[1].tolist() == [1, 2]

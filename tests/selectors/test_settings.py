@@ -140,7 +140,8 @@ def test_selector_class_builds_that_selector_with_its_kwargs_and_the_seed():
     same = HistoryFilter(target_zero_variance=0.2, seed=4)
     assert selector.select(list(range(30)), 5).ids.tolist() == same.select(list(range(30)), 5).ids.tolist()
     # "module:Name" and JSON text (what a command line passes) work too; kwargs may set the seed
-    uniform = ReferenceSettings(selector_class="mopps.selectors:Uniform", selector_kwargs='{"seed": 11}').build_selector()
+    uniform = ReferenceSettings(selector_class="mopps.selectors:Uniform", selector_kwargs='{"seed": 11}')
+    uniform = uniform.build_selector()
     assert uniform.select(list(range(30)), 5).ids.tolist() == Uniform(seed=11).select(list(range(30)), 5).ids.tolist()
 
 

@@ -25,7 +25,9 @@ def test_generated_instances_are_distinct_in_range_and_solved_by_solver_and_veri
         assert check_equation(instance.solution, instance.target, instance.numbers)
         assert solve_countdown(instance.numbers, instance.target) is not None
         response = f"<think>...</think><answer>{instance.solution}</answer>"
-        assert score_countdown(response, instance.ground_truth()) == {"score": 1.0, "acc": 1.0, "formatted": 1.0}
+        assert score_countdown(response, instance.ground_truth()) == {
+            "score": 1.0, "acc": 1.0, "formatted": 1.0, "verdict": "exact", "has_verdict": 1.0
+        }
 
 
 def test_four_number_variant_and_custom_ranges():
@@ -73,6 +75,9 @@ def test_solver_finds_rational_intermediates_and_proves_unsolvable():
 def test_score_shape_matches_reference(response, score, acc):
     result = score_countdown(response, GT)
     assert (result["score"], result["acc"]) == (score, acc)
+    # Exact arithmetic always reaches a verdict; only a missing tag pair is "no_answer".
+    assert result["verdict"] == ("no_answer" if result["formatted"] == 0.0 else "exact")
+    assert result["has_verdict"] == 1.0
 
 
 def test_ground_truth_from_parquet_numpy_arrays_is_accepted():

@@ -1,4 +1,8 @@
-"""Model output is untrusted: every verifier returns a valid score within 1 s and never raises."""
+"""Model output is untrusted: every verifier returns a valid result with bounded work and never raises.
+
+Bounded work is measured in CPU seconds (the caller's thread, and the math-verify child's own
+account of the request), never in wall time: a loaded machine is slow, not wrong.
+"""
 
 import time
 
@@ -6,11 +10,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mopps.tasks import compute_score
+from mopps.tasks import VERDICTS, compute_score, verdict_counts
+from mopps.tasks.extract import last_boxed_answer
+from mopps.tasks.math_reward import DEFAULT_CPU_BUDGET_S, grade_answer
+from mopps.tasks.math_verify_worker import HARD_LIMIT_MARGIN_S
 
-pytestmark = pytest.mark.usefixtures("warm_math_verify")
-
-TIME_BOUND_S = 1.0
+CALLER_CPU_BOUND_S = 1.0
+# The child's kill at the hard limit comes at the next whole CPU second above budget + margin.
+CHILD_CPU_BOUND_S = DEFAULT_CPU_BUDGET_S + HARD_LIMIT_MARGIN_S + 1.0
 GROUND_TRUTH = {"countdown": {"target": 24, "numbers": [3, 3, 8, 8]}, "math": "7", "geo3k": "7"}
 SCORES = {"countdown": {0.0, 0.1, 1.0}, "math": {0.0, 1.0}, "geo3k": {0.0, 0.1, 1.0}}
 MEGA = 10**6
@@ -50,23 +57,44 @@ HOSTILE = {
 }
 
 
-def _timed_scores(response):
+def _checked_scores(response):
     for task in ("countdown", "math", "geo3k"):
-        start = time.monotonic()
+        timeouts_before = verdict_counts()["timeout"]
+        cut_off_before = _cut_off_count()
+        start = time.thread_time()
         result = compute_score(task, response, GROUND_TRUTH[task])
-        elapsed = time.monotonic() - start
-        assert elapsed < TIME_BOUND_S, f"{task} took {elapsed:.2f}s"
+        caller_cpu_s = time.thread_time() - start
+        assert caller_cpu_s < CALLER_CPU_BOUND_S, f"{task} used {caller_cpu_s:.2f} CPU s in the caller"
         assert result["score"] in SCORES[task] and result["acc"] in (0.0, 1.0)
+        assert result["verdict"] in VERDICTS
+        if result["verdict"] == "timeout":
+            # No verdict only because the answer used up its CPU budget: never a lost or missing child.
+            assert verdict_counts()["timeout"] == timeouts_before + 1
+            assert _cut_off_count() == cut_off_before + 1
+            assert result["has_verdict"] == 0.0 and result["acc"] == 0.0
         yield task, result
 
 
+def _cut_off_count():
+    counts = verdict_counts()
+    return counts.get("timeout:cpu_budget", 0) + counts.get("timeout:cpu_limit", 0)
+
+
 @pytest.mark.parametrize("name", sorted(HOSTILE))
-def test_hostile_output_is_graded_quickly_and_never_raises(name):
-    dict(_timed_scores(HOSTILE[name]))
+def test_hostile_output_is_graded_with_bounded_work_and_never_raises(name):
+    dict(_checked_scores(HOSTILE[name]))
+
+
+@pytest.mark.parametrize("name", ["slow sympy", "slow sympy sum"])
+def test_hostile_answers_past_the_screen_are_cut_off_at_their_cpu_budget(name):
+    grade = grade_answer(last_boxed_answer(HOSTILE[name]), "7")
+    assert (grade.correct, grade.verdict, grade.cause) == (None, "timeout", "cpu_budget")
+    # Lower bound 0.8: the profiling timer samples CPU per scheduler tick, the reported CPU is exact.
+    assert 0.8 * DEFAULT_CPU_BUDGET_S <= grade.cpu_s < CHILD_CPU_BOUND_S
 
 
 def test_hostile_forms_that_still_carry_a_right_answer_are_graded_right():
-    scores = dict(_timed_scores("<answer> 8 \u00f7 (3 \u2212 8 \u00f7 3) </answer> so \\boxed{7}"))
+    scores = dict(_checked_scores("<answer> 8 \u00f7 (3 \u2212 8 \u00f7 3) </answer> so \\boxed{7}"))
     assert scores["countdown"]["acc"] == 1.0 and scores["math"]["acc"] == 1.0
 
 
@@ -85,13 +113,13 @@ FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthChe
 @FUZZ
 @given(st.lists(TOKENS, max_size=60).map("".join))
 def test_fuzzed_token_soup(response):
-    dict(_timed_scores(response))
+    dict(_checked_scores(response))
 
 
 @FUZZ
 @given(st.text(max_size=300))
 def test_fuzzed_arbitrary_unicode(response):
-    dict(_timed_scores(response))
+    dict(_checked_scores(response))
 
 
 @settings(max_examples=200, deadline=None)
@@ -107,4 +135,5 @@ def test_fuzzed_countdown_equations_agree_with_exact_arithmetic(equation):
         correct = sorted(parsed.literals) == [3, 3, 8, 8] and evaluate(parsed) == Fraction(24)
     except ExpressionError:
         correct = False
-    assert result == {"score": 1.0 if correct else 0.1, "acc": float(correct), "formatted": 1.0}
+    assert result == {"score": 1.0 if correct else 0.1, "acc": float(correct), "formatted": 1.0, "verdict": "exact",
+                      "has_verdict": 1.0}

@@ -43,7 +43,7 @@ def read_verl(path):
     return frame
 
 
-def test_countdown_generated_is_stable_across_reruns_and_self_consistent(tmp_path, warm_math_verify):
+def test_countdown_generated_is_stable_across_reruns_and_self_consistent(tmp_path):
     assert run_cli("countdown", "--out", str(tmp_path / "a"), "--train-size", "60", "--test-size", "20", "--seed", "5") == 0
     assert run_cli("countdown", "--out", str(tmp_path / "b"), "--train-size", "60", "--test-size", "20", "--seed", "5") == 0
     for split in ("train", "test"):
@@ -112,7 +112,7 @@ def write_math_hub(directory):
                       "type": "Algebra"}).to_parquet(directory / f"{split}-00000-of-00001.parquet")
 
 
-def test_math_from_local_hub_layout(tmp_path, warm_math_verify):
+def test_math_from_local_hub_layout(tmp_path):
     write_math_hub(tmp_path / "MATH-lighteval" / "data")
     assert run_cli("math", "--source", str(tmp_path / "MATH-lighteval"), "--out", str(tmp_path / "out")) == 0
     train, test = read_verl(tmp_path / "out" / "train.parquet"), read_verl(tmp_path / "out" / "test.parquet")
@@ -156,7 +156,7 @@ def write_deepscaler(directory):
         (directory / "test" / f"{name}.json").write_text(json.dumps(records))
 
 
-def test_deepscaler_json_layout(tmp_path, warm_math_verify):
+def test_deepscaler_json_layout(tmp_path):
     write_deepscaler(tmp_path / "data")
     assert run_cli("deepscaler", "--source", str(tmp_path / "data"), "--out", str(tmp_path / "out")) == 0
     expected = {"train": "3", "aime": "025", "amc": "142", "math": "\\left( 3, \\frac{\\pi}{2} \\right)",
@@ -190,7 +190,7 @@ def png_bytes(color):
     return buffer.getvalue()
 
 
-def test_geo3k_keeps_images_for_verl_and_trl(tmp_path, warm_math_verify):
+def test_geo3k_keeps_images_for_verl_and_trl(tmp_path):
     directory = tmp_path / "geometry3k" / "data"
     directory.mkdir(parents=True)
     features = datasets.Features({"images": datasets.Sequence(datasets.Image()), "problem": datasets.Value("string"),

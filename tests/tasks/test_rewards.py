@@ -1,7 +1,10 @@
+import pickle
+
 import numpy as np
 import pytest
 
 from mopps.tasks import (
+    TaskReward,
     compute_score,
     countdown_accuracy,
     countdown_reward,
@@ -13,7 +16,6 @@ from mopps.tasks import (
 )
 from mopps.tasks.rewards import completion_text
 
-pytestmark = pytest.mark.usefixtures("warm_math_verify")
 CD_GT = {"target": 24, "numbers": [3, 3, 8, 8]}
 
 
@@ -32,11 +34,33 @@ def test_unknown_data_source_is_named_in_the_error():
         compute_score("openai/gsm8k", "\\boxed{1}", "1")
 
 
-def test_compute_score_per_task():
-    assert compute_score("countdown", "<answer>8/(3-8/3)</answer>", CD_GT) == {"score": 1.0, "acc": 1.0, "formatted": 1.0}
+def test_compute_score_per_task_says_how_each_verdict_was_reached():
+    assert compute_score("countdown", "<answer>8/(3-8/3)</answer>", CD_GT) == {
+        "score": 1.0, "acc": 1.0, "formatted": 1.0, "verdict": "exact", "has_verdict": 1.0
+    }
     assert compute_score("countdown", "<answer>3*8</answer>", CD_GT)["score"] == 0.1
-    assert compute_score("DigitalLearningGmbH/MATH-lighteval", "\\boxed{\\dfrac{1}{2}}", "0.5")["acc"] == 1.0
-    assert compute_score("geo3k", "<think>t</think>\\boxed{5}", "6") == {"score": 0.1, "acc": 0.0, "formatted": 1.0}
+    half = compute_score("DigitalLearningGmbH/MATH-lighteval", "\\boxed{\\dfrac{1}{2}}", "0.5")
+    assert (half["acc"], half["verdict"]) == (1.0, "normalized")
+    root = compute_score("math", "\\boxed{\\sqrt{8}}", "2\\sqrt{2}")
+    assert (root["acc"], root["verdict"]) == (1.0, "math_verify")
+    assert compute_score("geo3k", "<think>t</think>\\boxed{5}", "6") == {
+        "score": 0.1, "acc": 0.0, "formatted": 1.0, "verdict": "math_verify", "has_verdict": 1.0
+    }
+
+
+def test_every_task_returns_the_same_keys_as_verl_stacks_them_per_key():
+    # verl's reward loop builds one array per key of the first result, across data sources.
+    results = [compute_score("countdown", "x", CD_GT), compute_score("math", "x", "1"), compute_score("geo3k", "x", "1")]
+    assert {tuple(result) for result in results} == {("score", "acc", "formatted", "verdict", "has_verdict")}
+
+
+def test_compute_score_takes_the_timeout_policy_and_budget_from_verl_reward_kwargs():
+    slow = "\\boxed{(x+1)^{9999}}"
+    result = compute_score("math", slow, "(x+1)^{9998}", cpu_budget_s=0.2, timeout_policy="wrong")
+    assert (result["score"], result["verdict"], result["has_verdict"]) == (0.0, "timeout", 1.0)
+    assert compute_score("math", slow, "(x+1)^{9998}", cpu_budget_s=0.2)["has_verdict"] == 0.0
+    with pytest.raises(ValueError, match="timeout_policy"):
+        compute_score("countdown", "x", CD_GT, timeout_policy="ignore")
 
 
 def test_compute_score_reads_answer_alternatives_from_extra_info():
@@ -86,11 +110,49 @@ def test_compute_score_accepts_verl_reward_model_kwargs():
     assert result["acc"] == 1.0
 
 
-def test_concurrent_grading_from_a_thread_pool_like_verl_reward_loop():
-    # verl 0.9's reward loop calls compute_score through run_in_executor (a thread pool).
-    from concurrent.futures import ThreadPoolExecutor
+class TrlLog:
+    """TRL's ``log_extra`` / ``log_metric`` callbacks, recording what they are given."""
 
-    cases = [("\\sqrt{2}/2", "\\frac{\\sqrt{2}}{2}", 1.0), ("p - q", "-q + p", 1.0), ("(1, 2]", "(1,2)", 0.0)] * 4
-    with ThreadPoolExecutor(max_workers=6) as pool:
-        results = list(pool.map(lambda c: compute_score("math", f"\\boxed{{{c[0]}}}", c[1])["acc"], cases))
-    assert results == [expected for _, _, expected in cases]
+    def __init__(self):
+        self.extra, self.metrics = {}, {}
+
+    def kwargs(self):
+        return {"log_extra": self.extra.__setitem__, "log_metric": self.metrics.__setitem__,
+                "trainer_state": object(), "prompts": ["p", "p", "p"], "completion_ids": [[1], [2], [3]]}
+
+
+def test_trl_callables_log_each_verdict_and_the_share_of_timeouts():
+    log = TrlLog()
+    completions = ["\\boxed{1/2}", "\\boxed{\\sqrt{8}}", "no box"]
+    answers = ["0.5", "2\\sqrt{2}", "1"]
+    assert math_reward(completions, answer=answers, **log.kwargs()) == [1.0, 1.0, 0.0]
+    assert log.extra == {"math_reward/verdict": ["normalized", "math_verify", "no_answer"]}
+    assert log.metrics == {"math_reward/timeout_frac": 0.0}
+
+
+def test_an_accuracy_callable_returns_none_for_a_completion_without_a_verdict():
+    # None is TRL's "no reward": NaN in rewards_per_func, which the MoPPS adapter leaves out of the evidence.
+    accuracy = TaskReward("math", "acc", cpu_budget_s=0.2)
+    reward = TaskReward("geo3k", "score", cpu_budget_s=0.2)
+    wrong = TaskReward("math", "acc", "strict_accuracy", cpu_budget_s=0.2, timeout_policy="wrong")
+    slow = "<think>t</think> \\boxed{(x+1)^{9999}}"
+    completions, answers = [slow, "\\boxed{\\sqrt{8}}"], ["(x+1)^{9998}", "2\\sqrt{2}"]
+    log = TrlLog()
+    assert accuracy(completions, answer=answers, **log.kwargs()) == [None, 1.0]
+    assert log.metrics == {"math_accuracy/timeout_frac": 0.5}
+    assert reward(completions, answer=answers) == [0.1, 1.0]  # the trainer gets the fallback score
+    assert wrong(completions, answer=answers) == [0.0, 1.0]
+    assert [r["verdict"] for r in accuracy.results(completions, answer=answers)] == ["timeout", "math_verify"]
+
+
+def test_task_rewards_are_named_picklable_and_checked():
+    assert [f.__name__ for f in (countdown_reward, countdown_accuracy, math_reward, math_accuracy, geo3k_reward,
+                                 geo3k_accuracy)] == ["countdown_reward", "countdown_accuracy", "math_reward",
+                                                      "math_accuracy", "geo3k_reward", "geo3k_accuracy"]
+    assert pickle.loads(pickle.dumps(math_accuracy)).__name__ == "math_accuracy"
+    with pytest.raises(ValueError, match="task = 'gsm8k'"):
+        TaskReward("gsm8k", "score")
+    with pytest.raises(ValueError, match="output = 'formatted'"):
+        TaskReward("math", "formatted")
+    with pytest.raises(ValueError, match="timeout_policy"):
+        TaskReward("math", "acc", timeout_policy="none")

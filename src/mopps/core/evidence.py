@@ -63,18 +63,58 @@ class Observations:
     trials: np.ndarray
 
 
-def aggregate_rollouts(prompt_ids, rewards, rule: SuccessRule = SuccessRule()) -> Observations:
+def aggregate_rollouts(prompt_ids, rewards, rule: SuccessRule = SuccessRule(), has_verdict=None) -> Observations:
     """Sum per-rollout successes by prompt.
 
     ``prompt_ids``: (r,) the prompt of each rollout, ints or strings, any order (e.g. rows shuffled by
     verl's ``balance_batch``); ``rewards``: float (r,), one reward per rollout. Groups of unequal size
     are fine. Returns ``Observations`` with one row per distinct prompt, ids in sorted order.
+
+    ``has_verdict``: optional (r,) bools (or 0/1 numbers, as ``mopps.tasks`` graders report them),
+    False for a rollout whose reward reached no verdict (e.g. a grader timeout). Such rollouts are no
+    evidence: their rewards are not read (NaN is fine there) and they count in no prompt's trials,
+    so a prompt's ``trials`` is the number of its rollouts *with* a verdict, fewer than the n rolled
+    out. A prompt none of whose rollouts has a verdict is left out of the result entirely (rather
+    than given trials = 0, which selectors refuse).
     """
     kind, ids = normalize_ids(prompt_ids, "prompt_ids")
-    successes = rule.successes(rewards)
-    check_same_length(prompt_ids=ids, rewards=successes)
+    if has_verdict is None:
+        successes = rule.successes(rewards)
+        check_same_length(prompt_ids=ids, rewards=successes)
+    else:
+        keep = _as_verdict_mask(has_verdict)
+        rewards = _as_number_array(rewards, "rewards")
+        check_same_length(prompt_ids=ids, rewards=rewards, has_verdict=keep)
+        # Judge every rollout (so error positions refer to the caller's arrays), then drop the
+        # ones without a verdict; their rewards are replaced first, as they may be NaN.
+        successes = rule.successes(np.where(keep, rewards, 0.0))[keep]
+        ids = [prompt_id for prompt_id, kept in zip(ids, keep.tolist()) if kept] if kind == STR_KIND else ids[keep]
     unique_ids, (summed, trials) = sum_by_id(kind, ids, successes, np.ones(len(successes)))
     return Observations(unique_ids, summed, trials)
+
+
+def _as_number_array(values, name: str) -> np.ndarray:
+    """``values`` as a 1-D float64 array; NaN and infinities are allowed (checked where they matter)."""
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{name} must be numbers; could not convert: {error}") from None
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional; got shape {array.shape}")
+    return array
+
+
+def _as_verdict_mask(has_verdict) -> np.ndarray:
+    """``has_verdict`` as a bool array (r,); bools, or numbers that are exactly 0 or 1."""
+    array = np.asarray(has_verdict)
+    if array.dtype == np.bool_ and array.ndim == 1:
+        return array
+    numbers = _as_number_array(array, "has_verdict")
+    bad = (numbers != 0.0) & (numbers != 1.0)
+    if bad.any():
+        position = int(np.argmax(bad))
+        raise ValueError(f"has_verdict[{position}] = {numbers[position]}; has_verdict must be True/False or 1/0")
+    return numbers == 1.0
 
 
 def sum_by_id(kind, ids, *columns: np.ndarray):

@@ -21,6 +21,7 @@ _DENSE_FACTOR = 4
 
 
 _INT64_MAX = np.iinfo(np.int64).max
+_BOOL_TYPES = frozenset({bool, np.bool_})
 
 
 def normalize_ids(ids, name: str):
@@ -43,7 +44,10 @@ def normalize_ids(ids, name: str):
             array = np.asarray(values)
         except OverflowError:
             array = np.asarray(values, dtype=object)
-        if array.dtype.kind not in "iu" and array.ndim == 1:
+        # numpy reads [True, 2] as the integers [1, 2]; a bool is no id, so such input takes the
+        # element-wise check, which names the first bool. One C-level pass over the element types.
+        mixes_in_bools = array.dtype.kind in "iu" and not _BOOL_TYPES.isdisjoint(set(map(type, values)))
+        if (array.dtype.kind not in "iu" or mixes_in_bools) and array.ndim == 1:
             array = np.asarray(_checked_python_ids(list(values), name), dtype=np.int64)
     else:
         array = ids

@@ -52,8 +52,9 @@ def prediction_metrics(predicted, successes, trials) -> dict[str, float]:
     ``predicted``: float (m,), predicted success rate per prompt (posterior mean or Thompson draw);
     ``successes``, ``trials``: float (m,), the observed evidence of the same prompts.
     Keys: ``spearman`` and ``pearson`` between prediction and observed rate (positive when the
-    prediction is good; the reference logs Spearman negated), ``predicted_mean``, ``observed_mean``,
-    ``brier`` (mean squared error of the prediction against each rollout's 0/1 outcome).
+    prediction is good; the reference logs Spearman negated), ``predicted_mean``, ``brier`` (mean
+    squared error of the prediction against each rollout's 0/1 outcome). The observed mean to set
+    against ``predicted_mean`` is ``group_metrics``' ``success_rate_mean``.
     """
     predicted = as_float_array(predicted, "predicted")
     successes = as_float_array(successes, "successes")
@@ -62,7 +63,7 @@ def prediction_metrics(predicted, successes, trials) -> dict[str, float]:
     check_at_least(trials, 1.0, "trials")
     if len(predicted) == 0:
         nan = float("nan")
-        return {"spearman": nan, "pearson": nan, "predicted_mean": nan, "observed_mean": nan, "brier": nan}
+        return {"spearman": nan, "pearson": nan, "predicted_mean": nan, "brier": nan}
     observed = successes / trials
     # Per rollout (p - y)^2 averaged within a prompt is (p - s)^2 + s(1 - s) for observed rate s.
     per_prompt = (predicted - observed) ** 2 + observed * (1.0 - observed)
@@ -70,7 +71,6 @@ def prediction_metrics(predicted, successes, trials) -> dict[str, float]:
         "spearman": spearman(predicted, observed),
         "pearson": pearson(predicted, observed),
         "predicted_mean": float(predicted.mean()),
-        "observed_mean": float(observed.mean()),
         "brier": float((per_prompt * trials).sum() / trials.sum()),
     }
 
@@ -80,7 +80,8 @@ def group_metrics(successes, trials) -> dict[str, float]:
 
     Keys: ``solve_all_frac`` and ``solve_none_frac`` (fractions of groups all right / all wrong),
     ``zero_variance_frac`` (their sum: groups with zero GRPO advantage), and ``success_rate_mean``,
-    ``success_rate_std``, ``success_rate_min``, ``success_rate_max`` over groups.
+    ``success_rate_std``, ``success_rate_min``, ``success_rate_max`` over groups
+    (``success_rate_mean`` is the batch's observed success rate, averaged over prompts).
     """
     successes = as_float_array(successes, "successes")
     trials = as_float_array(trials, "trials")
@@ -105,7 +106,7 @@ def group_metrics(successes, trials) -> dict[str, float]:
     }
 
 
-PREDICTION_KEYS = ("spearman", "pearson", "predicted_mean", "observed_mean", "brier")
+PREDICTION_KEYS = ("spearman", "pearson", "predicted_mean", "brier")
 GROUP_KEYS = ("solve_all_frac", "solve_none_frac", "zero_variance_frac", "success_rate_mean",
               "success_rate_std", "success_rate_min", "success_rate_max")
 SELECTION_REPORT_KEYS = PREDICTION_KEYS + GROUP_KEYS

@@ -18,6 +18,7 @@ from typing import Any
 
 from mopps.tasks.arithmetic import ExpressionError, evaluate, parse_expression
 from mopps.tasks.extract import last_tagged_answer
+from mopps.tasks.verdicts import EXACT, NO_ANSWER, record
 
 FORMAT_SCORE = 0.1
 CORRECT_SCORE = 1.0
@@ -72,19 +73,20 @@ def score_countdown(
     ground_truth: Mapping[str, Any],
     format_score: float = FORMAT_SCORE,
     correct_score: float = CORRECT_SCORE,
-) -> dict[str, float]:
-    """Grade one response; returns ``{"score", "acc", "formatted"}`` as floats.
+) -> dict:
+    """Grade one response; returns ``{"score", "acc", "formatted", "verdict", "has_verdict"}``.
 
     ``solution_str``: the model's response text (any string). ``ground_truth``:
     ``{"target": int, "numbers": [int, ...]}``. ``formatted`` is 1.0 when an ``<answer>`` tag pair
-    was found.
+    was found. ``verdict`` is ``"no_answer"`` without one, else ``"exact"``: the check is exact
+    arithmetic with bounded work, so it always reaches a verdict (``has_verdict`` is 1.0).
     """
     target, numbers = countdown_ground_truth(ground_truth)
-    if not isinstance(solution_str, str):
-        return {"score": 0.0, "acc": 0.0, "formatted": 0.0}
-    equation = last_tagged_answer(solution_str)
+    equation = last_tagged_answer(solution_str) if isinstance(solution_str, str) else None
     if equation is None:
-        return {"score": 0.0, "acc": 0.0, "formatted": 0.0}
+        record(NO_ANSWER)
+        return {"score": 0.0, "acc": 0.0, "formatted": 0.0, "verdict": NO_ANSWER, "has_verdict": 1.0}
+    record(EXACT)
     if check_equation(equation, target, numbers):
-        return {"score": float(correct_score), "acc": 1.0, "formatted": 1.0}
-    return {"score": float(format_score), "acc": 0.0, "formatted": 1.0}
+        return {"score": float(correct_score), "acc": 1.0, "formatted": 1.0, "verdict": EXACT, "has_verdict": 1.0}
+    return {"score": float(format_score), "acc": 0.0, "formatted": 1.0, "verdict": EXACT, "has_verdict": 1.0}

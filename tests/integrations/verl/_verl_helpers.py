@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
+from mopps import Uniform
+
 
 def verl_rows(count: int, source: str = "countdown", index_of=lambda i: i) -> list[dict]:
     """``count`` rows in verl's parquet schema; ``index_of(i)`` gives row i's extra_info.index
@@ -74,16 +76,20 @@ class MemoryQueue:
 class ScriptedRollouts:
     """Stands in for verl's ``AgentLoopManagerTQ``: finishes every submitted prompt at once, writing
     its sessions to the queue in shuffled order. ``outcomes(index)`` lists the ``acc`` of each session
-    of prompt ``extra_info.index`` (lists of unequal length make unequal groups); prompts whose index
-    is in ``multi_output`` get a second, earlier output in session 0 (a multi-turn agent loop)."""
+    of prompt ``extra_info.index`` (lists of unequal length make unequal groups); ``verdicts(index)``,
+    if given, the ``has_verdict`` (1.0 / 0.0) of each, written beside ``acc`` as ``mopps.tasks``'s
+    ``compute_score`` does; prompts whose index is in ``multi_output`` get a second, earlier output
+    in session 0 (a multi-turn agent loop)."""
 
-    def __init__(self, queue: MemoryQueue, outcomes, multi_output=(), seed: int = 0) -> None:
+    def __init__(self, queue: MemoryQueue, outcomes, multi_output=(), seed: int = 0, verdicts=None) -> None:
         self.queue = queue
         self.outcomes = outcomes
+        self.verdicts = verdicts
         self.multi_output = set(multi_output)
         self.rng = np.random.default_rng(seed)
         self.sessions_by_index: dict[int, int] = defaultdict(int)
-        self.uids: list[str] = []
+        self.uids: list[str] = []  # every submitted group, in order
+        self.submitted_indices: list[int] = []  # and its prompt's extra_info.index
 
     def generate_sequences(self, batch) -> None:
         writes = []
@@ -92,10 +98,14 @@ class ScriptedRollouts:
             accs = self.outcomes(index)
             self.sessions_by_index[index] += len(accs)
             self.uids.append(uid)
+            self.submitted_indices.append(index)
+            verdicts = self.verdicts(index) if self.verdicts else None
             for session, acc in enumerate(accs):
                 outputs = 2 if (index in self.multi_output and session == 0) else 1
                 for output in range(outputs):
                     extra = {"reward_extra_info": {"acc": float(acc)}}
+                    if verdicts is not None:
+                        extra["reward_extra_info"]["has_verdict"] = float(verdicts[session])
                     field = {"extra_fields": extra, "rm_scores": torch.tensor([0.0, float(acc)])}
                     tag = {"status": "success", "seq_len": 8, "min_global_steps": 1, "max_global_steps": 1}
                     writes.append((f"{uid}_{session}_{output}", tag, field))
@@ -105,3 +115,15 @@ class ScriptedRollouts:
         self.queue.kv_batch_put(list(batch["uid"]), "train", tags=[{"status": "finished"}] * len(batch["uid"]))
 
 
+
+
+class FeatureRecorder(Uniform):
+    """A selector that records every ``add_features`` call (``calls``: list of (ids, X)); chooses as
+    ``Uniform``. Named in config as ``selector_class: _verl_helpers:FeatureRecorder``."""
+
+    def __init__(self, prior=(1.0, 1.0), discount: float = 1.0, seed: int | None = 0) -> None:
+        self.calls: list[tuple[list, np.ndarray]] = []
+        super().__init__(prior=prior, discount=discount, seed=seed)
+
+    def add_features(self, ids, features) -> None:
+        self.calls.append((list(ids), np.array(features, dtype=np.float64)))

@@ -28,11 +28,11 @@ def recipe_config(script: str, method: str):
         return compose(options.get("config-name", "ppo_trainer"), overrides=overrides)
 
 
-@pytest.mark.parametrize("script, ts_ratio, decay", [
-    ("countdown_qwen2.5-3b.sh", 8, 0.5),
-    ("math_r1-distill-qwen-1.5b.sh", 16, 1.0),
+@pytest.mark.parametrize("script, ts_ratio, decay, cap", [
+    ("countdown_qwen2.5-3b.sh", 8, 0.5, 10),
+    ("math_r1-distill-qwen-1.5b.sh", 16, 1.0, 4),
 ])
-def test_recipes_compose_with_the_papers_settings(script, ts_ratio, decay):
+def test_recipes_compose_with_the_papers_settings(script, ts_ratio, decay, cap):
     mopps = recipe_config(script, "mopps")
     settings = MoPPSVerlConfig.from_mapping(mopps.mopps)
     assert (settings.ts_ratio, settings.bandit_decay_ratio) == (ts_ratio, decay)
@@ -42,8 +42,33 @@ def test_recipes_compose_with_the_papers_settings(script, ts_ratio, decay):
     dynamic = recipe_config(script, "ds")
     assert "mopps" not in uniform and uniform.trainer.v1.trainer_mode == "sync"
     assert dynamic.algorithm.filter_groups.enable and dynamic.algorithm.filter_groups.metric == "acc"
-    for config in (mopps, uniform, dynamic):
+    guided = recipe_config(script, "mopps_ds")
+    guided_settings = MoPPSVerlConfig.from_mapping(guided.mopps)
+    assert (guided_settings.ts_ratio, guided_settings.max_num_gen_batches) == (ts_ratio, cap)
+    assert not guided.algorithm.filter_groups.enable  # Refill filters; verl's DAPO stays off
+    for config in (mopps, uniform, dynamic, guided):
         assert config.reward.custom_reward_function.path == "pkg://mopps.tasks"
         assert config.actor_rollout_ref.rollout.n == 8
         assert config.actor_rollout_ref.actor.clip_ratio_high == 0.28
         assert config.data.train_batch_size == 256
+
+
+def test_the_yaml_lists_every_setting_with_the_shared_default():
+    # One source of truth: the recipe's mopps block is MoPPSVerlConfig's fields, at their defaults
+    # (ReferenceSettings', which TRL's config shares), with the same names.
+    from dataclasses import fields
+
+    import yaml
+
+    block = yaml.safe_load((RECIPES / "config" / "mopps_trainer.yaml").read_text())["mopps"]
+    assert block == {field.name: field.default for field in fields(MoPPSVerlConfig)}
+
+
+def test_a_selector_class_and_its_kwargs_compose_as_overrides():
+    with initialize_config_dir(config_dir=str(RECIPES / "config"), version_base=None):
+        config = compose("mopps_trainer", overrides=[
+            "mopps.selector_class=mopps.HistoryFilter", "mopps.selector_kwargs={target_zero_variance: 0.1}",
+            "mopps.features_column=extra_info.embedding"])
+    settings = MoPPSVerlConfig.from_mapping(config.mopps)
+    assert settings.selector_kwargs == {"target_zero_variance": 0.1}
+    assert settings.checked_selector().state_dict()["config"]["target_zero_variance"] == 0.1

@@ -1,32 +1,54 @@
-"""The V1 trainer (verl 0.9.1) on CPU: selection before rollout, learning before the DAPO filter,
-grouping by uid, refusing bad indices, checkpoint round trip, registration.
+"""The V1 trainer (verl 0.9.1) on CPU: selection before rollout by the loop, learning from every group
+before the DAPO filter, grouping by uid, verdicts, refusing bad indices, checkpoint round trip,
+ready selectors and features, registration.
 
-The trainer object is verl's real one (``MoPPSTrainer(config)``), with its real dataloader,
-replay buffer and checkpoint code; worker groups (GPU), the rollout engine and the TransferQueue
-service are replaced (see conftest). ``fit`` itself is not run: it needs the GPU workers.
+The trainer object is verl's real one (``MoPPSTrainer(config)``), with its real dataset, replay
+buffer, ``step`` and checkpoint code; worker groups (GPU), the rollout engine and the TransferQueue
+service are replaced (see conftest), and so is ``_step_once``'s GPU part (old log-probs, advantages,
+actor update): it only samples verl's replay buffer. ``fit`` itself is not run.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from _verl_helpers import ScriptedRollouts, verl_rows
+from _verl_helpers import FeatureRecorder, ScriptedRollouts, verl_rows
 
 pytest.importorskip("transfer_queue", reason="verl's V1 trainer needs TransferQueue (verl's verl-core extra)")
-from mopps.core.metrics import PREDICTION_KEYS, SELECTION_REPORT_KEYS  # noqa: E402
+from mopps import HistoryFilter, MoPPS  # noqa: E402
+from mopps.core.metrics import GROUP_KEYS, PREDICTION_KEYS  # noqa: E402
 from mopps.integrations.verl import trainer as trainer_module  # noqa: E402
 
 MoPPSTrainer = trainer_module.MoPPSTrainer
 
 
-def build_trainer(config) -> MoPPSTrainer:
+def build_trainer(config, selector=None) -> MoPPSTrainer:
     """``MoPPSTrainer(config)`` plus the CPU parts of ``init()`` (tokenizer-free dataloader)."""
-    trainer = MoPPSTrainer(config)
+    trainer = MoPPSTrainer(config, selector=selector)
     trainer.tokenizer = None
     trainer.processor = None
     trainer._init_dataloader()
     trainer.global_steps = 1
     return trainer
+
+
+def run_step(trainer, step: int) -> tuple:
+    """verl's own ``PPOTrainer.step`` for global step ``step``, its GPU part left out: returns the
+    sampled batch (``KVBatchMeta``) and the step's metrics, and clears the batch as ``fit`` does."""
+    import transfer_queue
+
+    def sample_only(metrics, timing_raw, sample_batch_size):
+        batch, sample_metrics = trainer.replay_buffer.sample(global_steps=trainer.global_steps, partition_id="train",
+                                                             batch_size=sample_batch_size)
+        metrics.update(sample_metrics)
+        return batch
+
+    trainer._step_once = sample_only
+    trainer.global_steps = step
+    metrics = {}
+    batch = trainer.step(metrics, {})
+    transfer_queue.kv_clear(keys=batch.keys, partition_id="train")
+    return batch, metrics
 
 
 def outcomes(index: int) -> list[float]:
@@ -44,18 +66,17 @@ def test_trainer_is_registered_with_verls_registry():
     from verl.trainer.ppo.v1 import get_trainer_cls
 
     assert get_trainer_cls("mopps") is MoPPSTrainer
-    assert trainer_module.setup_worker() is None
 
 
-def test_selects_batch_from_ts_ratio_candidates(write_parquet, verl_config):
+def test_the_loop_chooses_the_batch_from_ts_ratio_candidates(write_parquet, verl_config):
     trainer = build_trainer(verl_config(write_parquet(verl_rows(40)), batch_size=4, ts_ratio=4))
     batch = trainer._next_train_batch()
-    assert batch.batch_size[0] == 4
-    metrics = trainer.ledger.pop_metrics()
+    assert batch.batch_size[0] == 4 and len(set(batch["uid"])) == 4 and batch["global_steps"] == 1
+    chosen = [f"countdown/{int(info['index'])}" for info in batch["extra_info"]]
+    assert len(set(chosen)) == 4 and trainer.loop.step == 1
+    metrics = trainer.observe_finished()
     assert metrics["mopps/candidates"] == 16 and metrics["mopps/selected"] == 4
-    assert len(set(batch["uid"])) == 4
-    assert set(trainer.ledger.keys_of().values()) <= {f"countdown/{i}" for i in range(40)}
-    assert batch["global_steps"] == 1
+    assert metrics["mopps/posterior_size"] == 0  # nothing rolled out yet
 
 
 def test_learns_from_every_group_before_the_dapo_filter(write_parquet, verl_config, memory_queue):
@@ -65,17 +86,14 @@ def test_learns_from_every_group_before_the_dapo_filter(write_parquet, verl_conf
     trainer.agent_loop_manager = rollouts
 
     still_queued = []
-    observe = trainer.observe_rollouts
+    read = trainer.replay_buffer._on_finished
 
-    def observe_and_check(uids, rewards):
-        queued = memory_queue.tags["train"]
-        still_queued.append(all(uid in queued for uid in uids))
-        observe(uids, rewards)
+    def read_and_check(groups, uids, rewards, has_verdict):
+        still_queued.append(all(uid in memory_queue.tags["train"] for uid in groups))
+        read(groups, uids, rewards, has_verdict)
 
-    trainer.replay_buffer._on_finished = observe_and_check
-
-    trainer.prepare_step()
-    batch, metrics = trainer.replay_buffer.sample(global_steps=1, partition_id="train", batch_size=4)
+    trainer.replay_buffer._on_finished = read_and_check
+    batch, metrics = run_step(trainer, 1)
 
     assert metrics["training/filter_groups/evicted_samples"] > 0
     assert all(still_queued) and still_queued
@@ -85,28 +103,40 @@ def test_learns_from_every_group_before_the_dapo_filter(write_parquet, verl_conf
     alpha, beta = trainer.selector.posterior([f"countdown/{i}" for i in indices])
     for index, a, b in zip(indices, alpha, beta):
         sessions = rollouts.sessions_by_index[index]
-        rounds = sessions // len(outcomes(index))
-        expected_successes = rounds * sum(outcomes(index))
+        expected_successes = sessions // len(outcomes(index)) * sum(outcomes(index))
         assert (a - 1.0, b - 1.0) == (expected_successes, sessions - expected_successes)
     # The batch verl trains on holds only groups with signal, as DAPO wants.
     trained_uids = {key.split("_")[0] for key in batch.keys}
-    assert len(trained_uids) == 4
-    assert all(uid in rollouts.uids for uid in trained_uids)
-    assert trainer.ledger.pop_metrics()["mopps/observed_groups"] == len(rollouts.uids)
+    assert len(trained_uids) == 4 and trained_uids <= set(rollouts.uids)
+    assert metrics["mopps/observed_groups"] == len(indices)
+    assert metrics["mopps/rollouts"] == sum(rollouts.sessions_by_index.values())
+    assert metrics["mopps/selected"] == len(rollouts.uids)  # the first batch and every refill
+    assert metrics["mopps/open_predictions"] == 0
 
 
-def test_groups_by_uid_in_any_row_order(write_parquet, verl_config):
-    trainer = build_trainer(verl_config(write_parquet(verl_rows(40)), batch_size=4, ts_ratio=2,
-                                        bandit_decay_ratio=1.0))
-    batch = trainer._next_train_batch()
-    key_of = trainer.ledger.keys_of()
-    rows = [(uid, float(session % 2)) for uid in batch["uid"] for session in range(2 + len(key_of[uid]) % 3)]
-    order = np.random.default_rng(3).permutation(len(rows))  # as balance_batch would leave them
-    trainer.observe_rollouts([rows[i][0] for i in order], np.asarray([rows[i][1] for i in order]))
-    for uid in batch["uid"]:
-        size = 2 + len(key_of[uid]) % 3
-        alpha, beta = trainer.selector.posterior([key_of[uid]])
-        assert (alpha[0] - 1, beta[0] - 1) == (size // 2, size - size // 2)
+def test_rollouts_without_a_verdict_are_no_evidence(write_parquet, verl_config, memory_queue):
+    # compute_score's has_verdict = 0 (a grader timeout): that rollout counts in no trial, so a
+    # prompt's trials are fewer than its n sessions; a prompt with no verdict at all is not learned.
+    def verdicts(index):
+        return [0.0] * len(outcomes(index)) if index % 5 == 0 else [1.0, 0.0] + [1.0] * (len(outcomes(index)) - 2)
+
+    config = verl_config(write_parquet(verl_rows(40)), batch_size=8, ts_ratio=2, bandit_decay_ratio=1.0)
+    trainer = build_trainer(config)
+    trainer.agent_loop_manager = rollouts = ScriptedRollouts(memory_queue, outcomes, verdicts=verdicts)
+    _, metrics = run_step(trainer, 1)
+
+    indices = sorted(rollouts.sessions_by_index)
+    assert any(i % 5 == 0 for i in indices) and any(i % 5 for i in indices)
+    alpha, beta = trainer.selector.posterior([f"countdown/{i}" for i in indices])
+    for index, a, b in zip(indices, alpha, beta):
+        judged = np.asarray(verdicts(index)) > 0
+        successes = float(np.asarray(outcomes(index))[judged].sum())
+        assert (a - 1.0, b - 1.0) == (successes, judged.sum() - successes)
+        assert judged.sum() < len(outcomes(index))
+    unjudged = sum(len(outcomes(i)) - int(np.sum(verdicts(i))) for i in indices)
+    assert metrics["mopps/rollouts_without_verdict"] == unjudged
+    assert metrics["mopps/observed_groups"] == sum(1 for i in indices if i % 5)
+    assert metrics["mopps/open_predictions"] == 0  # a prompt without any verdict still closes its prediction
 
 
 def test_refuses_rows_without_extra_info_index(write_parquet, verl_config):
@@ -147,60 +177,189 @@ class StubWorkers:
         self.loaded = local_path
 
 
-def test_selector_state_travels_with_verl_checkpoints(write_parquet, verl_config):
-    config = verl_config(write_parquet(verl_rows(40)), batch_size=4, ts_ratio=2)
+def test_the_loop_state_travels_with_verl_checkpoints_and_resume_reproduces_choices(write_parquet, verl_config,
+                                                                                   memory_queue):
+    config = verl_config(write_parquet(verl_rows(40)), batch_size=4, ts_ratio=3, bandit_decay_ratio=0.5)
     trainer = build_trainer(config)
     trainer.actor_rollout_wg = StubWorkers()
-    batch = trainer._next_train_batch()
-    trainer.observe_rollouts(list(batch["uid"]) * 3, np.tile([1.0, 0.0, 1.0, 0.0], 3))
-    trainer.global_steps = 5
+    trainer.agent_loop_manager = ScriptedRollouts(memory_queue, outcomes)
+    for step in (1, 2, 3):
+        run_step(trainer, step)
     trainer._save_checkpoint()
 
     config.trainer.resume_mode = "auto"
     resumed = build_trainer(config)
     resumed.actor_rollout_wg = StubWorkers()
     resumed._load_checkpoint()
-    assert resumed.global_steps == 5
-    assert resumed.selector.state_dict()["arrays"]["ids"] == trainer.selector.state_dict()["arrays"]["ids"]
-    np.testing.assert_array_equal(resumed.selector.state_dict()["arrays"]["alpha"],
-                                  trainer.selector.state_dict()["arrays"]["alpha"])
-    keys = [f"countdown/{i}" for i in range(40)]
-    assert resumed.selector.select(keys, 4).ids == trainer.selector.select(keys, 4).ids
+    assert resumed.global_steps == 3 and resumed.loop.step == 3
+    saved, restored = trainer.loop.state_dict(), resumed.loop.state_dict()
+    assert restored["stream"] == saved["stream"]
+    np.testing.assert_array_equal(restored["selector"]["arrays"]["alpha"], saved["selector"]["arrays"]["alpha"])
+    assert restored["selector"]["arrays"]["ids"] == saved["selector"]["arrays"]["ids"]
+    for _ in range(12):  # past the end of the first epoch (40 rows, 12 candidates per step)
+        expected = trainer._next_train_batch()["extra_info"]
+        assert [info["index"] for info in resumed._next_train_batch()["extra_info"]] == [i["index"] for i in expected]
 
 
-def test_resume_from_a_checkpoint_without_selector_state_is_refused(write_parquet, verl_config, tmp_path):
+def test_resume_from_a_checkpoint_without_loop_state_is_refused(write_parquet, verl_config, tmp_path):
     config = verl_config(write_parquet(verl_rows(16)), ts_ratio=2)
     (tmp_path / "checkpoints" / "global_step_3").mkdir(parents=True)
     (tmp_path / "checkpoints" / "latest_checkpointed_iteration.txt").write_text("3")
     config.trainer.resume_mode = "auto"
     trainer = build_trainer(config)
     trainer.actor_rollout_wg = StubWorkers()
-    with pytest.raises(FileNotFoundError, match="mopps_selector.npz"):
+    with pytest.raises(FileNotFoundError, match="mopps_loop.npz"):
         trainer._load_checkpoint()
 
 
-def test_three_sync_steps_learn_and_log_through_verls_metrics(write_parquet, verl_config, memory_queue,
-                                                              monkeypatch):
+def test_an_older_checkpoint_holding_only_the_selector_is_migrated(write_parquet, verl_config, tmp_path):
+    # mopps <= 0.1 wrote global_step_N/mopps_selector.npz (a MoPPS state); its posterior carries over.
+    config = verl_config(write_parquet(verl_rows(16)), ts_ratio=2, bandit_decay_ratio=0.5)
+    folder = tmp_path / "checkpoints" / "global_step_3"
+    folder.mkdir(parents=True)
+    (tmp_path / "checkpoints" / "latest_checkpointed_iteration.txt").write_text("3")
+    old = MoPPS(discount=0.5, seed=0)
+    old.update(["countdown/2", "countdown/5"], [3.0, 0.0], [4.0, 4.0])
+    old.save(folder / "mopps_selector.npz")
+    config.trainer.resume_mode = "auto"
+    trainer = build_trainer(config)
+    trainer.actor_rollout_wg = StubWorkers()
+    trainer._load_checkpoint()
+    np.testing.assert_allclose(trainer.selector.posterior(["countdown/2", "countdown/5"]), old.posterior(
+        ["countdown/2", "countdown/5"]))
+    assert trainer.loop.step == 0 and trainer.selector.step == 1
+    # one saved with other MoPPS settings is refused, not silently reinterpreted
+    config.mopps.bandit_decay_ratio = 1.0
+    other = build_trainer(config)
+    other.actor_rollout_wg = StubWorkers()
+    with pytest.raises(ValueError, match="discount"):
+        other._load_checkpoint()
+
+
+def test_three_sync_steps_learn_and_log_through_verls_step(write_parquet, verl_config, memory_queue):
     trainer = build_trainer(verl_config(write_parquet(verl_rows(40)), batch_size=4, ts_ratio=3,
                                         bandit_decay_ratio=1.0))
     rollouts = ScriptedRollouts(memory_queue, outcomes)
     trainer.agent_loop_manager = rollouts
-    # verl's own metric code needs the GPU workers' tensors; keep only the adapter's addition.
-    monkeypatch.setattr(trainer_module.PPOTrainerSync, "_compute_metrics", lambda *args, **kwargs: None)
     for step in (1, 2, 3):
-        trainer.global_steps = step
-        trainer.prepare_step()
-        batch, _ = trainer.replay_buffer.sample(global_steps=step, partition_id="train", batch_size=4)
-        memory_queue.kv_clear(batch.keys, "train")  # fit() clears the trained trajectories
-        metrics = {}
-        trainer._compute_metrics(batch, metrics, {}, global_steps=step, epoch=0)
+        _, metrics = run_step(trainer, step)
+        mopps = {name for name in metrics if name.startswith("mopps/")}
         assert metrics["mopps/observed_groups"] == 4 and metrics["mopps/candidates"] == 12
+        assert metrics["mopps/lag"] == 0.0  # each step learns before the next one chooses
         assert 0.0 <= metrics["mopps/zero_variance_frac"] <= 1.0
-        # The shared report's names (the same as TRL's) plus verl's own extras.
-        extras = {"mopps/candidates", "mopps/selected", "mopps/observed_groups", "mopps/posterior_size"}
-        extras |= {f"mopps/draw/{name}" for name in PREDICTION_KEYS}
-        assert set(metrics) == {f"mopps/{name}" for name in SELECTION_REPORT_KEYS} | extras
-    assert trainer.selector.step == 3
-    assert metrics["mopps/posterior_size"] == len(trainer.selector)
+        counts = {"candidates", "selected", "observed_groups", "rollouts", "rollouts_without_verdict",
+                  "unpredicted_groups", "open_predictions", "lag", "posterior_size"}
+        assert mopps == {f"mopps/{name}" for name in counts | set(GROUP_KEYS) | set(PREDICTION_KEYS)}
+    assert trainer.selector.step == 3 and trainer.loop.step == 3
+    assert metrics["mopps/posterior_size"] == len(trainer.selector) == 12
     alpha, beta = trainer.selector.posterior([f"countdown/{i}" for i in rollouts.sessions_by_index])
     assert (alpha + beta - 2.0).sum() == sum(rollouts.sessions_by_index.values())  # every session, once
+
+
+def test_takes_a_ready_selector_or_a_selector_class_from_config(write_parquet, verl_config, memory_queue):
+    train_file = write_parquet(verl_rows(40))
+    ready = HistoryFilter(seed=3)
+    trainer = build_trainer(verl_config(train_file, batch_size=4, ts_ratio=2), selector=ready)
+    assert trainer.loop.selector is ready
+    trainer.agent_loop_manager = ScriptedRollouts(memory_queue, outcomes)
+    run_step(trainer, 1)
+    assert ready.step == 1
+
+    named = build_trainer(verl_config(train_file, ts_ratio=2, selector_class="mopps.HistoryFilter",
+                                      selector_kwargs={"target_zero_variance": 0.1}, seed=4))
+    assert isinstance(named.selector, HistoryFilter)
+    assert named.selector.state_dict()["config"]["target_zero_variance"] == 0.1
+    assert named.selector.state_dict()["rng"] == HistoryFilter(seed=4).state_dict()["rng"]
+
+
+def test_refuses_bandit_settings_that_a_given_selector_would_ignore(write_parquet, verl_config):
+    train_file = write_parquet(verl_rows(16))
+    with pytest.raises(ValueError, match="mopps.bandit_decay_ratio = 0.5 configures the built-in MoPPS, but a ready"):
+        MoPPSTrainer(verl_config(train_file, ts_ratio=2, bandit_decay_ratio=0.5), selector=HistoryFilter(seed=0))
+    with pytest.raises(ValueError, match="mopps.bandit_sample_strategy = 'threshold' .* selector_class"):
+        MoPPSTrainer(verl_config(train_file, selector_class="mopps.Uniform", bandit_sample_strategy="threshold"))
+    with pytest.raises(ValueError, match="mopps.selector_class = 'mopps.Nope' cannot be imported"):
+        MoPPSTrainer(verl_config(train_file, selector_class="mopps.Nope"))
+
+
+def feature_rows(count: int) -> list[dict]:
+    rows = verl_rows(count, index_of=lambda i: 100 + i)
+    for i, row in enumerate(rows):
+        row["extra_info"]["embedding"] = [float(i), float(i) ** 2, -1.0]
+    return rows
+
+
+def test_features_from_a_parquet_column_reach_the_selector(write_parquet, verl_config, memory_queue):
+    config = verl_config(write_parquet(feature_rows(12)), ts_ratio=2, selector_class="_verl_helpers:FeatureRecorder",
+                         features_column="extra_info.embedding")
+    trainer = build_trainer(config)
+    assert isinstance(trainer.selector, FeatureRecorder) and len(trainer.selector.calls) == 1
+    ids, features = trainer.selector.calls[0]
+    assert ids == [f"countdown/{100 + i}" for i in range(12)]
+    np.testing.assert_array_equal(features, [[i, i * i, -1.0] for i in range(12)])
+    trainer.agent_loop_manager = ScriptedRollouts(memory_queue, outcomes)
+    run_step(trainer, 1)  # and it still trains
+
+    config.mopps.features_column = "extra_info.missing"
+    with pytest.raises(ValueError, match="mopps.features_column = 'extra_info.missing': row 0 has no 'missing'"):
+        build_trainer(config)
+
+
+def test_features_from_a_file_keyed_by_verl_prompt_keys(write_parquet, verl_config, tmp_path):
+    from mopps.features import save_features
+
+    path = tmp_path / "features.npz"
+    # The file covers prompts verl left out (200) and lacks one it keeps (111): only the overlap goes in.
+    ids = [f"countdown/{100 + i}" for i in range(11)] + ["countdown/200"]
+    save_features(path, ids, np.arange(24, dtype=np.float32).reshape(12, 2), {"source": "test"})
+    config = verl_config(write_parquet(feature_rows(12)), ts_ratio=2, selector_class="_verl_helpers:FeatureRecorder",
+                         features_path=str(path))
+    trainer = build_trainer(config)
+    [(given_ids, features)] = trainer.selector.calls
+    assert given_ids == ids[:11]
+    np.testing.assert_array_equal(features, np.arange(22).reshape(11, 2))
+
+    save_features(path, [100, 101], np.ones((2, 2), dtype=np.float32), {"source": "test"})
+    with pytest.raises(ValueError, match="mopps.features_path = .* keyed by int ids.*--id verl"):
+        build_trainer(config)
+    save_features(path, ["other/1"], np.ones((1, 2), dtype=np.float32), {"source": "test"})
+    with pytest.raises(ValueError, match="mopps.features_path = .*none of the 1 prompt ids .* is a prompt id here"):
+        build_trainer(config)
+
+
+def test_refill_keeps_informative_groups_chosen_by_the_selector_and_learns_from_all(write_parquet, verl_config,
+                                                                                     memory_queue):
+    # mopps.max_num_gen_batches: mopps.Refill assembles the batch (selection-guided dynamic sampling).
+    config = verl_config(write_parquet(verl_rows(40)), batch_size=4, ts_ratio=2, bandit_decay_ratio=1.0,
+                         max_num_gen_batches=6)
+    trainer = build_trainer(config)
+    trainer.agent_loop_manager = rollouts = ScriptedRollouts(memory_queue, outcomes)
+    batch, metrics = run_step(trainer, 1)
+
+    trained = {key.split("_")[0] for key in batch.keys}
+    indices_of_uid = dict(zip(rollouts.uids, rollouts.submitted_indices))
+    assert len(trained) == 4 and all(0 < sum(outcomes(indices_of_uid[uid])) < len(outcomes(indices_of_uid[uid]))
+                                     for uid in trained)
+    rounds = metrics["mopps/generation_batches"]
+    assert 2 <= rounds < 6 and len(rollouts.uids) == 4 * rounds and trainer.loop.step == rounds
+    assert metrics["mopps/kept_groups"] == 4 and metrics["mopps/selected"] == 4 * rounds
+    assert metrics["mopps/generated_rollouts"] == sum(rollouts.sessions_by_index.values())
+    # every generated group taught the selector, kept or not; the rest were cleared from the queue
+    alpha, beta = trainer.selector.posterior([f"countdown/{i}" for i in rollouts.sessions_by_index])
+    assert (alpha + beta - 2.0).sum() == sum(rollouts.sessions_by_index.values())
+    assert memory_queue.tags["train"] == {}
+
+
+def test_refill_at_its_cap_trains_on_the_last_generation_batch(write_parquet, verl_config, memory_queue):
+    config = verl_config(write_parquet(verl_rows(40)), batch_size=4, ts_ratio=2, max_num_gen_batches=3)
+    trainer = build_trainer(config)
+    trainer.agent_loop_manager = rollouts = ScriptedRollouts(memory_queue, lambda index: [1.0, 1.0, 1.0])
+    batch, metrics = run_step(trainer, 1)
+    assert (metrics["mopps/generation_batches"], metrics["mopps/kept_groups"]) == (3, 0)
+    assert {key.split("_")[0] for key in batch.keys} == set(rollouts.uids[-4:])
+    assert memory_queue.tags["train"] == {}
+
+
+def test_refill_refuses_verls_own_dapo_filter(write_parquet, verl_config):
+    with pytest.raises(ValueError, match="algorithm.filter_groups.enable=False"):
+        MoPPSTrainer(verl_config(write_parquet(verl_rows(16)), dapo=True, max_num_gen_batches=4))

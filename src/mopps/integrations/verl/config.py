@@ -1,7 +1,8 @@
-"""The ``mopps.*`` config block read by the verl adapters.
+"""The ``mopps.*`` config block read by the verl adapters, and the selection loop it builds.
 
 Its keys are ``mopps.selectors.settings.ReferenceSettings`` (the MoPPS reference's ``tasksampler.*``,
-with the same meaning and defaults as TRL's ``MoPPSConfig``) plus ``reward_key``, which names the
+with the same meaning and defaults as TRL's ``MoPPSGRPOConfig``, plus ``selector_class`` /
+``selector_kwargs`` and ``features_path`` / ``features_column``) and ``reward_key``, which names the
 per-rollout value verl hands over to be judged (the reference hard-codes ``acc >= 1``).
 
 In the V1 trainer the block is the top-level ``mopps`` node of the verl config; the legacy sampler
@@ -13,7 +14,17 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
+import numpy as np
+
+from mopps.core.validation import check_integer
+from mopps.integrations.verl.features import add_prompt_features
+from mopps.integrations.verl.keys import dataset_keys
+from mopps.loop import SelectionLoop
+from mopps.selectors.base import Selector
 from mopps.selectors.settings import ReferenceSettings
+
+SCORE_KEY = "score"  # reward_key that judges the summed token-level score instead of a reward extra
+VERDICT_KEY = "has_verdict"  # reward extra: 1.0 = the reward is evidence, 0.0 = none (e.g. a grader timeout)
 
 
 @dataclass
@@ -22,22 +33,31 @@ class MoPPSVerlConfig(ReferenceSettings):
 
     ``reward_key``: which per-rollout value is judged: a key of the reward function's extra info
     (``"acc"`` from ``mopps.tasks.compute_score``) or ``"score"`` for the summed token-level score.
+    ``max_num_gen_batches``: 0 = off; n >= 1 = the V1 trainer assembles each training batch with
+    ``mopps.Refill`` (dynamic sampling whose generation batches the selector chooses), rolling out at
+    most n generation batches of B prompts per step (the reference's DAPO cap: 4 MATH, 10 Countdown).
 
-    Here each step draws ``round(ts_ratio * B)`` candidate prompts from verl's dataloader;
-    ``seed`` None = 0; ``bandit_init_path`` keys are prompt keys ``f"{data_source}/{extra_info.index}"``.
+    Here each step offers ``round(ts_ratio * B)`` candidate prompts to the selector; ``seed`` None = 0;
+    prompt ids (``bandit_init_path`` keys, feature-file ids) are ``f"{data_source}/{extra_info.index}"``.
     """
 
     reward_key: str = "acc"
+    max_num_gen_batches: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.reward_key:
             raise ValueError("reward_key is empty; name an extra-info key such as 'acc', or 'score'")
+        self.max_num_gen_batches = check_integer(self.max_num_gen_batches, "max_num_gen_batches")
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any] | None) -> "MoPPSVerlConfig":
         """Build from a dict or OmegaConf node (None -> defaults); unknown keys or bad values raise
         ``ValueError`` naming the ``mopps.<key>``."""
+        if mapping is not None and not isinstance(mapping, dict):
+            from omegaconf import OmegaConf  # a verl config node: plain values (selector_kwargs is a mapping)
+
+            mapping = OmegaConf.to_container(mapping, resolve=True)
         values = dict(mapping or {})
         known = {field.name for field in fields(cls)}
         unknown = sorted(set(values) - known)
@@ -48,3 +68,29 @@ class MoPPSVerlConfig(ReferenceSettings):
         except ValueError as error:
             raise ValueError(f"mopps.{error}") from None
 
+    def checked_selector(self, selector: Selector | None = None) -> Selector:
+        """``build_selector`` (verl's default seed 0) with errors naming the ``mopps.<key>``."""
+        try:
+            return self.build_selector(default_seed=0, selector=selector)
+        except ValueError as error:
+            raise ValueError(f"mopps.{error}") from None
+
+    def build_loop(self, dataset, selector: Selector) -> SelectionLoop:
+        """The selection loop over verl's training ``dataset`` (an ``RLHFDataset``) with ``selector``
+        (from ``checked_selector``): prompt ids are the rows' keys (refusing missing or repeated
+        ``extra_info.index``), the selector is seeded from the pass-count prior file and given the
+        configured features. Errors name the ``mopps.<key>``."""
+        keys = dataset_keys(dataset)
+        try:
+            loop = SelectionLoop(selector, keys, rule=self.build_success_rule(), ts_ratio=self.ts_ratio,
+                                 seed=self.seed_or(0), learn=not self.bandit_no_update)
+            self.apply_prior_file(loop.selector, keys, "data_source/extra_info.index of the training set")
+        except ValueError as error:
+            raise ValueError(f"mopps.{error}") from None
+        add_prompt_features(loop, dataset, keys, path=self.features_path, column=self.features_column)
+        return loop
+
+
+def verdict_mask(values) -> np.ndarray:
+    """bool (r,) from per-rollout ``has_verdict`` extras (1.0 / 0.0, or bools): True = evidence."""
+    return np.asarray(values, dtype=np.float64) > 0.5

@@ -1,16 +1,21 @@
 """MoPPS in verl's V1 trainer (verl >= 0.8; tested against 0.9.1): ``trainer.v1.trainer_mode=mopps``.
 
-Per step, on top of verl's synchronous trainer (``PPOTrainerSync``):
+The trainer translates between verl and one ``mopps.SelectionLoop`` (which decides everything):
 
-1. ``_next_train_batch(B)`` fetches ``ts_ratio * B`` candidate prompts from verl's dataloader, keys
-   them ``data_source/extra_info.index``, and the selector keeps B before anything is rolled out
-   (DAPO refills, which ask for a few prompts at a time, go through the same path).
-2. ``ObservingReplayBuffer`` reads the rewards of every training group the moment it finishes, before
-   verl's replay buffer filters it (``algorithm.filter_groups``), evicts it or samples it, groups them
-   by ``uid`` and updates the posterior; so dropped zero-variance groups still teach the selector.
-3. The selector state is written into each ``global_step_N/`` checkpoint folder (before verl marks
-   the checkpoint as the latest) and read back on resume; its metrics go to verl's tracking under
-   ``mopps/``.
+1. ``_next_train_batch(k)`` asks ``loop.next(k)`` for k dataset rows (chosen among
+   ``round(ts_ratio * k)`` candidates of the loop's stream) and hands them to verl as its own
+   dataloader would, each with a fresh ``uid``; DAPO refills (a few prompts at a time) go the same way.
+2. ``ObservingReplayBuffer`` reads the reward (and verdict) of every rollout of a training group the
+   moment the group finishes, before verl's replay buffer filters it (``algorithm.filter_groups``),
+   evicts it or samples it; at the end of each step the trainer passes them, keyed by prompt, to
+   ``loop.observe``, so dropped zero-variance groups still teach the selector and rollouts without a
+   verdict (``has_verdict`` 0) are no evidence.
+3. ``loop.save`` writes the loop's state (selector, candidate stream, open predictions) into each
+   ``global_step_N/`` checkpoint folder before verl marks it as the latest; ``loop.load`` resumes it.
+
+With ``mopps.max_num_gen_batches`` > 0 the training batch is assembled by ``mopps.Refill`` instead of
+verl's DAPO filter: generation batches of B prompts chosen by the loop, each rolled out to the end and
+observed, until B groups with unequal successes are kept or the cap is hit (``_refill_sample``).
 
 verl looks trainers up in the Ray actor that runs ``TaskRunnerV1``, so this module must be imported
 there: set ``+ray_kwargs.ray_init.runtime_env.worker_process_setup_hook=
@@ -21,6 +26,9 @@ from __future__ import annotations
 
 import logging
 import os
+import time
+import uuid
+from collections import Counter
 
 import numpy as np
 import transfer_queue as tq
@@ -30,20 +38,20 @@ from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
 from verl.trainer.ppo.v1.trainer_base import register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 from verl.utils import tensordict_utils as tu
+from verl.utils.dataset.rl_dataset import collate_fn
 from verl.utils.fs import local_mkdir_safe
 
-from mopps.integrations.verl.config import MoPPSVerlConfig
-from mopps.integrations.verl.evidence import group_evidence
-from mopps.integrations.verl.keys import dataset_keys, keys_of_rows
-from mopps.integrations.verl.ledger import SelectionLedger
+from mopps.integrations.verl.config import SCORE_KEY, VERDICT_KEY, MoPPSVerlConfig, verdict_mask
+from mopps.loop import Batch, Refill
+from mopps.selectors.base import Selector
 from mopps.storage import load_state
 
 logger = logging.getLogger(__name__)
 
 TRAINER_NAME = "mopps"
-SELECTOR_FILE = "mopps_selector.npz"
+LOOP_FILE = "mopps_loop.npz"
+OLD_SELECTOR_FILE = "mopps_selector.npz"  # what checkpoints of mopps <= 0.1's trainer hold
 TRAIN_PARTITION = "train"
-SCORE_KEY = "score"
 
 
 def setup_worker() -> None:
@@ -68,27 +76,30 @@ def final_trajectory_keys(trajectory_keys, uids: set[str]) -> list[str]:
     return sorted(key for _, key in last.values())
 
 
-def read_rewards(trajectory_keys: list[str], reward_key: str) -> np.ndarray:
-    """The judged value of each trajectory, float (t,): ``reward_extra_info[reward_key]`` written by the
-    reward function, or the summed ``rm_scores`` when ``reward_key == "score"``."""
+def read_rewards(trajectory_keys: list[str], reward_key: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(rewards float (t,), has_verdict bool (t,))`` of the trajectories: the judged value is
+    ``reward_extra_info[reward_key]`` written by the reward function, or the summed ``rm_scores``
+    when ``reward_key == "score"``; the verdict is ``reward_extra_info["has_verdict"]`` (True when the
+    reward function does not write it)."""
     if not trajectory_keys:
-        return np.zeros(0)
-    field = "rm_scores" if reward_key == SCORE_KEY else "extra_fields"
-    data = tq.kv_batch_get(keys=trajectory_keys, partition_id=TRAIN_PARTITION, select_fields=[field])
-    values = []
-    for key, value in zip(trajectory_keys, list(data[field]), strict=True):
-        if reward_key == SCORE_KEY:
-            values.append(float(value.sum().item()))
-            continue
+        return np.zeros(0), np.zeros(0, dtype=bool)
+    fields = ["extra_fields"] + (["rm_scores"] if reward_key == SCORE_KEY else [])
+    data = tq.kv_batch_get(keys=trajectory_keys, partition_id=TRAIN_PARTITION, select_fields=fields)
+    rewards, verdicts = [], []
+    for position, (key, value) in enumerate(zip(trajectory_keys, list(data["extra_fields"]), strict=True)):
         extra_fields = getattr(value, "data", value)
         info = extra_fields.get("reward_extra_info", {}) if isinstance(extra_fields, dict) else {}
-        if reward_key not in info:
+        verdicts.append(info.get(VERDICT_KEY, 1.0))
+        if reward_key == SCORE_KEY:
+            rewards.append(float(data["rm_scores"][position].sum().item()))
+        elif reward_key in info:
+            rewards.append(float(info[reward_key]))
+        else:
             raise ValueError(
                 f"trajectory {key}: reward_extra_info has no {reward_key!r} (it has {sorted(info)}); "
                 "set mopps.reward_key to one of those, or to 'score' for the summed token-level score"
             )
-        values.append(float(info[reward_key]))
-    return np.asarray(values, dtype=np.float64)
+    return np.asarray(rewards, dtype=np.float64), verdict_mask(verdicts)
 
 
 def require_rewards_before_sampling(config) -> None:
@@ -110,11 +121,14 @@ def require_rewards_before_sampling(config) -> None:
 class ObservingReplayBuffer(ReplayBuffer):
     """verl's synchronous ``ReplayBuffer`` that reports each finished training group's rewards once,
     right after it reads the queue's metadata and before it evicts (DAPO filter), samples or discards
-    any group. ``on_finished(uids (t,), rewards (t,))`` receives one entry per rollout session.
-    Built with ``adopt`` from the buffer verl made."""
+    any group. ``on_finished(groups, uids (t,), rewards (t,), has_verdict (t,))`` receives the set of
+    groups (uids) that finished and one entry per rollout session of theirs (a failed group may have
+    none). With ``fill`` (``fill(buffer, batch_size) -> (KVBatchMeta, metrics)``) the training batch
+    is assembled by it instead, and nothing is reported (``fill`` observes its own rollouts). Built
+    with ``adopt`` from the buffer verl made."""
 
     @classmethod
-    def adopt(cls, buffer: ReplayBuffer, on_finished, reward_key: str) -> "ObservingReplayBuffer":
+    def adopt(cls, buffer: ReplayBuffer, on_finished, reward_key: str, fill=None) -> "ObservingReplayBuffer":
         """Wrap a buffer verl has already built: verl passes mode-dependent DAPO arguments
         (``filter_groups_metric``, refill sizes) that this adapter should not re-derive."""
         if type(buffer) is not ReplayBuffer:
@@ -123,31 +137,55 @@ class ObservingReplayBuffer(ReplayBuffer):
         observing.__dict__.update(buffer.__dict__)
         observing._on_finished = on_finished
         observing._reward_key = reward_key
+        observing._fill = fill
         observing._reported = set()
         return observing
 
+    def sample(self, global_steps: int, partition_id: str, batch_size: int):
+        if self._fill is None or partition_id != TRAIN_PARTITION:
+            return super().sample(global_steps, partition_id, batch_size)
+        return self._fill(self, batch_size)
+
+    def wait_for(self, groups: set[str]) -> None:
+        """Poll the queue until every one of ``groups`` (uids) has finished or failed."""
+        while True:
+            self._sync_metadata_from_transfer_queue()
+            if groups <= self.finished_keys[TRAIN_PARTITION] | self.failure_keys[TRAIN_PARTITION]:
+                return
+            time.sleep(self.poll_interval)
+
     def _sync_metadata_from_transfer_queue(self) -> None:
         super()._sync_metadata_from_transfer_queue()
+        if self._fill is not None:
+            return
         terminal = self.finished_keys[TRAIN_PARTITION] | self.failure_keys[TRAIN_PARTITION]
         self._reported &= terminal  # a cleared group never comes back, so forget it
         fresh = terminal - self._reported
         if not fresh:
             return
         keys = final_trajectory_keys(self.partitions[TRAIN_PARTITION], fresh)
-        rewards = read_rewards(keys, self._reward_key)
-        self._on_finished([key.split("_", 1)[0] for key in keys], rewards)
+        self._on_finished(fresh, [key.split("_", 1)[0] for key in keys], *read_rewards(keys, self._reward_key))
         self._reported |= fresh
 
 
 @register_trainer(TRAINER_NAME)
 class MoPPSTrainer(PPOTrainerSync):
-    """verl's synchronous V1 trainer with MoPPS choosing each step's prompts (config: ``mopps.*``)."""
+    """verl's synchronous V1 trainer with a ``mopps.SelectionLoop`` choosing each step's prompts.
 
-    def __init__(self, config) -> None:
+    ``config``: verl's config with the ``mopps.*`` block; ``selector``: optionally a ready
+    ``mopps.Selector`` to use instead of the one ``mopps.*`` describes (then ``mopps.selector_class``
+    must be unset and the ``bandit_*`` MoPPS fields at their defaults).
+    """
+
+    def __init__(self, config, selector: Selector | None = None) -> None:
         self.mopps_config = MoPPSVerlConfig.from_mapping(config.get("mopps"))
         require_rewards_before_sampling(config)
-        self.selector = self.mopps_config.build_selector()
-        self.ledger = SelectionLedger()
+        self.selector = self.mopps_config.checked_selector(selector)  # the loop's, once built
+        self.loop = None  # built with the dataset (_init_dataloader)
+        self.refill = None  # mopps.Refill over the loop when mopps.max_num_gen_batches > 0
+        self._prompt_of_uid: dict[str, str] = {}  # uid -> prompt key of every group not yet read back
+        self._finished: list[tuple[list[str], np.ndarray, np.ndarray]] = []  # rollouts read, not yet observed
+        self._selected = Counter()  # mopps/candidates and mopps/selected of this step
         super().__init__(config)
 
     # verl branches on ``trainer_mode == "sync"`` (replay buffer, dataloader granularity, queue
@@ -167,60 +205,119 @@ class MoPPSTrainer(PPOTrainerSync):
                 "trainer.v1.sampler.custom_sampler is set; the MoPPS trainer needs verl's own replay buffer "
                 "to see rewards before filtering"
             )
-        return ObservingReplayBuffer.adopt(
-            super()._build_replay_buffer(), on_finished=self.observe_rollouts, reward_key=self.mopps_config.reward_key
-        )
+        fill = None
+        if self.mopps_config.max_num_gen_batches:
+            filter_groups = self.config.algorithm.get("filter_groups") or {}
+            if filter_groups.get("enable", False):
+                raise ValueError(
+                    f"mopps.max_num_gen_batches = {self.mopps_config.max_num_gen_batches} runs dynamic sampling "
+                    "itself (mopps.Refill); set algorithm.filter_groups.enable=False, or mopps.max_num_gen_batches=0 "
+                    "to keep verl's DAPO filter"
+                )
+            fill = self._refill_sample
+        return ObservingReplayBuffer.adopt(super()._build_replay_buffer(), on_finished=self._rollouts_finished,
+                                           reward_key=self.mopps_config.reward_key, fill=fill)
 
     def _init_dataloader(self) -> None:
-        super()._init_dataloader()
-        keys = dataset_keys(self.train_dataset)  # refuses missing or repeated extra_info.index
-        # Before verl's _load_checkpoint, so that a resumed run's own selector state wins.
-        self.mopps_config.apply_prior_file(self.selector, keys, "data_source/extra_info.index of the training set")
-        logger.info("MoPPS: %d training prompts keyed by data_source/extra_info.index", len(keys))
+        super()._init_dataloader()  # verl's dataset (filtered, sub-sampled); its train dataloader stays unused
+        # Before verl's _load_checkpoint, so that a resumed run's own loop state wins over the prior file.
+        self.loop = self.mopps_config.build_loop(self.train_dataset, self.selector)
+        if self.mopps_config.max_num_gen_batches:
+            self.refill = Refill(self.loop, self.mopps_config.max_num_gen_batches)
+        logger.info("MoPPS: %d training prompts keyed by data_source/extra_info.index", len(self.loop))
 
     # -- selection, before rollout ---------------------------------------------------------------
 
     def _next_train_batch(self, num_prompts: int | None = None) -> TensorDict:
-        """Fetch ``ts_ratio * num_prompts`` candidates and keep the ``num_prompts`` MoPPS selects."""
-        num_prompts = num_prompts or self.config.data.train_batch_size
-        candidates = super()._next_train_batch(self.mopps_config.num_candidates(num_prompts))
-        keys = keys_of_rows(list(candidates["data_source"]), list(candidates["extra_info"]))
-        # Candidates that straddle an epoch boundary can repeat a prompt; offer each prompt once.
-        unique_keys, first_rows = np.unique(np.asarray(keys, dtype=object).astype(str), return_index=True)
-        if len(unique_keys) < num_prompts:
-            raise ValueError(
-                f"only {len(unique_keys)} distinct prompts among {len(keys)} candidates for {num_prompts} "
-                f"slots; lower mopps.ts_ratio ({self.mopps_config.ts_ratio}) or data.train_batch_size"
-            )
-        order = np.sort(first_rows)
-        candidate_keys = [keys[row] for row in order]
-        choice = self.selector.select(candidate_keys, num_prompts)
-        rows = order[choice.index]
-        chosen = tu.index_select_tensor_dict(candidates, rows.tolist())
-        self.ledger.record(
-            handles=list(chosen["uid"]),
-            keys=[candidate_keys[i] for i in choice.index],
-            scores=choice.scores[choice.index],
-            predicted=choice.predicted_rate[choice.index],
-            candidates=len(candidate_keys),
-        )
+        """The ``num_prompts`` rows the loop chooses, as verl's dataloader would hand them over."""
+        return self._rows_of(self.loop.next(num_prompts or self.config.data.train_batch_size))
+
+    def prepare_step(self) -> dict:
+        # With Refill, sampling submits each generation batch itself (_refill_sample).
+        return {} if self.refill is not None else super().prepare_step()
+
+    def _rows_of(self, batch: Batch) -> TensorDict:
+        """The dataset rows of a loop ``batch`` as verl's dataloader hands them over, each with a fresh uid."""
+        self._selected.update(batch.metrics())
+        rows = collate_fn([self.train_dataset[int(position)] for position in batch.positions])
+        uids = [str(uuid.uuid4()) for _ in range(len(batch))]  # as verl's _fetch_one_gen_batch
+        rows["uid"] = np.array(uids, dtype=object)
+        self._prompt_of_uid.update(zip(uids, batch.ids))
+        chosen = tu.get_tensordict(rows)
+        tu.assign_non_tensor_data(chosen, "global_steps", self.global_steps)
         return chosen
 
     # -- evidence, before any filter -------------------------------------------------------------
 
-    def observe_rollouts(self, uids: list[str], rewards: np.ndarray) -> None:
-        """Update the posterior from one reward per rollout session (``uids`` (t,), ``rewards`` (t,))."""
-        if not uids:
-            return
-        evidence = group_evidence(uids, rewards, self.mopps_config.build_success_rule(), self.ledger.keys_of())
-        if not self.mopps_config.bandit_no_update:
-            self.selector.update(evidence.keys, evidence.successes, evidence.trials)
-        self.ledger.settle(evidence.uids, evidence.successes, evidence.trials)
+    def _rollouts_finished(self, groups: set[str], uids: list[str], rewards: np.ndarray,
+                           has_verdict: np.ndarray) -> None:
+        """Keep one reward per finished rollout session (``uids``, ``rewards``, ``has_verdict`` (t,)) of
+        the finished ``groups``, keyed by its group's prompt, for ``observe_finished``."""
+        self._finished.append(self._rollout_records(groups, uids, rewards, has_verdict))
 
-    def _compute_metrics(self, batch, metrics, timing_raw, global_steps, epoch) -> None:
-        super()._compute_metrics(batch, metrics, timing_raw, global_steps=global_steps, epoch=epoch)
-        metrics.update(self.ledger.pop_metrics())
-        metrics["mopps/posterior_size"] = float(len(self.selector))
+    def _rollout_records(self, groups: set[str], uids: list[str], rewards: np.ndarray,
+                         has_verdict: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """``(prompt keys, rewards, has_verdict)`` per rollout session of the finished ``groups``, as
+        ``loop.observe`` takes them; the groups' uids are forgotten. A group that failed without any
+        session result is one rollout without a verdict (it closes the prediction)."""
+        unknown = sorted(groups - self._prompt_of_uid.keys())
+        if unknown:
+            raise ValueError(f"uid {unknown[0]!r} has no prompt key; every rolled-out uid must come from a selection")
+        empty = sorted(groups - set(uids))
+        prompts = [self._prompt_of_uid[uid] for uid in [*uids, *empty]]
+        for uid in groups:
+            del self._prompt_of_uid[uid]
+        rewards = np.concatenate([rewards, np.full(len(empty), np.nan)])
+        has_verdict = np.concatenate([has_verdict, np.zeros(len(empty), dtype=bool)])
+        return prompts, rewards, has_verdict
+
+    def _refill_sample(self, buffer: ObservingReplayBuffer, batch_size: int):
+        """verl's training batch from ``mopps.Refill``: generation batches of ``batch_size`` prompts the
+        loop chooses, each submitted, waited for and observed, until ``batch_size`` informative groups
+        are kept or ``mopps.max_num_gen_batches`` batches were generated. The other groups are cleared
+        from the queue. At the cap the batch holds what was kept (verl pads a short batch); if nothing
+        was, the last generation batch is trained on as is. Returns ``(KVBatchMeta, metrics)``: the
+        refill's counts and the ``mopps/*`` metrics of the step's first generation batch."""
+        uids_of_round: list[list[str]] = []
+
+        def roll_out(batch: Batch):
+            rows = self._rows_of(batch)
+            self._submit_batch_to_rollout(rows)
+            uids_of_round.append(list(rows["uid"]))
+            groups = set(uids_of_round[-1])
+            buffer.wait_for(groups)
+            keys = final_trajectory_keys(buffer.partitions[TRAIN_PARTITION], groups)
+            return self._rollout_records(groups, [key.split("_", 1)[0] for key in keys],
+                                         *read_rewards(keys, self.mopps_config.reward_key))
+
+        result = self.refill.fill(batch_size, roll_out, batch_size=batch_size)
+        kept = [uids_of_round[r][p] for r, p in result.kept] or uids_of_round[-1]
+        buffer._sync_metadata_from_transfer_queue()
+        buffer._clear_groups(TRAIN_PARTITION, {uid for uids in uids_of_round for uid in uids} - set(kept))
+        batch = buffer._materialize_batch(TRAIN_PARTITION, kept, dict(buffer.partitions[TRAIN_PARTITION]))
+        return batch, {**result.rounds[0].metrics, **result.metrics()}
+
+    def observe_finished(self) -> dict[str, float]:
+        """Teach the loop every rollout read since the last call (one ``loop.observe``) and return the
+        step's ``mopps/*`` metrics (those of ``observe`` and of the step's selections)."""
+        metrics = {name: float(count) for name, count in self._selected.items()}
+        self._selected.clear()
+        if self._finished:
+            prompts = [prompt for group in self._finished for prompt in group[0]]
+            rewards = np.concatenate([group[1] for group in self._finished])
+            has_verdict = np.concatenate([group[2] for group in self._finished])
+            self._finished = []
+            metrics.update(self.loop.observe(prompts, rewards, has_verdict=has_verdict))
+        if hasattr(self.loop.selector, "__len__"):
+            metrics["mopps/posterior_size"] = float(len(self.loop.selector))
+        return metrics
+
+    def step(self, metrics: dict, timing_raw: dict):
+        # Once per step, after verl sampled its batch (so every group of the step, kept or filtered,
+        # has been read) and before the checkpoint and the next step's selection.
+        batch = super().step(metrics, timing_raw)
+        metrics.update(self.observe_finished())
+        return batch
 
     # -- checkpoints -----------------------------------------------------------------------------
 
@@ -228,7 +325,7 @@ class MoPPSTrainer(PPOTrainerSync):
         # Written first: verl's own save ends by marking the folder as the latest checkpoint.
         folder = os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}")
         local_mkdir_safe(folder)
-        self.selector.save(os.path.join(folder, SELECTOR_FILE))
+        self.loop.save(os.path.join(folder, LOOP_FILE))
         super()._save_checkpoint()
 
     def _load_checkpoint(self) -> None:
@@ -236,14 +333,22 @@ class MoPPSTrainer(PPOTrainerSync):
         folder = self._resumed_folder()
         if folder is None:
             return
-        path = os.path.join(folder, SELECTOR_FILE)
-        if not os.path.exists(path):
+        path = os.path.join(folder, LOOP_FILE)
+        old_path = os.path.join(folder, OLD_SELECTOR_FILE)
+        if os.path.exists(path):
+            self.loop.load(path)
+            logger.info("MoPPS: selection loop restored from %s (step %d)", path, self.loop.step)
+        elif os.path.exists(old_path):
+            # A checkpoint of mopps <= 0.1 holds the selector alone; its candidate order came from verl's
+            # dataloader and cannot be continued, so the posterior carries over and the order starts anew.
+            self.loop.selector.load_state_dict(load_state(old_path))
+            logger.warning("MoPPS: %s is an older checkpoint holding only the selector; its state is restored, "
+                           "the candidate order starts a new pass", old_path)
+        else:
             raise FileNotFoundError(
-                f"resuming from {folder}, which has no {SELECTOR_FILE}: it was not written by the MoPPS "
-                "trainer; start a fresh run or copy the selector state there"
+                f"resuming from {folder}, which has no {LOOP_FILE}: it was not written by the MoPPS "
+                "trainer; start a fresh run or copy the selection loop state there"
             )
-        self.selector.load_state_dict(load_state(path))
-        logger.info("MoPPS: selector state restored from %s (%d prompts)", path, len(self.selector))
 
     def _resumed_folder(self) -> str | None:
         """The checkpoint folder verl resumed from, or None when it started fresh."""

@@ -1,0 +1,96 @@
+"""The math-verify child: limits count the answer's own CPU time; a lost child is a missing verdict."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from mopps.tasks import math_verify_worker
+from mopps.tasks.math_verify_worker import HARD_LIMIT_MARGIN_S, MathVerifyPool, MathVerifyProcess
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+SLOW_ANSWER = "(x+1)^{9999}"  # sympy expands it for many seconds in Python code
+STUCK_IN_C = """
+import hashlib, json, sys
+from mopps.tasks import math_verify_worker as worker
+worker.install_cpu_limits()
+# One C call that never checks for signals: the soft limit's handler cannot run until it returns.
+worker._verdict = lambda golds, predicted: hashlib.pbkdf2_hmac("sha256", b"x", b"y", 2**31 - 1)
+print(json.dumps({"cpu_before_s": worker._cpu_total_s()}), flush=True)
+print(json.dumps(worker.grade_within_budget(["1"], "1", cpu_budget_s=0.3)), flush=True)
+"""
+
+
+def test_the_kernel_kills_a_child_stuck_in_c_code_just_above_its_budget():
+    child = subprocess.Popen([sys.executable, "-c", STUCK_IN_C], stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": SRC})
+    lines = child.stdout.read().splitlines()
+    _, status, usage = os.wait4(child.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == -signal.SIGXCPU
+    assert len(lines) == 1, "the stuck call must not have returned"
+    spent = usage.ru_utime + usage.ru_stime - json.loads(lines[0])["cpu_before_s"]
+    # RLIMIT_CPU counts whole seconds: the kill comes at ceil(cpu so far + budget + margin).
+    assert 0.3 + HARD_LIMIT_MARGIN_S <= spent < 0.3 + HARD_LIMIT_MARGIN_S + 1.0 + 0.2
+
+
+def test_start_up_and_queueing_count_against_no_answer():
+    # One cold child, eight threads, a budget far below the child's start-up CPU (about 2 s) and
+    # far below what a caller waits in line: every answer still gets its verdict.
+    pool = MathVerifyPool(1)
+    with ThreadPoolExecutor(max_workers=8) as threads:
+        replies = list(threads.map(lambda _: pool.equal("\\sqrt{8}", ["2\\sqrt{2}"], cpu_budget_s=0.2), range(16)))
+    assert {(reply.equal, reply.status) for reply in replies} == {(True, "ok")}
+    assert max(reply.cpu_s for reply in replies) < 0.2
+
+
+def test_a_child_lost_during_a_request_is_no_verdict_and_is_replaced(monkeypatch):
+    process = MathVerifyProcess()
+    assert process.wait_ready()
+
+    def lose_child_during_request(signal_number):
+        assert process.wait_ready()
+        pid = process._process.pid
+        replies = []
+        worker = threading.Thread(target=lambda: replies.append(process.equal(SLOW_ANSWER, ["(x+1)^{9998}"], 60.0)))
+        worker.start()
+        time.sleep(0.5)
+        os.kill(pid, signal_number)
+        worker.join()
+        assert process._process.pid != pid, "the replacement starts at once"
+        return replies[0]
+
+    # The kernel's kill at the hard CPU limit, and any other death.
+    for signal_number, cause, kills in [(signal.SIGXCPU, "cpu_limit", 1), (signal.SIGKILL, "died", 2)]:
+        reply = lose_child_during_request(signal_number)
+        assert (reply.equal, reply.status, process.kills) == (None, cause, kills)
+        assert reply.cpu_s >= 0.0
+    # A child wedged without using CPU: no CPU limit fires; the wall-clock safety net does.
+    monkeypatch.setattr(math_verify_worker, "wall_limit_s", lambda cpu_budget_s: 1.0)
+    assert process.wait_ready()
+    os.kill(process._process.pid, signal.SIGSTOP)
+    reply = process.equal("\\sqrt{8}", ["2\\sqrt{2}"], 1.0)
+    assert (reply.equal, reply.status, process.kills) == (None, "wall_limit", 3)
+    reply = process.equal("\\sqrt{8}", ["2\\sqrt{2}"], 1.0)
+    assert (reply.equal, reply.status) == (True, "ok")
+
+
+def test_a_child_that_never_becomes_ready_is_unavailable_not_wrong():
+    reply = MathVerifyProcess(startup_timeout_s=0.01).equal("\\sqrt{8}", ["2\\sqrt{2}"], 1.0)
+    assert (reply.equal, reply.status) == (None, "unavailable")
+
+
+def test_the_safety_net_scales_with_the_budget():
+    assert math_verify_worker.wall_limit_s(1.0) == 90.0
+    assert math_verify_worker.wall_limit_s(4.0) == 180.0
+
+
+def test_pool_size_must_be_positive():
+    with pytest.raises(ValueError, match="size = 0"):
+        MathVerifyPool(0)
