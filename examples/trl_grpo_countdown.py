@@ -8,7 +8,8 @@ optimizer steps of 64 rollouts, the paper's 4 mini-batches per batch.
 
     # MoPPS (about a day on one H100 without vLLM; add --vllm to generate with vLLM colocated)
     python examples/trl_grpo_countdown.py --output-dir runs/countdown-mopps
-    # the Uniform baseline: same candidates, same steps, random choice
+    # the Uniform baseline: same candidates, same steps, random choice (the reference's framework 0;
+    # the posteriors still learn, so mopps/spearman shows what MoPPS would have predicted)
     python examples/trl_grpo_countdown.py --selector uniform --output-dir runs/countdown-uniform
     # resume after an interruption (selector state comes back with the checkpoint)
     python examples/trl_grpo_countdown.py --output-dir runs/countdown-mopps --resume
@@ -30,10 +31,8 @@ import os
 from pathlib import Path
 
 from datasets import Dataset
-from trl import GRPOConfig
 
-from mopps import Uniform
-from mopps.integrations.trl import MoPPSConfig, MoPPSGRPOTrainer
+from mopps.integrations.trl import MoPPSGRPOConfig, MoPPSGRPOTrainer
 from mopps.tasks import countdown_reward
 from mopps.tasks.formats import trl_rows
 from mopps.tasks.prepare import prepare_countdown
@@ -47,11 +46,15 @@ def countdown_datasets(train_size: int, test_size: int, seed: int) -> tuple[Data
     return tuple(Dataset.from_list(trl_rows(splits[name][1])) for name in ("train", "test"))
 
 
-def training_config(args: argparse.Namespace) -> GRPOConfig:
+def training_config(args: argparse.Namespace) -> MoPPSGRPOConfig:
     common = dict(
         output_dir=args.output_dir, num_generations=8, temperature=1.0, learning_rate=1e-6, weight_decay=0.1,
         epsilon=0.2, epsilon_high=0.28, loss_type="dapo", beta=0.0, logging_steps=1, save_strategy="steps",
         seed=args.seed, report_to=args.report_to,
+        # Prompt selection (the paper's Countdown settings); the seed above seeds it too.
+        ts_ratio=8, bandit_decay_ratio=0.5, bandit_target_mean=0.5, success_rule="threshold",
+        success_threshold=1.0, id_column="prompt_id",
+        bandit_sample_strategy="uniform" if args.selector == "uniform" else "topk",
     )
     if args.tiny:
         # 4 prompts x 4 rollouts per generation, 2 optimizer steps per generation; the checkpoint at
@@ -68,7 +71,7 @@ def training_config(args: argparse.Namespace) -> GRPOConfig:
                       max_completion_length=1024, max_steps=args.max_steps or 1000, save_steps=100,
                       bf16=True, gradient_checkpointing=True, eval_strategy="steps", eval_steps=100,
                       per_device_eval_batch_size=64, use_vllm=args.vllm, vllm_mode="colocate")
-    return GRPOConfig(**common)
+    return MoPPSGRPOConfig(**common)
 
 
 def tiny_model_and_tokenizer(texts: list[str]):
@@ -113,12 +116,9 @@ def main() -> None:
     else:
         model, tokenizer = args.model, None
 
-    selection = MoPPSConfig(ts_ratio=8, bandit_decay_ratio=0.5, bandit_target_mean=0.5,
-                            success_rule="threshold", success_threshold=1.0, id_column="prompt_id")
     trainer = MoPPSGRPOTrainer(
         model=model, reward_funcs=countdown_reward, args=training_config(args), train_dataset=train,
-        eval_dataset=test, processing_class=tokenizer, mopps=selection,
-        selector=Uniform(seed=args.seed) if args.selector == "uniform" else None,
+        eval_dataset=test, processing_class=tokenizer,
     )
     resume = args.resume and any(path.name.startswith("checkpoint-") for path in Path(args.output_dir).glob("*"))
     trainer.train(resume_from_checkpoint=True if resume else None)

@@ -2,7 +2,7 @@
 
 Usage: ``_trl_two_ranks.py OUT_DIR [same-seed|rank-seed]``. Each rank trains the tiny model with
 MoPPSGRPOTrainer and writes ``OUT_DIR/rank<r>.json``: its selector's choices, the prompt ids its own
-reward function scored, its final posterior arrays, ``rollouts_scored``, or the error it raised.
+reward function scored, its final posterior arrays, the loop's ``rollouts``, or the error it raised.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from _tiny_trl import RecordingMoPPS, addition_dataset, prompt_log_reward, tiny_grpo_config, tiny_model, tiny_tokenizer
 
-from mopps.integrations.trl import MoPPSConfig, MoPPSGRPOTrainer
+from mopps.integrations.trl import MoPPSGRPOTrainer
 
 
 def main(out_dir: Path, seeding: str) -> None:
@@ -21,20 +21,19 @@ def main(out_dir: Path, seeding: str) -> None:
     # 3 prompts per generation x 4 generations = 12 rollouts, 6 per rank: the middle prompt's group
     # straddles the two ranks.
     args = tiny_grpo_config(out_dir / "run", per_device_train_batch_size=3, gradient_accumulation_steps=2,
-                            max_steps=3)
+                            max_steps=3, ts_ratio=2)
     seed = 0 if seeding == "same-seed" else args.process_index
     selector = RecordingMoPPS(seed=seed)
     scored: list[int] = []
     trainer = MoPPSGRPOTrainer(model=tiny_model(tokenizer), reward_funcs=prompt_log_reward(scored), args=args,
-                               train_dataset=addition_dataset(), processing_class=tokenizer, selector=selector,
-                               mopps=MoPPSConfig(ts_ratio=2, id_column="prompt_id"))
+                               train_dataset=addition_dataset(), processing_class=tokenizer, selector=selector)
     record = {"rank": args.process_index, "world": args.world_size}
     try:
         trainer.train()
     except RuntimeError as error:
         record["error"] = str(error)
     record.update(choices=selector.choices, steps=selector.steps, scored_prompt_ids=scored,
-                  rollouts_scored=trainer.rollouts_scored,
+                  rollouts=trainer.loop.rollouts,
                   arrays={name: (values.tolist() if hasattr(values, "tolist") else values)
                           for name, values in selector.state_dict()["arrays"].items()})
     (out_dir / f"rank{args.process_index}.json").write_text(json.dumps(record))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import runpy
+import shutil
 import sys
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pytest
 pytest.importorskip("trl")
 
 import torch  # noqa: E402
+from trl import GRPOConfig  # noqa: E402
 
 from _tiny_trl import (  # noqa: E402
     RecordingMoPPS,
@@ -25,20 +27,17 @@ from _tiny_trl import (  # noqa: E402
     prompt_log_reward,
     tiny_grpo_config,
     tiny_model,
+    tiny_trl_settings,
     tiny_tokenizer,
 )
 
 from mopps import Uniform  # noqa: E402
-from mopps.core.metrics import SELECTION_REPORT_KEYS  # noqa: E402
-from mopps.integrations.trl import (  # noqa: E402
-    ADAPTER_FILE,
-    SELECTOR_FILE,
-    CandidateStream,
-    MoPPSConfig,
-    MoPPSGRPOTrainer,
-)
+from mopps.core.metrics import GROUP_KEYS, PREDICTION_KEYS  # noqa: E402
+from mopps.integrations.trl import CHECKPOINT_FILE, MoPPSConfig, MoPPSGRPOTrainer  # noqa: E402
+from mopps.storage import load_state, save_state  # noqa: E402
 
 TOKENIZER = tiny_tokenizer()
+SELECTOR_V1 = Path(__file__).resolve().parents[1] / "selectors" / "data" / "mopps_v1.npz"
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -50,12 +49,26 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
-def make_trainer(output_dir, reward_funcs=contains_answer, selector=None, mopps=None, **config):
+def make_trainer(output_dir, reward_funcs=contains_answer, selector=None, dataset=None, **config):
+    """The tiny trainer; ``config``: any MoPPSGRPOConfig field (TRL's or the selection fields)."""
     return MoPPSGRPOTrainer(
         model=tiny_model(TOKENIZER), reward_funcs=reward_funcs, args=tiny_grpo_config(output_dir, **config),
-        train_dataset=addition_dataset(), eval_dataset=addition_dataset(8), processing_class=TOKENIZER,
-        selector=selector, mopps=mopps or MoPPSConfig(ts_ratio=3, id_column="prompt_id"),
+        train_dataset=dataset if dataset is not None else addition_dataset(), eval_dataset=addition_dataset(8),
+        processing_class=TOKENIZER, selector=selector,
     )
+
+
+def assert_same_state(first, second, where="state"):
+    """Two nested state dicts (arrays, lists, JSON scalars) hold the same values."""
+    assert type(first) is type(second) or isinstance(first, np.ndarray), where
+    if isinstance(first, dict):
+        assert first.keys() == second.keys(), where
+        for key in first:
+            assert_same_state(first[key], second[key], f"{where}/{key}")
+    elif isinstance(first, np.ndarray):
+        np.testing.assert_array_equal(second, first, err_msg=where)
+    else:
+        assert first == second, where
 
 
 def evidence_total(selector) -> float:
@@ -89,9 +102,13 @@ def test_posterior_evidence_equals_scored_rollouts_and_batches_are_the_chosen_pr
     # TRL rolled out exactly the chosen prompts, each num_generations times in a row.
     assert seen_prompt_ids == [prompt for choice in selector.choices for prompt in choice for _ in range(4)]
     assert 0 < scored < len(seen_prompt_ids), "the dataset must contain unscorable prompts for this test"
-    assert trainer.rollouts_scored == scored
+    assert trainer.loop.rollouts == scored
+    assert trainer.loop.rollouts_without_verdict == len(seen_prompt_ids) - scored
     assert evidence_total(selector) == pytest.approx(scored)
-    assert selector.step == 4
+    # A generation none of whose rollouts has a verdict teaches the selector nothing.
+    answer_of = dict(zip(addition_dataset()["prompt_id"], addition_dataset()["answer"]))
+    assert selector.step == sum(any(answer_of[prompt] not in unscorable for prompt in choice)
+                                for choice in selector.choices)
     # Candidates come from the ts_ratio-times larger pool and the chosen ids are real prompt ids.
     assert logged(trainer, "mopps/candidates") == [6.0] * 4
     assert set(p for choice in selector.choices for p in choice) <= set(range(100, 124))
@@ -103,9 +120,12 @@ def test_metrics_reach_trl_logs_and_agree_with_trl(tmp_path):
     for key in ("mopps/spearman", "mopps/zero_variance_frac", "mopps/predicted_mean", "mopps/success_rate_mean",
                 "mopps/solve_none_frac", "mopps/lag"):
         assert len(logged(trainer, key)) == 4, key
-    # Exactly the shared report's names (the same as verl's) plus TRL's own lag and candidates.
+    # Exactly the loop's names (docs/loop.md), the same on every host.
     logged_names = {key for entry in trainer.state.log_history for key in entry if key.startswith("mopps/")}
-    assert logged_names == {f"mopps/{name}" for name in SELECTION_REPORT_KEYS} | {"mopps/lag", "mopps/candidates"}
+    loop_names = {"observed_groups", "rollouts", "rollouts_without_verdict", "unpredicted_groups", "open_predictions",
+                  "lag", "candidates", "selected", *GROUP_KEYS, *PREDICTION_KEYS}
+    assert logged_names == {f"mopps/{name}" for name in loop_names}
+    assert set(logged(trainer, "mopps/open_predictions")) == {0.0}  # every choice settled before the next
     # With a 0/1 reward, the selector's success rate is TRL's mean reward and its zero-variance
     # fraction is TRL's frac_reward_zero_std.
     assert logged(trainer, "mopps/success_rate_mean") == pytest.approx(logged(trainer, "reward"))
@@ -132,23 +152,18 @@ def test_every_choice_sees_all_earlier_rewards(tmp_path, schedule):
     assert len(selector.steps) >= 2
     assert selector.steps == list(range(len(selector.steps)))
     assert set(logged(trainer, "mopps/lag")) == {0.0}
-    assert trainer.rollouts_scored == trainer.args.generation_batch_size * len(selector.steps)
+    assert trainer.loop.rollouts == trainer.args.generation_batch_size * len(selector.steps)
 
 
 def test_evaluate_leaves_selector_untouched(tmp_path):
     eval_prompts: list[int] = []
     trainer = make_trainer(tmp_path, reward_funcs=prompt_log_reward(eval_prompts), max_steps=2)
     trainer.train()
-    before = trainer.selector.state_dict()
-    scored_before = trainer.rollouts_scored
+    before = trainer.loop.state_dict()
     eval_prompts.clear()
     trainer.evaluate()
     assert eval_prompts, "the reward function must have run during evaluation for this test to mean anything"
-    after = trainer.selector.state_dict()
-    assert after["step"] == before["step"] and after["rng"] == before["rng"]
-    for name, values in before["arrays"].items():
-        np.testing.assert_array_equal(after["arrays"][name], values)
-    assert trainer.rollouts_scored == scored_before
+    assert_same_state(before, trainer.loop.state_dict())  # selector, stream, ledger, counters
 
 
 @pytest.mark.parametrize(
@@ -162,8 +177,8 @@ def test_resume_reproduces_uninterrupted_choices(tmp_path, schedule, same_trajec
     trainer = make_trainer(tmp_path / "full", selector=full, save_strategy="steps", **schedule)
     trainer.train()
     checkpoint = tmp_path / "full" / f"checkpoint-{schedule['save_steps']}"
-    assert (checkpoint / SELECTOR_FILE).is_file() and (checkpoint / ADAPTER_FILE).is_file()
-    done = json.loads((checkpoint / ADAPTER_FILE).read_text())["generations_selected"]
+    assert sorted(path.name for path in checkpoint.glob("mopps*")) == [CHECKPOINT_FILE]
+    done = load_state(checkpoint / CHECKPOINT_FILE)["loop"]["step"]
 
     resumed = RecordingMoPPS(seed=0)
     rolled_out: list[int] = []
@@ -172,7 +187,7 @@ def test_resume_reproduces_uninterrupted_choices(tmp_path, schedule, same_trajec
     trainer_resumed.train(resume_from_checkpoint=str(checkpoint))
 
     assert resumed.step == full.step  # every generation counted once, none twice
-    assert trainer_resumed.rollouts_scored == trainer.rollouts_scored
+    assert trainer_resumed.loop.rollouts == trainer.loop.rollouts
     if same_trajectory:
         assert resumed.choices == full.choices[done:]
         for name, values in full.state_dict()["arrays"].items():
@@ -186,27 +201,85 @@ def test_resume_reproduces_uninterrupted_choices(tmp_path, schedule, same_trajec
         assert resumed.steps[0] == full.steps[done]
 
 
-def test_resume_needs_a_mopps_checkpoint(tmp_path):
-    trainer = make_trainer(tmp_path, save_strategy="steps", save_steps=1, max_steps=1)
-    trainer.train()
-    checkpoint = tmp_path / "checkpoint-1"
-    (checkpoint / SELECTOR_FILE).unlink()
-    with pytest.raises(FileNotFoundError, match=SELECTOR_FILE):
-        make_trainer(tmp_path / "again", save_strategy="steps", save_steps=1, max_steps=2).train(
-            resume_from_checkpoint=str(checkpoint))
+@pytest.fixture(scope="module")
+def one_step_checkpoint(tmp_path_factory):
+    """A checkpoint after one generation (ts_ratio 3, prompt_id ids, seed 0); copy before changing it."""
+    folder = tmp_path_factory.mktemp("one-step")
+    make_trainer(folder, save_strategy="steps", save_steps=1, max_steps=1).train()
+    return folder / "checkpoint-1"
+
+
+def copy_of(checkpoint, destination):
+    shutil.copytree(checkpoint, destination)
+    return destination
+
+
+def test_resume_needs_a_mopps_checkpoint(tmp_path, one_step_checkpoint):
+    checkpoint = copy_of(one_step_checkpoint, tmp_path / "checkpoint-1")
+    (checkpoint / CHECKPOINT_FILE).unlink()
+    with pytest.raises(FileNotFoundError, match=CHECKPOINT_FILE):
+        make_trainer(tmp_path / "again", max_steps=2).train(resume_from_checkpoint=str(checkpoint))
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [(dict(ts_ratio=2), "ts_ratio"), (dict(seed=1), "seed"), (dict(id_column=None), "prompt_ids_sha1"),
+     (dict(bandit_no_update=True), "learn"), (dict(bandit_decay_ratio=0.5), "config")],
+)
+def test_resume_with_another_dataset_or_config_is_refused(tmp_path, one_step_checkpoint, change, match):
+    trainer = make_trainer(tmp_path / "again", max_steps=2, **change)
+    before = trainer.loop.state_dict()
+    with pytest.raises(ValueError, match=match):
+        trainer.train(resume_from_checkpoint=str(one_step_checkpoint))
+    assert_same_state(before, trainer.loop.state_dict())
+
+
+@pytest.mark.parametrize("damage, match", [
+    (lambda state: state.pop("micro_step"), "lacks \\['micro_step'\\]"),
+    (lambda state: state.update(generation_positions=np.array([3, 24])), "generation_positions \\[3, 24\\]"),
+    (lambda state: state.update(version=1), "not a mopps.trl-checkpoint state of version 2"),
+    (lambda state: state["loop"]["stream"].update(offset=99), "stream offset = 99"),
+])
+def test_a_damaged_checkpoint_is_refused_and_the_loop_kept(tmp_path, one_step_checkpoint, damage, match):
+    checkpoint = copy_of(one_step_checkpoint, tmp_path / "checkpoint-1")
+    state = load_state(checkpoint / CHECKPOINT_FILE)
+    damage(state)
+    save_state(state, checkpoint / CHECKPOINT_FILE)
+    trainer = make_trainer(tmp_path / "again", max_steps=2)
+    before = trainer.loop.state_dict()
+    with pytest.raises(ValueError, match=match):
+        trainer.train(resume_from_checkpoint=str(checkpoint))
+    assert_same_state(before, trainer.loop.state_dict())
+
+
+def test_checkpoint_of_mopps_0_1_is_refused_with_a_way_to_keep_its_posteriors(tmp_path, one_step_checkpoint):
+    # mopps 0.1 wrote the selector (file format 1) and a JSON side file; its candidate order came from
+    # another generator, so the run cannot be continued exactly, but its posteriors can seed a new one.
+    checkpoint = copy_of(one_step_checkpoint, tmp_path / "checkpoint-1")
+    (checkpoint / CHECKPOINT_FILE).unlink()
+    shutil.copy(SELECTOR_V1, checkpoint / "mopps_selector.npz")
+    (checkpoint / "mopps_trainer_state.json").write_text(json.dumps({
+        "format": "mopps.trl-adapter-state", "version": 1, "generations_selected": 1, "rollouts_scored": 8,
+        "micro_step": 1, "chosen_positions": [3, 7],
+        "candidates": {"num_rows": 24, "size": 6, "seed": 0, "epoch": 0, "offset": 6}}))
+    with pytest.raises(ValueError, match="mopps 0.1.*bandit_load_path=.*mopps_selector.npz"):
+        make_trainer(tmp_path / "again", max_steps=2).train(resume_from_checkpoint=str(checkpoint))
+    # What the message says works (mopps_v1.npz was saved by MoPPS(prior=(2, 1), discount=0.5)).
+    trainer = make_trainer(tmp_path / "new", bandit_load_path=str(checkpoint / "mopps_selector.npz"),
+                           prior_alpha=2.0, bandit_decay_ratio=0.5)
+    np.testing.assert_array_equal(trainer.selector.posterior([5, 6, 9])[0], [5.0, 9.0, 6.0])
 
 
 def test_uniform_selector_plugs_in(tmp_path):
     trainer = make_trainer(tmp_path, selector=Uniform(seed=1), max_steps=2)
     trainer.train()
-    assert evidence_total(trainer.selector) == pytest.approx(trainer.rollouts_scored) and trainer.rollouts_scored == 16
+    assert evidence_total(trainer.selector) == pytest.approx(trainer.loop.rollouts) and trainer.loop.rollouts == 16
 
 
 def test_prior_file_seeds_posteriors(tmp_path):
     prior = tmp_path / "index_score.json"
     prior.write_text(json.dumps({"100": [1, 1, 1, 0], "101": [0, 0, 0, 0]}))
-    trainer = make_trainer(tmp_path, mopps=MoPPSConfig(ts_ratio=3, id_column="prompt_id",
-                                                       bandit_init_path=str(prior)))
+    trainer = make_trainer(tmp_path, bandit_init_path=str(prior))
     np.testing.assert_allclose(trainer.selector.posterior([100, 101]), ([10.0, 1.0], [4.0, 13.0]))
 
 
@@ -215,7 +288,7 @@ def test_success_reward_selects_one_reward_function(tmp_path):
         return [0.5] * len(completions)
 
     trainer = make_trainer(tmp_path, reward_funcs=[contains_answer, format_bonus], max_steps=2,
-                           mopps=MoPPSConfig(ts_ratio=3, success_reward="contains_answer"))
+                           success_reward="contains_answer", id_column=None)
     trainer.train()
     # Judged on contains_answer alone; the total reward (>= 0.5 per rollout) would never reach 1.0
     # without it, so the success mean equals contains_answer's mean.
@@ -223,19 +296,52 @@ def test_success_reward_selects_one_reward_function(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "mopps, match",
+    "settings, match",
     [
         (dict(ts_ratio=0.5), "ts_ratio"),
         (dict(success_rule="acc"), "success_rule"),
         (dict(success_reward="accuracy"), "success_reward"),
-        (dict(id_column="answer"), "prompt ids must be unique"),
+        (dict(id_column="answer"), "id_column = 'answer'.*prompt ids must be unique"),
         (dict(id_column="missing"), "id_column"),
         (dict(bandit_sample_strategy="best"), "strategy"),
     ],
 )
-def test_bad_settings_name_the_field(tmp_path, mopps, match):
+def test_bad_settings_name_the_field(tmp_path, settings, match):
     with pytest.raises(ValueError, match=match):
-        make_trainer(tmp_path, mopps=MoPPSConfig(**mopps))
+        make_trainer(tmp_path, **settings)
+
+
+@pytest.mark.parametrize("explicit", [dict(bandit_decay_ratio=0.5), dict(prior_alpha=2.0),
+                                      dict(bandit_sample_strategy="threshold")])
+def test_a_ready_selector_refuses_explicit_selector_settings(tmp_path, explicit):
+    # They would configure the MoPPS the settings build, which is not built when selector= is given.
+    name = next(iter(explicit))
+    with pytest.raises(ValueError, match=f"{name} = .*but a ready selector \\(Uniform\\) is given"):
+        make_trainer(tmp_path, selector=Uniform(seed=0), **explicit)
+
+
+def test_a_ready_selector_takes_the_loop_settings(tmp_path):
+    # ts_ratio, the success rule and bandit_no_update drive the loop, not the selector's construction.
+    trainer = make_trainer(tmp_path, selector=RecordingMoPPS(seed=0), ts_ratio=2, bandit_no_update=True,
+                           success_rule="fraction", max_steps=1)
+    trainer.train()
+    assert logged(trainer, "mopps/candidates") == [4.0]
+    assert trainer.selector.updates == [] and trainer.loop.rollouts == 8  # observed, posterior untouched
+    assert trainer.loop.config()["rule"]["kind"] == "fraction"
+
+
+def test_deprecated_mopps_config_still_works(tmp_path):
+    with pytest.warns(DeprecationWarning, match="MoPPSConfig is deprecated"):
+        old = MoPPSConfig(ts_ratio=2, id_column="prompt_id", seed=5)
+    plain = GRPOConfig(**tiny_trl_settings(tmp_path))
+    with pytest.warns(DeprecationWarning, match="mopps=.* is deprecated"):
+        trainer = MoPPSGRPOTrainer(model=tiny_model(TOKENIZER), reward_funcs=contains_answer, args=plain,
+                                   train_dataset=addition_dataset(), processing_class=TOKENIZER, mopps=old)
+    assert trainer.loop.config()["ts_ratio"] == 2.0 and trainer.loop.config()["seed"] == 5
+    assert trainer.loop.prompt_ids[0] == 100
+    with pytest.raises(ValueError, match="mopps= was passed together with a MoPPSGRPOConfig"):
+        MoPPSGRPOTrainer(model=tiny_model(TOKENIZER), reward_funcs=contains_answer, args=tiny_grpo_config(tmp_path),
+                         train_dataset=addition_dataset(), processing_class=TOKENIZER, mopps=old)
 
 
 def test_iterable_dataset_is_refused(tmp_path):
@@ -245,28 +351,11 @@ def test_iterable_dataset_is_refused(tmp_path):
                          processing_class=TOKENIZER)
 
 
-def test_candidate_stream_draws_without_replacement_and_resumes():
-    stream = CandidateStream(num_rows=10, size=4, seed=3)
-    first, second = stream.next(), stream.next()
-    assert len(set(first.tolist()) | set(second.tolist())) == 8  # distinct within an epoch
-    state = stream.state_dict()
-    third = stream.next()  # only 2 rows left: they are skipped and epoch 1 starts
-    assert stream.epoch == 1 and len(set(third.tolist())) == 4
-    restored = CandidateStream(num_rows=10, size=4, seed=3)
-    restored.load_state_dict(state)
-    np.testing.assert_array_equal(restored.next(), third)
-    with pytest.raises(ValueError, match="num_rows"):
-        CandidateStream(num_rows=11, size=4, seed=3).load_state_dict(state)
-    # A resume with another batch layout changes the candidate count: say which settings decide it.
-    with pytest.raises(ValueError, match="size = 4 but this run has size = 5.*generation_batch_size"):
-        CandidateStream(num_rows=10, size=5, seed=3).load_state_dict(state)
-
-
 def test_prior_file_keys_must_match_the_id_kind(tmp_path):
     prior = tmp_path / "index_score.json"
     prior.write_text(json.dumps({"q-100": [1, 0]}))
     with pytest.raises(ValueError, match="q-100"):
-        make_trainer(tmp_path, mopps=MoPPSConfig(id_column="prompt_id", bandit_init_path=str(prior)))
+        make_trainer(tmp_path, bandit_init_path=str(prior))
 
 
 @pytest.mark.parametrize("keys", [["5000", "5001"], []], ids=["other-ids", "empty"])
@@ -275,7 +364,7 @@ def test_prior_file_that_matches_no_prompt_is_refused(tmp_path, keys):
     prior = tmp_path / "index_score.json"
     prior.write_text(json.dumps({key: [1, 0] for key in keys}))
     with pytest.raises(ValueError, match="bandit_init_path.*none of its"):
-        make_trainer(tmp_path, mopps=MoPPSConfig(id_column="prompt_id", bandit_init_path=str(prior)))
+        make_trainer(tmp_path, bandit_init_path=str(prior))
 
 
 def test_countdown_example_runs_tiny_on_cpu(tmp_path, monkeypatch):

@@ -41,7 +41,7 @@ def test_two_ranks_choose_identically_from_gathered_rewards(tmp_path):
         layout = [prompt for prompt in choice for _ in range(4)]
         assert rank0["scored_prompt_ids"][6 * generation:6 * generation + 6] == layout[:6]
         assert rank1["scored_prompt_ids"][6 * generation:6 * generation + 6] == layout[6:]
-    assert rank0["rollouts_scored"] == rank1["rollouts_scored"] == 3 * 12
+    assert rank0["rollouts"] == rank1["rollouts"] == 3 * 12
     arrays = rank0["arrays"]
     assert sum(arrays["alpha"]) + sum(arrays["beta"]) - 2 * len(arrays["ids"]) == pytest.approx(36)
 

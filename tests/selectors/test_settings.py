@@ -121,9 +121,14 @@ def test_both_adapters_share_the_fields_and_defaults():
     from mopps.integrations.verl.config import MoPPSVerlConfig
 
     shared = {field.name: field.default for field in fields(ReferenceSettings)}
-    for config in (trl.MoPPSConfig, MoPPSVerlConfig):
+    for config in (trl.TrlSelectionSettings, MoPPSVerlConfig):
         assert issubclass(config, ReferenceSettings)
         assert {name: field.default for name, field in config.__dataclass_fields__.items() if name in shared} == shared
+
+
+def test_every_field_says_what_it_means():
+    # HfArgumentParser / TrlParser show field.metadata["help"]; verl's YAML comments point here.
+    assert all(entry.metadata.get("help") for entry in fields(ReferenceSettings))
 
 
 def test_selector_class_builds_that_selector_with_its_kwargs_and_the_seed():

@@ -1,8 +1,8 @@
 """Adapters that plug mopps selectors into trainers people already run.
 
-- ``mopps.integrations.trl``: ``MoPPSGRPOTrainer`` + ``MoPPSConfig`` for TRL's ``GRPOTrainer``.
+- ``mopps.integrations.trl``: ``MoPPSGRPOTrainer`` + ``MoPPSGRPOConfig`` for TRL's ``GRPOTrainer``.
 
-Each adapter imports its framework only when it is imported itself; ``import mopps`` stays numpy-only.
-Adapters translate between a trainer's data and the selector protocol; the selection logic lives in
-``mopps.selectors``.
+Each adapter imports its framework only when it is used; ``import mopps`` stays numpy-only.
+Adapters translate between a trainer's rows and rewards and ``mopps.SelectionLoop``; the selection
+logic lives in ``mopps.loop`` and ``mopps.selectors``.
 """

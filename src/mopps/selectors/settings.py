@@ -1,9 +1,10 @@
 """``ReferenceSettings``: the MoPPS reference's ``tasksampler.*`` settings, one definition for every adapter.
 
-The TRL config (``mopps.integrations.trl.MoPPSConfig``) and the verl ``mopps.*`` block
-(``mopps.integrations.verl.config.MoPPSVerlConfig``) both extend this dataclass with their own
-framework fields, so a key means the same thing, with the same default, in both. Names follow the
-reference (thu-rllab/MoPPS), so a value copied from the paper's scripts means the same thing here:
+The TRL config (``mopps.integrations.trl.MoPPSGRPOConfig``, a ``GRPOConfig`` with these fields) and
+the verl ``mopps.*`` block (``mopps.integrations.verl.config.MoPPSVerlConfig``) both extend this
+dataclass with their own framework fields, so a key means the same thing, with the same default and
+the same ``help``, in both. Names follow the reference (thu-rllab/MoPPS), so a value copied from the
+paper's scripts means the same thing here:
 
 ==============================  ==================================================================
 reference ``tasksampler.*``     here
@@ -34,7 +35,7 @@ import importlib
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -51,57 +52,64 @@ MOPPS_FIELDS = ("bandit_sample_strategy", "bandit_target_mean", "bandit_decay_ra
                 "bandit_upper_bound", "prior_alpha", "prior_beta")
 
 
+def help_field(default, help: str):
+    """A field whose meaning is its ``help`` metadata (what ``transformers.HfArgumentParser`` and
+    ``trl.TrlParser`` print for ``--help``): the one place a setting is explained."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class ReferenceSettings:
     """The reference's selection settings, validated on construction (errors name the field).
 
-    ``ts_ratio``: float >= 1; each step draws ``round(ts_ratio * B)`` candidate prompts and the
-    selector keeps B (paper: 8 Countdown/Geo3k, 16 MATH); 1 turns selection off.
-    ``bandit_sample_strategy``, ``bandit_target_mean``, ``bandit_decay_ratio``,
-    ``bandit_lower_bound``, ``bandit_upper_bound``, ``prior_alpha``, ``prior_beta``: the arguments
-    ``strategy``, ``target``, ``discount``, ``band`` and ``prior`` of ``mopps.MoPPS`` (paper decay:
-    0.5 Countdown/Geo3k, 1.0 MATH; default 1.0 = plain counting, as ``MoPPS``).
-    ``bandit_no_update``: never update the posteriors (the reference's ablation switch).
-    ``bandit_init_path``: a JSON file ``{prompt_id: [0/1 result of each base-model sample, ...]}`` (the
-    reference's ``index_score.json``), keyed by the adapter's prompt ids; its pass counts seed the
-    posteriors with weight ``bandit_init_weight`` (reference: 3), see
-    ``MoPPS.initialize_from_pass_counts``. None or "" = no prior.
-    ``bandit_load_path``: a file written by ``MoPPS.save`` to start from; None or "" = fresh
-    posteriors. A checkpoint the framework resumes from wins over both files.
-    ``success_rule`` ("threshold" | "sign" | "fraction") and ``success_threshold``: how one rollout's
-    judged value becomes a success (``mopps.SuccessRule``; the reference counts ``acc >= 1``).
-    ``seed``: seed of the selector's generator (and of the adapter's candidate stream), or None for the
-    adapter's default (TRL: ``GRPOConfig.seed``; verl: 0).
-    ``selector_class``: import path of a ``mopps.Selector`` subclass to use instead of the built-in
-    MoPPS (``"mopps.ContextualMoPPS"``, ``"my_pkg.module:MySelector"``); None or "" = MoPPS.
-    ``selector_kwargs``: its constructor keywords (a mapping, or the same as JSON text); ``seed``
-    defaults to the seed above. With a selector class (or a ready selector handed to the adapter)
-    the MoPPS fields (``MOPPS_FIELDS``) must keep their defaults: a changed one is refused.
-    ``features_path``: a feature file (``mopps.features``, e.g. from ``mopps features``) keyed by the
-    adapter's prompt ids; ``features_column``: a dataset column holding one float vector per prompt.
-    Either hands each prompt's features to a selector that takes them (``add_features``); None or
-    "" = none; not both (a prompt's features come from one source).
+    Each field's meaning is its ``help`` (below). The MoPPS fields (``MOPPS_FIELDS``) are the
+    arguments ``strategy``, ``target``, ``discount``, ``band`` and ``prior`` of ``mopps.MoPPS``. A
+    checkpoint the framework resumes from wins over ``bandit_init_path`` and ``bandit_load_path``.
     """
 
-    ts_ratio: float = 8.0
-    bandit_sample_strategy: str = "topk"
-    bandit_target_mean: float = 0.5
-    bandit_decay_ratio: float = 1.0
-    bandit_lower_bound: float = 0.3
-    bandit_upper_bound: float = 0.7
-    bandit_no_update: bool = False
-    prior_alpha: float = 1.0
-    prior_beta: float = 1.0
-    bandit_init_path: str | None = None
-    bandit_init_weight: float = 3.0
-    bandit_load_path: str | None = None
-    success_rule: str = "threshold"
-    success_threshold: float = 1.0
-    seed: int | None = None
-    selector_class: str | None = None
-    selector_kwargs: dict | str | None = None
-    features_path: str | None = None
-    features_column: str | None = None
+    ts_ratio: float = help_field(
+        8.0, "Candidates per step / prompts per step: each step draws round(ts_ratio * B) candidate prompts and the "
+             "selector keeps B (paper: 8 Countdown/Geo3k, 16 MATH); 1 turns selection off.")
+    bandit_sample_strategy: str = help_field(
+        "topk", f"How MoPPS picks from its posterior draws: one of {STRATEGIES} ('uniform' = the reference's "
+                "framework 0).")
+    bandit_target_mean: float = help_field(
+        0.5, "Target success rate gamma* in [0, 1]: 'topk' keeps the prompts whose drawn rate is closest to it.")
+    bandit_decay_ratio: float = help_field(
+        1.0, "Discount lambda in [0, 1] of old evidence per update (paper: 0.5 Countdown/Geo3k, 1.0 MATH); "
+             "1.0 = plain counting.")
+    bandit_lower_bound: float = help_field(0.3, "Lower end of the 'threshold' strategy's band of drawn rates.")
+    bandit_upper_bound: float = help_field(0.7, "Upper end of the 'threshold' strategy's band of drawn rates.")
+    bandit_no_update: bool = help_field(
+        False, "Never update the posteriors (the reference's ablation switch); predictions are still logged.")
+    prior_alpha: float = help_field(1.0, "alpha of the Beta prior of an unseen prompt (> 0).")
+    prior_beta: float = help_field(1.0, "beta of the Beta prior of an unseen prompt (> 0).")
+    bandit_init_path: str | None = help_field(
+        None, "JSON file {prompt_id: [0/1 result of each base-model sample]} (the reference's index_score.json), "
+              "keyed by the adapter's prompt ids; its pass counts seed the posteriors "
+              "(MoPPS.initialize_from_pass_counts). None or empty = no prior.")
+    bandit_init_weight: float = help_field(3.0, "Pseudo-count weight of the bandit_init_path prior (reference: 3).")
+    bandit_load_path: str | None = help_field(
+        None, "A file written by Selector.save to start from (not with bandit_init_path). None or empty = fresh.")
+    success_rule: str = help_field(
+        "threshold", "How one rollout's judged value becomes a success: 'threshold' (value >= success_threshold), "
+                     "'sign' (value > 0) or 'fraction' (value in [0, 1] counts fractionally).")
+    success_threshold: float = help_field(1.0, "Threshold of the 'threshold' rule (the reference counts acc >= 1).")
+    seed: int | None = help_field(
+        None, "Seed of the selector's generator and of the candidate order; None = the adapter's default "
+              "(TRL: GRPOConfig.seed, verl: 0).")
+    selector_class: str | None = help_field(
+        None, "Import path of a mopps.Selector subclass to use instead of the built-in MoPPS ('mopps.ContextualMoPPS', "
+              "'my_pkg.module:MySelector'); then the MoPPS fields must keep their defaults. None or empty = MoPPS.")
+    selector_kwargs: dict | str | None = help_field(
+        None, "Constructor keywords of selector_class (a mapping, or the same as JSON text); seed defaults to the "
+              "seed above.")
+    features_path: str | None = help_field(
+        None, "Feature file (mopps.features, e.g. from `mopps features`) keyed by the adapter's prompt ids, handed "
+              "to a selector that takes features (add_features). None or empty = none.")
+    features_column: str | None = help_field(
+        None, "Dataset column holding one float vector per prompt, handed to a selector that takes features. Not "
+              "with features_path (a prompt's features come from one source).")
 
     def __post_init__(self) -> None:
         self.ts_ratio = _number(self.ts_ratio, "ts_ratio")
@@ -204,7 +212,7 @@ class ReferenceSettings:
 
     def _refuse_mopps_fields(self, reason: str) -> None:
         """``ValueError`` naming the first MoPPS field that differs from its default."""
-        defaults = {field.name: field.default for field in fields(type(self))}
+        defaults = {entry.name: entry.default for entry in fields(type(self))}
         for name in MOPPS_FIELDS:
             if getattr(self, name) != defaults[name]:
                 raise ValueError(

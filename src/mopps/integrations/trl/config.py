@@ -1,33 +1,48 @@
-"""``MoPPSConfig``: the prompt-selection settings of ``MoPPSGRPOTrainer``, in one dataclass.
+"""The fields ``MoPPSGRPOConfig`` adds to TRL's ``GRPOConfig``, defined without importing trl.
 
-The selection fields (``ts_ratio``, ``bandit_*``, ``prior_*``, ``success_rule``,
-``success_threshold``, ``seed``) are ``mopps.selectors.settings.ReferenceSettings``: the reference's
-``tasksampler.*`` keys, with the same meaning and defaults as verl's ``mopps.*`` block. This class adds
-what only TRL needs: which reward function is judged and which column names a prompt.
+``TrlSelectionSettings`` is ``mopps.selectors.settings.ReferenceSettings`` (the reference's
+``tasksampler.*`` keys: the same names, defaults and ``help`` as verl's ``mopps.*`` block) plus what
+only TRL needs: which reward function is judged and which column names a prompt.
+``MoPPSGRPOConfig`` (module ``grpo_config``, which imports trl) is ``GRPOConfig`` + these fields;
+its ``seed`` is TRL's own.
+
+This module imports no trl, torch or transformers, so a script, a test or a config tool can read the
+field definitions (``dataclasses.fields(TrlSelectionSettings)``) on a machine without them.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
-from mopps.selectors.settings import ReferenceSettings, read_pass_counts
+from mopps.selectors.settings import ReferenceSettings, help_field
 
-__all__ = ["MoPPSConfig", "read_pass_counts"]
+__all__ = ["MoPPSConfig", "TrlSelectionSettings"]
 
 
 @dataclass
-class MoPPSConfig(ReferenceSettings):
-    """Prompt-selection settings of ``MoPPSGRPOTrainer``: ``ReferenceSettings`` (see there) plus
-
-    ``success_reward``: the name of the reward function whose output ``success_rule`` judges (e.g. an
-    accuracy reward next to a format reward), or None for the `reward_weights`-weighted sum of all
-    reward functions (raw, before any per-function normalisation TRL applies).
-    ``id_column``: dataset column with a stable, unique prompt id per row (int >= 0 or str), or None
-    to key prompts by row position. Use a column when a prior file or a later run must match prompts.
+class TrlSelectionSettings(ReferenceSettings):
+    """``ReferenceSettings`` plus the TRL adapter's fields (meanings in their ``help``).
 
     Here ``round(ts_ratio * B)`` candidate rows (capped at the dataset size) are drawn per generation,
-    B = ``generation_batch_size // num_generations``; ``seed`` None = ``GRPOConfig.seed``.
+    B = ``generation_batch_size // num_generations``.
     """
 
-    success_reward: str | None = None
-    id_column: str | None = None
+    success_reward: str | None = help_field(
+        None, "Name of the reward function whose output success_rule judges (e.g. an accuracy reward beside a "
+              "format reward; None returned by it = no verdict, not evidence); None = the reward_weights-weighted "
+              "sum of all reward functions.")
+    id_column: str | None = help_field(
+        None, "Dataset column with a stable, unique prompt id per row (int >= 0 or str); None = row position. Use "
+              "a column when a prior file, a feature file or a later run must match prompts.")
+
+
+@dataclass
+class MoPPSConfig(TrlSelectionSettings):
+    """Deprecated: the separate selection config of mopps 0.1 (``MoPPSGRPOTrainer(..., mopps=MoPPSConfig(...))``).
+    Put the same fields into ``MoPPSGRPOConfig`` (TRL's ``args``) instead; its ``seed`` is TRL's."""
+
+    def __post_init__(self) -> None:
+        warnings.warn("MoPPSConfig is deprecated: pass the same fields to mopps.integrations.trl.MoPPSGRPOConfig "
+                      "(a GRPOConfig) as args=", DeprecationWarning, stacklevel=3)
+        super().__post_init__()

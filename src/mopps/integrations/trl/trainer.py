@@ -1,32 +1,31 @@
-"""``MoPPSGRPOTrainer``: TRL's ``GRPOTrainer`` with its training prompts chosen by a prompt selector.
+"""``MoPPSGRPOTrainer``: TRL's ``GRPOTrainer`` with its training prompts chosen by a ``mopps.SelectionLoop``.
 
-Where it plugs in (trl 1.16.0, see ``docs/trl.md``): TRL generates once every
+The loop decides (candidates, selector, ledger, evidence, metrics, state); this file translates
+between it and TRL (trl 1.16.0, see ``docs/trl.md``). TRL generates once every
 ``steps_per_generation * num_iterations`` micro-steps, inside ``_prepare_inputs``. At exactly that
 moment this trainer
 
-1. draws ``ts_ratio * B`` candidate rows (``CandidateStream``; B = prompts per generation),
-2. asks the selector for B of them,
-3. replaces the batch TRL's dataloader prefetched with the chosen rows, in TRL's layout (each prompt
+1. asks the loop for B prompts (``loop.next(B)``; B = ``generation_batch_size // num_generations``),
+2. replaces the batch TRL's dataloader prefetched with those rows, in TRL's layout (each prompt
    ``num_generations`` times in a row; process p gets the p-th contiguous slice), and lets TRL
    generate, score and train on it as usual;
-4. when TRL's ``_calculate_rewards`` returns the rewards of all processes (gathered), updates the
-   selector once with them, on every process alike.
+3. when TRL's ``_calculate_rewards`` returns the rewards of all processes (gathered), hands them to
+   ``loop.observe`` once, on every process alike; a reward of None (NaN) is no verdict, not evidence.
 
 Choosing at generation time rather than in the sampler is what removes the staleness: the HF Trainer
 prefetches ``gradient_accumulation_steps`` batches and accelerate looks one batch ahead, so a sampler
 is asked for generation k's prompts before generation k-1 is scored. TRL's sampler still drives the
-dataloader, so the number of steps and epochs is exactly that of a plain ``GRPOTrainer`` run (an A/B
-against Uniform compares equal step counts).
+dataloader, so the number of steps and epochs is exactly that of a plain ``GRPOTrainer`` run.
 
-Evaluation never touches the selector (reward functions also run in ``evaluate()``). Selector and
-stream state go into every checkpoint and come back with ``resume_from_checkpoint``.
+Evaluation never touches the loop (reward functions also run in ``evaluate()``). The loop's state
+goes into every checkpoint and comes back with ``resume_from_checkpoint``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -35,68 +34,101 @@ from datasets import Dataset
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 
-from mopps.core.evidence import aggregate_rollouts
-from mopps.core.id_index import INT_KIND, STR_KIND, first_duplicate, normalize_ids
-from mopps.core.metrics import GROUP_KEYS, selection_report
-from mopps.integrations.trl.candidates import CandidateStream
-from mopps.integrations.trl.config import MoPPSConfig
+from mopps.core.validation import check_integer
+from mopps.features import load_features_for
+from mopps.integrations.trl.config import TrlSelectionSettings
+from mopps.loop import SelectionLoop
 from mopps.selectors import Selector
-from mopps.storage import load_state, write_json
+from mopps.storage import load_state, save_state
 
-SELECTOR_FILE = "mopps_selector.npz"
-ADAPTER_FILE = "mopps_trainer_state.json"
-ADAPTER_FORMAT = "mopps.trl-adapter-state"
-ADAPTER_VERSION = 1
+CHECKPOINT_FILE = "mopps_loop.npz"
+CHECKPOINT_FORMAT = "mopps.trl-checkpoint"
+CHECKPOINT_VERSION = 2  # version 1: mopps 0.1's mopps_selector.npz + mopps_trainer_state.json
+_VERSION_1_FILES = ("mopps_selector.npz", "mopps_trainer_state.json")
 
 
 class MoPPSGRPOTrainer(GRPOTrainer):
-    """A ``GRPOTrainer`` that lets a prompt selector pick each generation's prompts.
+    """A ``GRPOTrainer`` whose generation prompts are chosen by a prompt selector.
 
-    Takes every argument of ``trl.GRPOTrainer`` plus, keyword-only:
-    ``mopps``: ``MoPPSConfig`` (default ``MoPPSConfig()``);
-    ``selector``: any ``mopps.selectors.Selector`` (e.g. ``mopps.Uniform`` for an A/B run); default
-    the ``MoPPS`` from the config's ``build_selector(seed)``. It must be built identically on every process.
+    Takes every argument of ``trl.GRPOTrainer``; the selection settings are the fields of ``args``
+    when it is a ``MoPPSGRPOConfig`` (TRL's ``GRPOConfig`` + ``TrlSelectionSettings``), else the
+    defaults. Keyword-only: ``selector``: any ``mopps.Selector`` (e.g. ``mopps.Uniform`` for an A/B
+    run, a ``ContextualMoPPS`` for features), built identically on every process; default the
+    ``MoPPS`` the settings build. With ``selector=`` the settings that would configure the built
+    selector (``bandit_sample_strategy``, ``bandit_target_mean``, ...) must stay at their defaults.
+    ``mopps``: deprecated (mopps 0.1's separate ``MoPPSConfig``); use ``MoPPSGRPOConfig``.
 
-    ``train_dataset`` must be a map-style ``datasets.Dataset``. After training, ``selector`` holds the
-    learned state; ``rollouts_scored`` counts the rollouts whose rewards reached it.
+    ``train_dataset`` must be a map-style ``datasets.Dataset``. ``loop`` is the ``SelectionLoop``
+    (``loop.selector``, ``loop.rollouts``: rollouts with a verdict that reached it).
     """
 
-    def __init__(self, *args, mopps: MoPPSConfig | None = None, selector: Selector | None = None,
+    def __init__(self, *args, selector: Selector | None = None, mopps: TrlSelectionSettings | None = None,
                  **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.mopps_config = mopps if mopps is not None else MoPPSConfig()
+        settings = self._selection_settings(mopps)
         dataset = self.train_dataset
         if not isinstance(dataset, Dataset):
             raise TypeError(
                 f"train_dataset is a {type(dataset).__name__}; MoPPSGRPOTrainer needs a map-style "
                 "datasets.Dataset (the selector picks rows by position)"
             )
-        seed = self.mopps_config.seed_or(self.args.seed)
         self.prompts_per_generation = self.args.generation_batch_size // self.num_generations
         if len(dataset) < self.prompts_per_generation:
             raise ValueError(
                 f"train_dataset has {len(dataset)} rows but one generation needs "
                 f"{self.prompts_per_generation} distinct prompts (generation_batch_size // num_generations)"
             )
-        self._id_kind, self._row_ids = _row_ids(dataset, self.mopps_config.id_column)
+        prompt_ids, where = _prompt_ids(dataset, settings.id_column)
+        seed = settings.seed_or(self.args.seed)
+        selector = settings.build_selector(default_seed=seed, selector=selector)
+        try:
+            self.loop = SelectionLoop(selector, prompt_ids, rule=settings.build_success_rule(),
+                                      ts_ratio=settings.ts_ratio, seed=seed, learn=not settings.bandit_no_update)
+        except ValueError as error:
+            raise ValueError(f"{where}: {error}") from None
+        settings.apply_prior_file(self.loop.selector, self.loop.prompt_ids, where)
+        self._add_features(dataset, settings)
         # The rows TRL's own dataloader would serve (it drops unused columns when asked to).
         self._rows = self._remove_unused_columns(dataset, description="training")
-        self._candidates = CandidateStream(
-            len(dataset), self.mopps_config.num_candidates(self.prompts_per_generation, len(dataset)), seed)
-        self._success_rule = self.mopps_config.build_success_rule()
-        self._success_column = self._reward_column(self.mopps_config.success_reward)
-
-        self.selector = selector if selector is not None else self.mopps_config.build_selector(seed)
-        column = self.mopps_config.id_column
-        self.mopps_config.apply_prior_file(
-            self.selector, self._row_ids, "row positions" if column is None else f"train_dataset[{column!r}]")
-
-        self.rollouts_scored = 0
-        self._generations_selected = 0
-        self._generations_applied = 0
-        self._chosen_positions: np.ndarray | None = None  # (B,) dataset rows of the current generation
-        self._chosen_prediction: np.ndarray | None = None  # (B,) predicted success rate at selection
+        self._success_column = self._reward_column(settings.success_reward)
+        self._positions = np.zeros(0, dtype=np.int64)  # (B,) dataset rows of the current generation
         self._awaiting_evidence = False
+
+    @property
+    def selector(self) -> Selector:
+        """The loop's selector (its learned state after training)."""
+        return self.loop.selector
+
+    def _selection_settings(self, mopps: TrlSelectionSettings | None) -> TrlSelectionSettings:
+        from_args = isinstance(self.args, TrlSelectionSettings)
+        if mopps is None:
+            return self.args if from_args else TrlSelectionSettings()
+        if from_args:
+            raise ValueError("mopps= was passed together with a MoPPSGRPOConfig as args; set the selection fields "
+                             "in one place (the MoPPSGRPOConfig)")
+        if not isinstance(mopps, TrlSelectionSettings):
+            raise ValueError(f"mopps is a {type(mopps).__name__}; it must be a MoPPSConfig")
+        warnings.warn("MoPPSGRPOTrainer(mopps=...) is deprecated: pass a MoPPSGRPOConfig with the same fields as args",
+                      DeprecationWarning, stacklevel=3)
+        return mopps
+
+    def _add_features(self, dataset: Dataset, settings: TrlSelectionSettings) -> None:
+        """Hand the configured per-prompt features to the loop: every row of ``features_column``, or
+        the rows of the ``features_path`` file whose ids are prompts here (the settings allow one)."""
+        name, value = ("features_column", settings.features_column) if settings.features_column else \
+            ("features_path", settings.features_path)
+        if not value:
+            return
+        if not hasattr(self.loop.selector, "add_features"):
+            raise ValueError(f"{name} = {value!r} is set but {type(self.loop.selector).__name__} takes no features; "
+                             "use a selector that does (selector_class='mopps.ContextualMoPPS' or selector=...)")
+        try:
+            if name == "features_column":
+                self.loop.add_features(self.loop.prompt_ids, _column_features(dataset, value))
+            else:
+                self.loop.add_features(*load_features_for(value, self.loop.prompt_ids)[:2])
+        except ValueError as error:
+            raise ValueError(f"{name} = {value!r}: {error}") from None
 
     # -- choosing prompts ----------------------------------------------------------------------------
 
@@ -106,7 +138,7 @@ class MoPPSGRPOTrainer(GRPOTrainer):
             fresh = self._step % generate_every == 0
             # Same condition as GRPOTrainer._prepare_inputs: TRL is about to generate. After a resume in
             # the middle of a generation the buffer is empty but the prompts were already chosen (and
-            # their evidence applied): TRL regenerates completions for the same prompts.
+            # their evidence observed): TRL regenerates completions for the same prompts.
             if fresh or self._buffered_inputs is None:
                 if fresh:
                     self._select_generation()
@@ -114,17 +146,11 @@ class MoPPSGRPOTrainer(GRPOTrainer):
         return super()._prepare_inputs(generation_batch)
 
     def _select_generation(self) -> None:
-        # Generations chosen before this one whose rewards have not reached the selector. Zero by
-        # construction here; logged so that a trainer change that breaks it shows up in the metrics.
-        lag = self._generations_selected - self._generations_applied
-        positions = self._candidates.next()
-        choice = self.selector.select(self._ids_at(positions), self.prompts_per_generation)
-        self._chosen_positions = positions[choice.index]
-        self._chosen_prediction = None if choice.predicted_rate is None else choice.predicted_rate[choice.index]
+        batch = self.loop.next(self.prompts_per_generation)
+        self._positions = batch.positions
         self._awaiting_evidence = True
-        self._generations_selected += 1
         self._check_processes_agree()
-        self._record({"lag": float(lag), "candidates": float(len(positions))})
+        self._record(batch.metrics())
 
     def _chosen_rows(self, local_size: int) -> list[dict[str, Any]]:
         """This process's slice of the generation batch, as a list of ``local_size`` row dicts."""
@@ -135,14 +161,14 @@ class MoPPSGRPOTrainer(GRPOTrainer):
                 f"generation_batch_size = {self.args.generation_batch_size}; MoPPSGRPOTrainer relies on "
                 "TRL's generation-batch layout"
             )
-        layout = np.repeat(self._chosen_positions, self.num_generations)
+        layout = np.repeat(self._positions, self.num_generations)
         start = self.accelerator.process_index * local_size
         return [self._rows[int(position)] for position in layout[start:start + local_size]]
 
     def _check_processes_agree(self) -> None:
         if self.accelerator.num_processes == 1:
             return
-        digest = hashlib.sha1(np.ascontiguousarray(self._chosen_positions, dtype=np.int64).tobytes()).hexdigest()
+        digest = hashlib.sha1(np.ascontiguousarray(self._positions, dtype=np.int64).tobytes()).hexdigest()
         digests = gather_object([digest])
         if len(set(digests)) != 1:
             raise RuntimeError(
@@ -155,111 +181,97 @@ class MoPPSGRPOTrainer(GRPOTrainer):
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         if self.model.training and self._awaiting_evidence:
-            self._apply_evidence(rewards_per_func.detach().float().cpu().numpy())
+            self._observe(rewards_per_func.detach().float().cpu().numpy())
         return rewards_per_func
 
-    def _apply_evidence(self, rewards_per_func: np.ndarray) -> None:
-        """Update the selector from ``rewards_per_func``: float (B * num_generations, reward funcs),
-        the rewards of all processes in generation-batch order (NaN = function returned None)."""
+    def _observe(self, rewards_per_func: np.ndarray) -> None:
+        """Hand the generation's rewards to the loop. ``rewards_per_func``: float (B * num_generations,
+        reward funcs), all processes' rewards in generation-batch order; NaN = the function returned None,
+        i.e. no verdict: such a rollout is not evidence (the judged function's, or every function's when
+        the weighted sum is judged)."""
         if self._success_column is None:
             weights = self.reward_weights.detach().float().cpu().numpy()
-            scored = ~np.isnan(rewards_per_func).all(axis=1)
-            signal = np.nansum(rewards_per_func * weights, axis=1)
+            has_verdict = ~np.isnan(rewards_per_func).all(axis=1)
+            rewards = np.nansum(rewards_per_func * weights, axis=1)
         else:
-            signal = rewards_per_func[:, self._success_column]
-            scored = ~np.isnan(signal)
-        rollout_positions = np.repeat(self._chosen_positions, self.num_generations)
-        if len(rollout_positions) != len(signal):
+            rewards = rewards_per_func[:, self._success_column]
+            has_verdict = ~np.isnan(rewards)
+        rollout_positions = np.repeat(self._positions, self.num_generations)
+        if len(rollout_positions) != len(rewards):
             raise RuntimeError(
-                f"got {len(signal)} rewards for {len(rollout_positions)} rollouts "
+                f"got {len(rewards)} rewards for {len(rollout_positions)} rollouts "
                 f"({self.prompts_per_generation} prompts x {self.num_generations} generations)"
             )
-        evidence = aggregate_rollouts(self._ids_at(rollout_positions[scored]), signal[scored], self._success_rule)
-        if not self.mopps_config.bandit_no_update:
-            self.selector.update(evidence.ids, evidence.successes, evidence.trials)
+        metrics = self.loop.observe(self.loop.ids_at(rollout_positions), rewards, has_verdict=has_verdict)
         self._awaiting_evidence = False
-        self._generations_applied += 1
-        self.rollouts_scored += int(scored.sum())
-        self._record_evidence_metrics(evidence)
-
-    def _record_evidence_metrics(self, evidence) -> None:
-        predicted = None
-        if self._chosen_prediction is not None:
-            predicted_by_id = dict(zip(_as_list(self._ids_at(self._chosen_positions)),
-                                       self._chosen_prediction.tolist()))
-            predicted = np.array([predicted_by_id[prompt_id] for prompt_id in _as_list(evidence.ids)])
-        report = selection_report(predicted, evidence.successes, evidence.trials)
-        if predicted is None:
-            # A selector that predicts nothing would only feed nan into TRL's window averages.
-            report = {name: report[name] for name in GROUP_KEYS}
-        self._record(report)
+        self._record(metrics)
 
     def _record(self, metrics: dict[str, float]) -> None:
-        """Queue ``mopps/<name>`` metrics for TRL's next ``log`` (averaged over the logging window)."""
+        """Queue the loop's ``mopps/*`` metrics for TRL's next ``log`` (averaged over the logging window)."""
         for name, value in metrics.items():
-            self._metrics["train"][f"mopps/{name}"].append(float(value))
+            self._metrics["train"][name].append(float(value))
 
     # -- checkpoints ---------------------------------------------------------------------------------
 
     def _save_checkpoint(self, model, trial) -> None:
-        # Written before the model so that a checkpoint pushed to the Hub by super() includes it.
+        # Written before the model so that a checkpoint pushed to the Hub by super() includes it. Saves
+        # happen after an optimizer step; a generation's rewards arrive in its first micro-step, so no
+        # evidence is outstanding here.
         if self.args.should_save:
             folder = os.path.join(self._get_output_dir(trial=trial),
                                   f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
-            os.makedirs(folder, exist_ok=True)
-            self.selector.save(os.path.join(folder, SELECTOR_FILE))
-            write_json(os.path.join(folder, ADAPTER_FILE), self._adapter_state())
+            save_state({
+                "format": CHECKPOINT_FORMAT,
+                "version": CHECKPOINT_VERSION,
+                "loop": self.loop.state_dict(),
+                # The current generation's rows (a resume mid-generation regenerates them) and TRL's
+                # micro-step counter, which decides when to generate and which GRPOTrainer does not save.
+                "generation_positions": self._positions,
+                "micro_step": self._step,
+            }, os.path.join(folder, CHECKPOINT_FILE))
         super()._save_checkpoint(model, trial)
 
     def _load_optimizer_and_scheduler(self, checkpoint) -> None:
         super()._load_optimizer_and_scheduler(checkpoint)
         if checkpoint is not None:
-            self._load_adapter_checkpoint(checkpoint)
+            self._load_checkpoint(checkpoint)
 
-    def _adapter_state(self) -> dict[str, Any]:
-        # Saves happen after an optimizer step; a generation's rewards arrive in its first micro-step,
-        # so no evidence is ever outstanding here.
-        return {
-            "format": ADAPTER_FORMAT,
-            "version": ADAPTER_VERSION,
-            "candidates": self._candidates.state_dict(),
-            "chosen_positions": None if self._chosen_positions is None else self._chosen_positions.tolist(),
-            "generations_selected": self._generations_selected,
-            "rollouts_scored": self.rollouts_scored,
-            # TRL's micro-step counter decides when to generate; GRPOTrainer does not save it, so a run
-            # resumed mid-generation would otherwise regenerate out of phase.
-            "micro_step": self._step,
-        }
-
-    def _load_adapter_checkpoint(self, checkpoint: str) -> None:
-        selector_path = os.path.join(checkpoint, SELECTOR_FILE)
-        adapter_path = os.path.join(checkpoint, ADAPTER_FILE)
-        for path in (selector_path, adapter_path):
-            if not os.path.isfile(path):
-                raise FileNotFoundError(
-                    f"{path} is missing: resume_from_checkpoint={checkpoint!r} was not written by MoPPSGRPOTrainer"
+    def _load_checkpoint(self, checkpoint: str) -> None:
+        path = os.path.join(checkpoint, CHECKPOINT_FILE)
+        if not os.path.isfile(path):
+            if all(os.path.isfile(os.path.join(checkpoint, name)) for name in _VERSION_1_FILES):
+                # mopps 0.1 ordered candidates by another generator, so its stream position cannot be
+                # continued exactly; the posteriors can.
+                raise ValueError(
+                    f"{checkpoint} was written by mopps 0.1's TRL adapter ({', '.join(_VERSION_1_FILES)}), whose "
+                    "candidate order this version cannot continue. Keep its learned posteriors by starting a new "
+                    f"run with bandit_load_path={os.path.join(checkpoint, _VERSION_1_FILES[0])!r} and the old run's "
+                    "bandit_* / prior_* settings"
                 )
-        with open(adapter_path, encoding="utf-8") as handle:
-            state = json.load(handle)
-        if state.get("format") != ADAPTER_FORMAT or state.get("version") != ADAPTER_VERSION:
-            raise ValueError(f"{adapter_path}: not a {ADAPTER_FORMAT} file of version {ADAPTER_VERSION}")
-        self.selector.load_state_dict(load_state(selector_path))
-        self._candidates.load_state_dict(state["candidates"])
-        chosen = state["chosen_positions"]
-        self._chosen_positions = None if chosen is None else np.asarray(chosen, dtype=np.int64)
-        self._chosen_prediction = None
+            raise FileNotFoundError(
+                f"{path} is missing: resume_from_checkpoint={checkpoint!r} was not written by MoPPSGRPOTrainer"
+            )
+        state = load_state(path, what="MoPPSGRPOTrainer checkpoint")
+        if state.get("format") != CHECKPOINT_FORMAT or state.get("version") != CHECKPOINT_VERSION:
+            raise ValueError(f"{path}: not a {CHECKPOINT_FORMAT} state of version {CHECKPOINT_VERSION}")
+        missing = sorted({"loop", "generation_positions", "micro_step"} - state.keys())
+        if missing:
+            raise ValueError(f"{path} lacks {missing}")
+        micro_step = check_integer(state["micro_step"], f"{path}: micro_step")
+        positions = np.asarray(state["generation_positions"], dtype=np.int64)
+        in_dataset = (positions >= 0) & (positions < len(self.loop))
+        if positions.shape != (self.prompts_per_generation,) or not in_dataset.all():
+            raise ValueError(f"{path}: generation_positions {positions.tolist()} are not {self.prompts_per_generation} "
+                             f"rows of this dataset; resume with the same dataset and generation batch")
+        try:
+            self.loop.load_state_dict(state["loop"])
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
+        self._positions = positions
         self._awaiting_evidence = False
-        self._generations_selected = self._generations_applied = int(state["generations_selected"])
-        self.rollouts_scored = int(state["rollouts_scored"])
-        self._step = int(state["micro_step"])
+        self._step = micro_step
 
     # -- helpers -------------------------------------------------------------------------------------
-
-    def _ids_at(self, positions: np.ndarray):
-        """Prompt ids of dataset rows ``positions`` (int64 array, or list of str for string ids)."""
-        if self._id_kind == STR_KIND:
-            return [self._row_ids[int(position)] for position in positions]
-        return self._row_ids[positions]
 
     def _reward_column(self, name: str | None) -> int | None:
         if name is None:
@@ -269,21 +281,25 @@ class MoPPSGRPOTrainer(GRPOTrainer):
         return self.reward_func_names.index(name)
 
 
-def _row_ids(dataset: Dataset, id_column: str | None):
-    """``(kind, ids)``: each row's prompt id, row positions when ``id_column`` is None."""
+def _prompt_ids(dataset: Dataset, id_column: str | None) -> tuple[Any, str]:
+    """Each row's prompt id (row positions when ``id_column`` is None) and where they come from."""
     if id_column is None:
-        return INT_KIND, np.arange(len(dataset), dtype=np.int64)
+        return np.arange(len(dataset), dtype=np.int64), "row positions"
     if id_column not in dataset.column_names:
         raise ValueError(f"id_column = {id_column!r}; train_dataset columns are {dataset.column_names}")
-    kind, ids = normalize_ids(dataset[id_column], f"train_dataset[{id_column!r}]")
-    position = first_duplicate(kind, ids)
-    if position >= 0:
-        raise ValueError(
-            f"train_dataset[{id_column!r}][{position}] = {ids[position]!r} occurs earlier too; "
-            "prompt ids must be unique"
-        )
-    return kind, ids
+    return dataset[id_column], f"id_column = {id_column!r} (train_dataset[{id_column!r}])"
 
 
-def _as_list(ids) -> list:
-    return ids.tolist() if isinstance(ids, np.ndarray) else list(ids)
+def _column_features(dataset: Dataset, column: str) -> np.ndarray:
+    """The dataset column ``column`` as an (N, d) array: one feature vector of d numbers per row."""
+    if column not in dataset.column_names:
+        raise ValueError(f"train_dataset columns are {dataset.column_names}")
+    features = dataset.with_format("numpy", columns=[column])[:][column]
+    if features.ndim == 1 and features.dtype != object:
+        raise ValueError("the column holds one value per row; each row must be a list of d numbers")
+    if features.ndim != 2:
+        lengths = [np.size(row) for row in features]
+        ragged = int(np.argmax(np.asarray(lengths) != lengths[0]))
+        raise ValueError(f"row {ragged} holds {lengths[ragged]} values but row 0 holds {lengths[0]}; each row must "
+                         "be a list of d numbers, the same d for every row")
+    return features

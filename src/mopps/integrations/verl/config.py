@@ -1,7 +1,7 @@
 """The ``mopps.*`` config block read by the verl adapters, and the selection loop it builds.
 
 Its keys are ``mopps.selectors.settings.ReferenceSettings`` (the MoPPS reference's ``tasksampler.*``,
-with the same meaning and defaults as TRL's ``MoPPSConfig``, plus ``selector_class`` /
+with the same meaning and defaults as TRL's ``MoPPSGRPOConfig``, plus ``selector_class`` /
 ``selector_kwargs`` and ``features_path`` / ``features_column``) and ``reward_key``, which names the
 per-rollout value verl hands over to be judged (the reference hard-codes ``acc >= 1``).
 
