@@ -156,3 +156,25 @@ def test_task_rewards_are_named_picklable_and_checked():
         TaskReward("math", "formatted")
     with pytest.raises(ValueError, match="timeout_policy"):
         TaskReward("math", "acc", timeout_policy="none")
+
+
+def test_answer_alternatives_is_one_answer_or_a_list_never_its_characters_or_keys():
+    # A str used to be split into characters: '25' accepted the wrong answer 5.
+    assert compute_score("math", r"\boxed{5}", "100", {"answer_alternatives": "25"})["acc"] == 0.0
+    assert compute_score("math", r"\boxed{25}", "100", {"answer_alternatives": "25"})["acc"] == 1.0
+    assert compute_score("math", r"\boxed{7}", "100", {"answer_alternatives": ("25", "7")})["acc"] == 1.0
+    with pytest.raises(ValueError, match="answer_alternatives is a dict"):
+        compute_score("math", r"\boxed{5}", "100", {"answer_alternatives": {"5": 1}})
+    with pytest.raises(ValueError, match=r"answer_alternatives\[1\]"):
+        compute_score("math", r"\boxed{5}", "100", {"answer_alternatives": ["7", 5]})
+    assert math_reward([r"\boxed{5}"], answer=["100"], answer_alternatives=["25"]) == [0.0]
+    with pytest.raises(ValueError, match="answer_alternatives"):
+        math_reward([r"\boxed{5}"], answer=["100"], answer_alternatives=[{"5": 1}])
+
+
+@pytest.mark.parametrize("budget", [-1, 0, float("nan"), float("inf"), "1", None, True])
+def test_cpu_budget_must_be_a_positive_finite_number(budget):
+    with pytest.raises(ValueError, match="cpu_budget_s"):
+        compute_score("math", r"\boxed{5}", "5", cpu_budget_s=budget)
+    with pytest.raises(ValueError, match="cpu_budget_s"):
+        TaskReward("math", "acc", cpu_budget_s=budget)

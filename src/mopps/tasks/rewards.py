@@ -17,9 +17,13 @@ math-verify starts them and waits for them (outside every answer's budget).
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
+
+import numpy as np
 
 from mopps.tasks.countdown_reward import score_countdown
 from mopps.tasks.math_reward import DEFAULT_CPU_BUDGET_S, score_geo3k, score_math
@@ -88,15 +92,51 @@ def compute_score(
     unknown ``timeout_policy``.
     """
     check_timeout_policy(timeout_policy)
+    check_cpu_budget(cpu_budget_s)
     task = task_of(data_source)
     if task == "countdown":
         return score_countdown(solution_str, ground_truth)
     if task == "geo3k":
         return score_geo3k(solution_str, ground_truth, cpu_budget_s, timeout_policy)
-    alternatives = (extra_info or {}).get(ANSWER_ALTERNATIVES_KEY)
-    if alternatives is not None and len(alternatives):
-        ground_truth = [ground_truth, *list(alternatives)]
+    alternatives = answer_alternatives((extra_info or {}).get(ANSWER_ALTERNATIVES_KEY))
+    if alternatives:
+        ground_truth = [ground_truth, *alternatives]
     return score_math(solution_str, ground_truth, cpu_budget_s, timeout_policy)
+
+
+def answer_alternatives(value) -> list[str]:
+    """The further accepted answers of a row's ``answer_alternatives``: None (none), one str (one
+    answer, not its characters), or a list/tuple/1-D array of str (parquet rows read by verl hold
+    an object array). Anything else (a dict, a number) is a ``ValueError`` naming the field:
+    iterating it would grade against its keys or characters."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        for position, item in enumerate(value):
+            if not isinstance(item, str):
+                raise ValueError(
+                    f"{ANSWER_ALTERNATIVES_KEY}[{position}] = {item!r}; {ANSWER_ALTERNATIVES_KEY} must be a str "
+                    "or a list of str"
+                )
+        return list(value)
+    raise ValueError(
+        f"{ANSWER_ALTERNATIVES_KEY} is a {type(value).__name__}; it must be a str or a list of str"
+    )
+
+
+def check_cpu_budget(cpu_budget_s) -> float:
+    """``cpu_budget_s`` as a float: a finite number of CPU seconds > 0, else ``ValueError`` naming it
+    (a budget <= 0 would silently grade every math-verify answer as a timeout)."""
+    if isinstance(cpu_budget_s, bool) or not isinstance(cpu_budget_s, numbers.Real):
+        raise ValueError(f"cpu_budget_s = {cpu_budget_s!r}; cpu_budget_s must be a number of CPU seconds > 0")
+    budget = float(cpu_budget_s)
+    if not (math.isfinite(budget) and budget > 0.0):
+        raise ValueError(f"cpu_budget_s = {cpu_budget_s!r}; cpu_budget_s must be finite and > 0")
+    return budget
 
 
 def completion_text(completion: Any) -> str:
@@ -142,7 +182,8 @@ def _answer_results(scorer: Callable, completions: list, kwargs: Mapping, name: 
     alternatives = kwargs.get(ANSWER_ALTERNATIVES_KEY) or [None] * len(completions)
     results = []
     for completion, answer, extra in zip(completions, answers, alternatives):
-        truth = [answer, *list(extra)] if extra is not None and len(extra) else answer
+        extra = answer_alternatives(extra)
+        truth = [answer, *extra] if extra else answer
         results.append(scorer(completion_text(completion), truth, **options))
     return results
 
@@ -179,7 +220,7 @@ class TaskReward:
             raise ValueError(f"output = {output!r}; must be one of {OUTPUTS}")
         self.task = task
         self.output = output
-        self.cpu_budget_s = cpu_budget_s
+        self.cpu_budget_s = check_cpu_budget(cpu_budget_s)
         self.timeout_policy = check_timeout_policy(timeout_policy)
         self.__name__ = name or f"{task}_{'reward' if output == 'score' else 'accuracy'}"
 
