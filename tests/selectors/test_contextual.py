@@ -287,3 +287,57 @@ def test_model_dict_and_record_build_the_same_selector():
     right = ContextualMoPPS(model=ContextualModel(residual_sd=2.0, trend=True))
     assert left.state_dict()["config"] == right.state_dict()["config"]
     assert left.state.theta_mean.shape == (3,)
+
+
+def test_selectors_loaded_from_one_state_share_no_arrays():
+    source = ContextualMoPPS()
+    source.add_features(range(5), np.random.default_rng(0).standard_normal((5, 3)))
+    source.update([7], [1.0], [4.0])  # 7: an entry without features
+    saved = source.state_dict()
+    kept = {key: value.copy() if isinstance(value, np.ndarray) else value for key, value in saved["arrays"].items()}
+    first, second = ContextualMoPPS(), ContextualMoPPS()
+    first.load_state_dict(saved)
+    second.load_state_dict(saved)
+    predicted = second.predict([7, 1])
+    first.add_features([7], [[5.0, 5.0, 5.0]])
+    first.update([1, 7], [4.0, 0.0], [4.0, 4.0])
+    _same_state(saved["arrays"], kept)
+    np.testing.assert_array_equal(second.predict([7, 1]), predicted)
+
+
+def test_features_beyond_float32_are_refused_and_keep_state():
+    selector = ContextualMoPPS()
+    selector.add_features(range(50), np.random.default_rng(0).standard_normal((50, 3)))
+    before = selector.state_dict()
+    with pytest.raises(ValueError, match=r"features\[1, 2\] = 1e\+39"):
+        selector.add_features([60, 61], [[0.0, 0.0, 0.0], [0.0, 0.0, 1e39]])
+    _same_state(selector.state_dict(), before)
+    np.testing.assert_array_equal(np.isfinite(selector.predict(range(50))), True)
+
+
+def test_rows_the_transform_makes_non_finite_are_refused():
+    selector = ContextualMoPPS()
+    selector.add_features(range(50), np.random.default_rng(0).standard_normal((50, 2)))
+    state = selector.state_dict()
+    state["arrays"]["feature_matrix"] = state["arrays"]["feature_matrix"] * 1e300  # finite, as a file may hold
+    selector.load_state_dict(state)
+    before = selector.state_dict()
+    with pytest.raises(ValueError, match=r"features\[1\]"):
+        selector.add_features([60, 61], [[0.0, 0.0], [1e10, 1e10]])
+    _same_state(selector.state_dict(), before)
+
+
+@pytest.mark.parametrize("extreme", [1e6, 1e30, -3e38])
+def test_extreme_accepted_features_keep_every_prediction_finite(extreme, tmp_path):
+    rng = np.random.default_rng(1)
+    selector = ContextualMoPPS(seed=1)
+    selector.add_features(range(300), rng.standard_normal((300, 3)))
+    selector.add_features([500, 501], [[extreme, 0.0, 0.0], [-extreme, extreme, extreme]])
+    for _ in range(40):
+        choice = selector.select(np.r_[np.arange(300), 500, 501], 8)
+        selector.update(choice.ids, rng.integers(0, 9, 8).astype(float), np.full(8, 8.0))
+        selector.update([500, 501], rng.choice([0.0, 1.0, 4.0, 7.0, 8.0], 2), [8.0, 8.0])
+    predicted = selector.predict(np.r_[np.arange(300), 500, 501, 999])
+    assert np.isfinite(predicted).all()
+    selector.save(tmp_path / "state.npz")
+    np.testing.assert_array_equal(ContextualMoPPS.load(tmp_path / "state.npz").predict([500, 501]), predicted[300:302])

@@ -49,6 +49,11 @@ from mopps.core.validation import check_integer, check_probability, check_same_l
 from mopps.selectors.base import Selector
 
 TRAINING_RULES = ("mixed", "all")
+# Model features are clipped to this many standard deviations (of the first add_features batch). A
+# linear logit cannot use a prompt 10^3 sd out (its logit variance would be ~10^6 and the evidence
+# updates lose all precision: NaN at 3000 sd in a 40-step stress run); |x| <= 30 stayed finite in
+# every run, and real features (embeddings, difficulty descriptors) lie far inside it.
+FEATURE_CLIP = 30.0
 
 
 class ContextualState(NamedTuple):
@@ -149,7 +154,9 @@ class ContextualMoPPS(Selector):
         a few hundred prompts, first. Later calls may add new ids. An id that already has features
         may be given the same row again (a resumed host can repeat the call); a different row is
         refused, because the model has learned from the old one. Rows are stored as float32 after the
-        transform. Raises ``ValueError`` naming the argument and position; the state is unchanged.
+        transform, clipped to +-``FEATURE_CLIP`` standard deviations. Values beyond the float32 range,
+        and rows the transform maps to non-finite values (possible only with a loaded transform), are
+        refused. Raises ``ValueError`` naming the argument and position; the state is unchanged.
         """
         state = self.state
         kind, normalized = normalize_ids(ids, "ids")
@@ -172,7 +179,14 @@ class ContextualMoPPS(Selector):
             matrix, offset = fit_feature_transform(array, self.feature_dim, self.projection_seed)
         else:
             matrix, offset = state.feature_matrix, state.feature_offset
-        transformed = (array @ matrix - offset).astype(np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is refused just below
+            projected = array @ matrix - offset
+        finite = np.isfinite(projected).all(axis=1)
+        if not finite.all():
+            row = int(np.argmin(finite))
+            raise ValueError(f"features[{row}] maps to non-finite model features under this selector's feature "
+                             "transform; features must be of the scale of the first add_features call")
+        transformed = np.clip(projected, -FEATURE_CLIP, FEATURE_CLIP).astype(np.float32)
         if state.feature_matrix is not None and state.id_kind is not None:
             slots = self._lookup.index(state.id_kind, state.ids).find(kind, normalized)
             safe = np.maximum(slots, 0)
@@ -187,9 +201,11 @@ class ContextualMoPPS(Selector):
         if state.feature_matrix is None:
             state = self._with_feature_space(state, matrix, offset)
         state, slots = self._with_entries(state, kind, normalized)
-        state.features[slots] = transformed
-        state.has_features[slots] = True
-        self.state = state
+        # Into copies: the live arrays may be shared with a state dict (rare calls; a copy is cheap here).
+        features, has_features = state.features.copy(), state.has_features.copy()
+        features[slots] = transformed
+        has_features[slots] = True
+        self.state = state._replace(features=features, has_features=has_features)
 
     def _with_feature_space(self, state: ContextualState, matrix: np.ndarray, offset: np.ndarray) -> ContextualState:
         """``state`` with d feature columns (zeros) and theta extended by their prior."""
@@ -335,6 +351,9 @@ class ContextualMoPPS(Selector):
             raise ValueError(f"id_kind = {kind!r} does not match the stored ids")
         if first_duplicate(stored_kind, ids) >= 0:
             raise ValueError("ids are not unique")
+        # Every array is copied: ``_observe`` writes into the record, and ``arrays`` may be shared
+        # (one state dict loaded into two selectors must give two independent selectors).
+        ids = ids.copy() if isinstance(ids, np.ndarray) else list(ids)
         count = len(ids)
         columns = {}
         for name, dtype in (("u_mean", np.float64), ("u_var", np.float64), ("trained", np.float64),
@@ -346,22 +365,22 @@ class ContextualMoPPS(Selector):
         if not (np.all(np.isfinite(columns["u_mean"])) and np.all(columns["u_var"] > 0.0)
                 and np.all(np.isfinite(columns["u_var"])) and np.all(columns["trained"] >= 0.0)):
             raise ValueError("u_mean must be finite, u_var finite and > 0, trained >= 0")
-        features = np.asarray(arrays["features"], dtype=np.float32)
+        features = np.array(arrays["features"], dtype=np.float32)
         matrix, offset = arrays.get("feature_matrix"), arrays.get("feature_offset")
         if matrix is None:
             if features.shape != (count, 0) or columns["has_features"].any() or offset is not None:
                 raise ValueError("features are stored without the feature_matrix that made them")
         else:
-            matrix = np.asarray(matrix, dtype=np.float64)
-            offset = np.asarray(offset, dtype=np.float64)
+            matrix = np.array(matrix, dtype=np.float64)
+            offset = np.array(offset, dtype=np.float64)
             if (matrix.ndim != 2 or matrix.shape[1] < 1 or offset.shape != (matrix.shape[1],)
                     or features.shape != (count, matrix.shape[1])):
                 raise ValueError("feature_matrix, feature_offset and features have inconsistent shapes")
             if not (np.all(np.isfinite(matrix)) and np.all(np.isfinite(offset)) and np.all(np.isfinite(features))):
                 raise ValueError("feature_matrix, feature_offset and features must be finite")
         layout = GlobalLayout(trend=bool(self.model.trend), feature_dim=features.shape[1])
-        theta_mean = np.asarray(arrays["theta_mean"], dtype=np.float64)
-        theta_cov = np.asarray(arrays["theta_cov"], dtype=np.float64)
+        theta_mean = np.array(arrays["theta_mean"], dtype=np.float64)
+        theta_cov = np.array(arrays["theta_cov"], dtype=np.float64)
         if theta_mean.shape != (layout.size,) or theta_cov.shape != (layout.size, layout.size):
             raise ValueError(f"theta_mean / theta_cov do not have {layout.size} coefficients")
         if not (np.all(np.isfinite(theta_mean)) and np.all(np.isfinite(theta_cov))
@@ -372,17 +391,19 @@ class ContextualMoPPS(Selector):
 
 
 def _feature_array(features) -> np.ndarray:
-    """``features`` as a finite float64 (m, d) array; ``ValueError`` naming the first bad entry."""
+    """``features`` as a float64 (m, d) array of values finite in float32 (they are stored as float32);
+    ``ValueError`` naming the first bad entry."""
     try:
         array = np.asarray(features, dtype=np.float64)
     except (TypeError, ValueError) as error:
         raise ValueError(f"features must be numbers; could not convert: {error}") from None
     if array.ndim != 2:
         raise ValueError(f"features must be two-dimensional (prompts, columns); got shape {array.shape}")
-    finite = np.isfinite(array)
+    finite = np.abs(array) <= np.finfo(np.float32).max  # False for NaN too
     if not finite.all():
         row, column = np.unravel_index(int(np.argmin(finite)), array.shape)
-        raise ValueError(f"features[{row}, {column}] = {array[row, column]}; features must be finite")
+        raise ValueError(f"features[{row}, {column}] = {array[row, column]}; features must be finite in float32 "
+                         f"(|value| <= {float(np.finfo(np.float32).max):.4g})")
     return array
 
 
