@@ -94,3 +94,17 @@ def test_the_custom_selector_example_passes():
     example = Path(__file__).resolve().parents[1] / "examples" / "custom_selector.py"
     namespace = runpy.run_path(str(example))
     check_selector(namespace["MostWins"], id_kinds=("int",))
+
+
+class SharesArraysWithItsStateDict(MoPPS):
+    """Restores the posteriors without copying them, so its in-place updates reach the state dict."""
+
+    def _restore(self, arrays):
+        restored = super()._restore(arrays)
+        return restored._replace(alpha=arrays["alpha"], beta=arrays["beta"])
+
+
+def test_a_selector_sharing_arrays_with_its_state_dict_fails():
+    with pytest.raises(AssertionError, match=r"\[independent_loads\] with int ids: using a selector changed the "
+                                             r"state dict it was loaded from, in arrays"):
+        check_selector(SharesArraysWithItsStateDict)

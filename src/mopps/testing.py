@@ -20,6 +20,10 @@ steps over integer and string ids:
 - ``round_trip_memory`` / ``round_trip_file``: ``state_dict`` -> ``load_state_dict`` and ``save`` ->
   ``load`` into a selector built with another seed give the same state, and both continue with the
   same choices as the selector that never stopped (one that forgets its generator fails here);
+- ``independent_loads``: one state dict loaded into two selectors gives two independent ones:
+  updating and selecting with one (and giving it features, if it has ``add_features(ids, features)``)
+  leaves the dict and the other selector unchanged (one whose restored state shares arrays with the
+  dict, and writes into them, fails here);
 - ``bad_input``: each malformed ``select`` / ``update`` raises ``ValueError`` naming the argument
   (and position), and leaves learned state, generator and step exactly as they were (one that
   half-applies a refused update fails here);
@@ -34,6 +38,7 @@ steps over integer and string ids:
 
 from __future__ import annotations
 
+import copy
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -57,8 +62,8 @@ def check_selector(factory: Callable[..., Selector], load_kwargs: dict[str, Any]
     selector supports ("int", "str"). Raises ``AssertionError`` naming the failed property.
     """
     load_kwargs = dict(load_kwargs or {})
-    for check in (_selection, _determinism, _seed, _round_trip_memory, _round_trip_file, _bad_input,
-                  _duplicates, _empty, _k, _corrupt_state, _seed_type):
+    for check in (_selection, _determinism, _seed, _round_trip_memory, _round_trip_file, _independent_loads,
+                  _bad_input, _duplicates, _empty, _k, _corrupt_state, _seed_type):
         for id_kind in id_kinds:
             where = f"check_selector: [{check.__name__[1:]}] with {id_kind} ids"
             try:
@@ -85,6 +90,11 @@ def _ids(id_kind: str, positions) -> Any:
     if id_kind == "int":
         return positions * 3 + 5  # not the positions themselves: ids are not row numbers
     return [f"prompt-{position}" for position in positions.tolist()]
+
+
+def _position(id_kind: str, value) -> int:
+    """The pool position of one id of ``_ids``."""
+    return (int(value) - 5) // 3 if id_kind == "int" else int(value.rsplit("-", 1)[1])
 
 
 def _as_list(ids) -> list:
@@ -208,6 +218,41 @@ def _round_trip_file(factory, id_kind, load_kwargs) -> None:
     after = _run(resumed, 6, rng, id_kind)
     _require(before + after == reference,
              "a selector saved and loaded from a file chose differently from the one that never stopped")
+
+
+def _feature_rows(positions) -> np.ndarray:
+    """A fixed, finite feature row per pool position, float (m, 3)."""
+    positions = np.asarray(positions, dtype=np.float64)
+    return np.stack([np.sin(positions), np.cos(positions), positions / _POOL], axis=1)
+
+
+def _independent_loads(factory, id_kind, load_kwargs) -> None:
+    source = factory(seed=4)
+    takes_features = callable(getattr(source, "add_features", None))
+    if takes_features:
+        source.add_features(_ids(id_kind, np.arange(0, _POOL, 2)), _feature_rows(np.arange(0, _POOL, 2)))
+    rng = np.random.default_rng(4)
+    chosen = _run(source, 3, rng, id_kind)
+    # Prompts the state already holds (rolled out above): evidence and features for them can be written
+    # into the restored arrays in place, which is where a shared array shows.
+    held = np.unique([_position(id_kind, value) for step in chosen for value in step])
+    without_features = held[held % 2 == 1]
+    saved = source.state_dict()
+    kept = copy.deepcopy(saved)
+    first, second = factory(seed=0), factory(seed=0)
+    first.load_state_dict(saved)
+    second.load_state_dict(saved)
+    before = second.state_dict()
+    _require(_same(before, kept), "after load_state_dict the state differs from the state dict")
+    if takes_features:
+        first.add_features(_ids(id_kind, without_features), _feature_rows(without_features))
+    first.update(_ids(id_kind, held), np.full(len(held), 1.0), np.full(len(held), 2.0))
+    _run(first, 2, rng, id_kind)
+    _require(_same(saved, kept), f"using a selector changed the state dict it was loaded from, in "
+             f"{_differences(kept, saved)}: the restored state shares arrays with the dict")
+    after = second.state_dict()
+    _require(_same(after, before), f"using one of two selectors loaded from one state dict changed the other's "
+             f"{_differences(before, after)}: the restored state shares arrays with the dict")
 
 
 def _bad_calls(id_kind: str) -> list[tuple[str, Callable[[Selector], Any]]]:
