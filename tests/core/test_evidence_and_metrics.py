@@ -100,3 +100,9 @@ def test_a_bad_verdict_mask_is_refused_naming_the_position():
         aggregate_rollouts([1, 2], [np.nan, 0.0], has_verdict=[True, True])
     with pytest.raises(ValueError, match=r"rewards\[1\] = 2.0"):
         aggregate_rollouts([1, 2, 3], [np.nan, 2.0, 0.5], SuccessRule("fraction"), has_verdict=[False, True, True])
+
+
+def test_string_ids_differing_by_a_trailing_nul_are_two_prompts():
+    observations = aggregate_rollouts(["a\0", "a", "a\0"], [1.0, 0.0, 1.0])
+    assert observations.ids == ["a", "a\0"]
+    assert observations.successes.tolist() == [0.0, 2.0] and observations.trials.tolist() == [1.0, 2.0]

@@ -83,7 +83,9 @@ def test_rollouts_without_a_verdict_are_dropped_and_a_prompt_without_any_teaches
     (lambda loop, ids: loop.observe(ids, [1.0, np.nan]), "rewards[1]"),
     (lambda loop, ids: loop.observe([ids[0], 999], [1.0, 1.0]), "prompt_ids[1] = 999"),
     (lambda loop, ids: loop.observe(ids, [1.0]), "len(prompt_ids)"),
-    (lambda loop, ids: loop.observe(ids, [1.0, 1.0], has_verdict=[1, 0]), "has_verdict"),
+    (lambda loop, ids: loop.observe(ids, [1.0, 1.0], has_verdict=[1, 0.7]), "has_verdict[1] = 0.7"),
+    (lambda loop, ids: loop.observe(ids, [1.0, 1.0], has_verdict=[np.nan, 1]), "has_verdict[0] = nan"),
+    (lambda loop, ids: loop.observe(ids, [1.0, 1.0], has_verdict=[True]), "has_verdict"),
     (lambda loop, ids: loop.observe(["a", "b"], [1.0, 1.0]), "str ids"),
     (lambda loop, ids: loop.observe([ids[0], -1], [1.0, 1.0]), "prompt_ids[1]"),
     (lambda loop, ids: loop.next(0), "k"),
@@ -223,3 +225,19 @@ def assert_same(left, right):
         assert np.isnan(right)
     else:
         assert left == right
+
+
+def test_has_verdict_reads_as_compute_score_reports_it_and_empty_calls_are_fine():
+    # compute_score's has_verdict is 1.0 / 0.0; the loop reads it as aggregate_rollouts and verl do.
+    loop = make_loop(ts_ratio=1)
+    a, b = loop.next(2).ids
+    metrics = loop.observe([a, b], [1.0, np.nan], has_verdict=[1.0, 0.0])
+    assert metrics["mopps/rollouts"] == 1.0 and metrics["mopps/rollouts_without_verdict"] == 1.0
+    assert metrics["mopps/open_predictions"] == 0.0  # b had no verdict but its prediction is closed
+    assert loop.observe([], [], has_verdict=[])["mopps/observed_groups"] == 0.0
+
+
+def test_string_ids_differing_by_a_trailing_nul_are_two_prompts():
+    # numpy's text type drops trailing NULs, which merged "a" and "a\0".
+    loop = SelectionLoop(MoPPS(), ["a", "a\0"])
+    assert loop.observe(["a", "a\0"], [1.0, 0.0])["mopps/observed_groups"] == 2.0

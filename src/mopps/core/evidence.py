@@ -70,27 +70,51 @@ def aggregate_rollouts(prompt_ids, rewards, rule: SuccessRule = SuccessRule(), h
     verl's ``balance_batch``); ``rewards``: float (r,), one reward per rollout. Groups of unequal size
     are fine. Returns ``Observations`` with one row per distinct prompt, ids in sorted order.
 
-    ``has_verdict``: optional (r,) bools (or 0/1 numbers, as ``mopps.tasks`` graders report them),
-    False for a rollout whose reward reached no verdict (e.g. a grader timeout). Such rollouts are no
-    evidence: their rewards are not read (NaN is fine there) and they count in no prompt's trials,
-    so a prompt's ``trials`` is the number of its rollouts *with* a verdict, fewer than the n rolled
-    out. A prompt none of whose rollouts has a verdict is left out of the result entirely (rather
-    than given trials = 0, which selectors refuse).
+    ``has_verdict``: optional (r,), read by :func:`as_verdict_mask`; False for a rollout whose
+    reward reached no verdict (e.g. a grader timeout). Such rollouts are no evidence: their rewards
+    are not read (NaN is fine there) and they count in no prompt's trials, so a prompt's ``trials``
+    is the number of its rollouts *with* a verdict, fewer than the n rolled out. A prompt none of
+    whose rollouts has a verdict is left out of the result entirely (rather than given trials = 0,
+    which selectors refuse).
     """
     kind, ids = normalize_ids(prompt_ids, "prompt_ids")
+    unique_ids, successes, trials, _ = group_rollouts(kind, ids, rewards, rule, has_verdict)
+    judged = trials > 0
+    if not judged.all():
+        unique_ids = select_ids(kind, unique_ids, judged)
+        successes, trials = successes[judged], trials[judged]
+    return Observations(unique_ids, successes, trials)
+
+
+def group_rollouts(kind, ids, rewards, rule: SuccessRule, has_verdict=None):
+    """Per-prompt successes and trials of flat rollout records, KEEPING prompts without a verdict.
+
+    ``kind``/``ids`` (r,) as returned by ``normalize_ids``; ``rewards`` float (r,) judged by
+    ``rule``; ``has_verdict`` optional (r,) (see :func:`as_verdict_mask`; a reward with a verdict
+    must be finite, one without is not read). Returns ``(unique_ids, successes (m,), trials (m,),
+    rollouts_without_verdict int)`` with ids sorted; a prompt all of whose rollouts lack a verdict
+    has trials 0 (``SelectionLoop`` still needs it, to close its prediction; ``aggregate_rollouts``
+    drops it). ``ValueError`` names the argument and the first bad position.
+    """
+    values = _as_number_array(rewards, "rewards")
+    check_same_length(prompt_ids=ids, rewards=values)
     if has_verdict is None:
-        successes = rule.successes(rewards)
-        check_same_length(prompt_ids=ids, rewards=successes)
+        verdict = np.ones(len(values), dtype=bool)
     else:
-        keep = _as_verdict_mask(has_verdict)
-        rewards = _as_number_array(rewards, "rewards")
-        check_same_length(prompt_ids=ids, rewards=rewards, has_verdict=keep)
-        # Judge every rollout (so error positions refer to the caller's arrays), then drop the
-        # ones without a verdict; their rewards are replaced first, as they may be NaN.
-        successes = rule.successes(np.where(keep, rewards, 0.0))[keep]
-        ids = [prompt_id for prompt_id, kept in zip(ids, keep.tolist()) if kept] if kind == STR_KIND else ids[keep]
-    unique_ids, (summed, trials) = sum_by_id(kind, ids, successes, np.ones(len(successes)))
-    return Observations(unique_ids, summed, trials)
+        verdict = as_verdict_mask(has_verdict)
+        check_same_length(rewards=values, has_verdict=verdict)
+    # Judge every rollout (so error positions refer to the caller's arrays); rewards without a
+    # verdict are replaced first, as they may be NaN.
+    successes = rule.successes(np.where(verdict, values, 0.0)) * verdict
+    unique_ids, (summed, trials) = sum_by_id(kind, ids, successes, verdict.astype(np.float64))
+    return unique_ids, summed, trials, int(len(verdict) - np.count_nonzero(verdict))
+
+
+def select_ids(kind, ids, mask: np.ndarray):
+    """The normalized ``ids`` where the bool ``mask`` is True (a list for str ids, else an array)."""
+    if kind == STR_KIND:
+        return [value for value, kept in zip(ids, mask.tolist()) if kept]
+    return ids[mask]
 
 
 def _as_number_array(values, name: str) -> np.ndarray:
@@ -104,8 +128,13 @@ def _as_number_array(values, name: str) -> np.ndarray:
     return array
 
 
-def _as_verdict_mask(has_verdict) -> np.ndarray:
-    """``has_verdict`` as a bool array (r,); bools, or numbers that are exactly 0 or 1."""
+def as_verdict_mask(has_verdict) -> np.ndarray:
+    """Per-rollout ``has_verdict`` as a bool array (r,): the one reading every host uses.
+
+    Accepts bools, or numbers that are exactly 0 or 1 (``mopps.tasks`` graders report 1.0 / 0.0,
+    which verl stacks into a float array). Anything else (NaN, 0.7, text) is a ``ValueError``
+    naming ``has_verdict`` and the first bad position: a half-read verdict is no evidence either way.
+    """
     array = np.asarray(has_verdict)
     if array.dtype == np.bool_ and array.ndim == 1:
         return array
@@ -125,8 +154,20 @@ def sum_by_id(kind, ids, *columns: np.ndarray):
     """
     if kind is None:
         return np.zeros(0, dtype=np.int64), [np.zeros(0) for _ in columns]
-    keys = np.asarray(ids) if kind == STR_KIND else ids
-    unique, inverse = np.unique(keys, return_inverse=True)
-    sums = [np.bincount(inverse, weights=column, minlength=len(unique)) for column in columns]
-    unique_ids = unique.tolist() if kind == STR_KIND else unique.astype(np.int64)
+    if kind == STR_KIND:
+        # A dict keeps strings exact (numpy's fixed-width text type drops trailing NULs, merging
+        # "a" and "a\0"); slots are first-occurrence order, then re-labelled in sorted id order.
+        slot_of: dict[str, int] = {}
+        first_order = np.fromiter((slot_of.setdefault(value, len(slot_of)) for value in ids),
+                                  dtype=np.int64, count=len(ids))
+        firsts = list(slot_of)
+        order = sorted(range(len(firsts)), key=firsts.__getitem__)
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order))
+        inverse = rank[first_order]
+        unique_ids = [firsts[slot] for slot in order]
+    else:
+        unique, inverse = np.unique(ids, return_inverse=True)
+        unique_ids = unique.astype(np.int64)
+    sums = [np.bincount(inverse, weights=column, minlength=len(unique_ids)) for column in columns]
     return unique_ids, sums

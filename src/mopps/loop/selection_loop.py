@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from mopps.core.evidence import SuccessRule, sum_by_id
+from mopps.core.evidence import SuccessRule, group_rollouts, select_ids
 from mopps.core.id_index import STR_KIND, IdIndex, first_duplicate, normalize_ids
 from mopps.core.metrics import GROUP_KEYS, PREDICTION_KEYS, group_metrics, prediction_metrics
-from mopps.core.validation import check_integer, check_same_length
+from mopps.core.validation import check_integer
 from mopps.loop.ledger import PredictionLedger
 from mopps.loop.stream import CandidateStream
 from mopps.selectors.base import Selection, Selector
@@ -157,7 +157,8 @@ class SelectionLoop:
 
         ``prompt_ids``: (r,) the prompt of each rollout (dataset ids), any order and grouping, from
         any earlier step; ``rewards``: float (r,), one per rollout, judged by the loop's rule;
-        ``has_verdict``: optional bool (r,); False marks a rollout without evidence (a reward
+        ``has_verdict``: optional (r,), bools or exact 1/0 numbers (``mopps.core.evidence.as_verdict_mask``,
+        as ``compute_score`` reports them); False marks a rollout without evidence (a reward
         timeout): it is dropped (its reward may be NaN), and a prompt none of whose rollouts has a
         verdict does not update the selector. Per prompt, trials = its rollouts WITH a verdict.
         Each prompt settles its oldest open prediction (see ``PredictionLedger``). Raises
@@ -170,8 +171,7 @@ class SelectionLoop:
         ``apply(evidence(...))``; ``Refill`` needs the evidence too) and return the metrics."""
         judged = evidence.trials > 0
         if self.learn and judged.any():
-            judged_ids = [value for value, keep in zip(evidence.ids, judged.tolist()) if keep] \
-                if evidence.kind == STR_KIND else evidence.ids[judged]
+            judged_ids = select_ids(evidence.kind, evidence.ids, judged)
             self.selector.update(judged_ids, evidence.successes[judged], evidence.trials[judged])
         found, predicted, chosen_step = self.ledger.settle(evidence.kind, evidence.ids)
         self.rollouts += int(evidence.trials.sum())
@@ -183,28 +183,14 @@ class SelectionLoop:
         kind, ids = normalize_ids(prompt_ids, "prompt_ids")
         if kind is not None and kind != self.id_kind:
             raise ValueError(f"prompt_ids holds {kind} ids but the dataset's prompt ids are {self.id_kind}")
-        try:
-            values = np.asarray(rewards, dtype=np.float64)
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"rewards must be numbers; could not convert: {error}") from None
-        if values.ndim != 1:
-            raise ValueError(f"rewards must be one-dimensional; got shape {values.shape}")
-        check_same_length(prompt_ids=ids, rewards=values)
-        verdict = np.ones(len(values), dtype=bool) if has_verdict is None else np.asarray(has_verdict)
-        if verdict.dtype != np.bool_ or verdict.shape != values.shape:
-            raise ValueError(f"has_verdict must be a bool array of shape {values.shape}; got {verdict.dtype} "
-                             f"{verdict.shape}")
-        bad = verdict & ~np.isfinite(values)
-        if bad.any():
-            position = int(np.argmax(bad))
-            raise ValueError(f"rewards[{position}] = {values[position]}; a reward with a verdict must be finite")
         rows = self._row_of_id.find(kind, ids)
         if (rows < 0).any():
             position = int(np.argmax(rows < 0))
             raise ValueError(f"prompt_ids[{position}] = {_shown(ids[position])} is not a prompt of this loop's dataset")
-        successes = self.rule.successes(np.where(verdict, values, 0.0)) * verdict
-        unique_ids, (summed, trials) = sum_by_id(kind, ids, successes, verdict.astype(np.float64))
-        return Evidence(kind, unique_ids, summed, trials, int((~verdict).sum()))
+        # The same grouping as ``aggregate_rollouts``, but prompts none of whose rollouts has a
+        # verdict are kept (trials 0): they close their open predictions without teaching anything.
+        unique_ids, summed, trials, without_verdict = group_rollouts(kind, ids, rewards, self.rule, has_verdict)
+        return Evidence(kind, unique_ids, summed, trials, without_verdict)
 
     def add_features(self, ids, features) -> bool:
         """Hand a feature row per prompt (``ids`` (m,) dataset ids, ``features`` float (m, d)) to the

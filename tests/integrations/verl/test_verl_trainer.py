@@ -10,6 +10,8 @@ actor update): it only samples verl's replay buffer. ``fit`` itself is not run.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from _verl_helpers import FeatureRecorder, ScriptedRollouts, verl_rows
@@ -363,3 +365,13 @@ def test_refill_at_its_cap_trains_on_the_last_generation_batch(write_parquet, ve
 def test_refill_refuses_verls_own_dapo_filter(write_parquet, verl_config):
     with pytest.raises(ValueError, match="algorithm.filter_groups.enable=False"):
         MoPPSTrainer(verl_config(write_parquet(verl_rows(16)), dapo=True, max_num_gen_batches=4))
+
+
+def test_verdict_mask_is_the_loops_reading_of_has_verdict():
+    # It used to read > 0.5: NaN became "no evidence" and 0.7 "evidence" silently.
+    from mopps.integrations.verl.config import verdict_mask
+
+    assert verdict_mask(np.array([1.0, 0.0, 1.0])).tolist() == [True, False, True]
+    for bad, named in ((np.array([1.0, np.nan]), "has_verdict[1] = nan"), (np.array([0.7, 1.0]), "has_verdict[0] = 0.7")):
+        with pytest.raises(ValueError, match=re.escape(named)):
+            verdict_mask(bad)

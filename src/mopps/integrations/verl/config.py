@@ -16,6 +16,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from mopps.core.evidence import as_verdict_mask
 from mopps.core.validation import check_integer
 from mopps.integrations.verl.features import add_prompt_features
 from mopps.integrations.verl.keys import dataset_keys
@@ -92,5 +93,8 @@ class MoPPSVerlConfig(ReferenceSettings):
 
 
 def verdict_mask(values) -> np.ndarray:
-    """bool (r,) from per-rollout ``has_verdict`` extras (1.0 / 0.0, or bools): True = evidence."""
-    return np.asarray(values, dtype=np.float64) > 0.5
+    """bool (r,) from per-rollout ``has_verdict`` extras (1.0 / 0.0, or bools): True = evidence.
+
+    The loop's own reading (``mopps.core.evidence.as_verdict_mask``): anything but 0/1 (NaN, 0.7)
+    is a ``ValueError`` naming ``has_verdict`` and the position, not a guess either way."""
+    return as_verdict_mask(values)
