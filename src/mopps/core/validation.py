@@ -27,6 +27,22 @@ def as_float_array(values, name: str) -> np.ndarray:
     return array
 
 
+def as_feature_matrix(values, name: str = "features") -> np.ndarray:
+    """Return ``values`` as a 2-D float64 (rows, columns) array whose entries are all finite; the
+    error names the first bad entry as ``name[row, column]``."""
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{name} must be numbers; could not convert: {error}") from None
+    if array.ndim != 2:
+        raise ValueError(f"{name} must be two-dimensional (prompts, columns); got shape {array.shape}")
+    finite = np.isfinite(array)
+    if not finite.all():
+        row, column = np.unravel_index(int(np.argmin(finite)), array.shape)
+        raise ValueError(f"{name}[{row}, {column}] = {array[row, column]}; {name} must be finite")
+    return array
+
+
 def check_at_least(array: np.ndarray, bound: float, name: str) -> None:
     """Raise unless every entry of ``array`` is >= ``bound``."""
     bad = array < bound

@@ -23,7 +23,7 @@ import numpy as np
 from mopps.core.evidence import SuccessRule, group_rollouts, select_ids
 from mopps.core.id_index import STR_KIND, IdIndex, first_duplicate, normalize_ids
 from mopps.core.metrics import GROUP_KEYS, PREDICTION_KEYS, group_metrics, prediction_metrics
-from mopps.core.validation import check_integer
+from mopps.core.validation import as_feature_matrix, check_integer, check_same_length
 from mopps.loop.ledger import PredictionLedger
 from mopps.loop.stream import CandidateStream
 from mopps.selectors.base import Selection, Selector
@@ -195,8 +195,12 @@ class SelectionLoop:
     def add_features(self, ids, features) -> bool:
         """Hand a feature row per prompt (``ids`` (m,) dataset ids, ``features`` float (m, d)) to the
         selector if it takes features (has ``add_features``); returns whether it did. The loop keeps
-        no copy: a selector that uses features keeps them in its own state."""
+        no copy: a selector that uses features keeps them in its own state. The features are checked
+        (finite, one row per id) whether or not the selector takes them, so a bad feature pipeline
+        shows before a selector that would use them is swapped in."""
         kind, normalized = normalize_ids(ids, "ids")
+        features = as_feature_matrix(features, "features")
+        check_same_length(ids=normalized, features=features)
         rows = self._row_of_id.find(kind, normalized) if kind == self.id_kind else np.full(len(normalized), -1)
         if kind is not None and (rows < 0).any():
             position = int(np.argmax(rows < 0))

@@ -45,7 +45,7 @@ from mopps.core.contextual import (
 )
 from mopps.core.id_index import IdLookup, first_duplicate, normalize_ids
 from mopps.core.selection import topk_toward_target
-from mopps.core.validation import check_integer, check_probability, check_same_length
+from mopps.core.validation import as_feature_matrix, check_integer, check_probability, check_same_length
 from mopps.selectors.base import Selector
 
 TRAINING_RULES = ("mixed", "all")
@@ -393,15 +393,10 @@ class ContextualMoPPS(Selector):
 def _feature_array(features) -> np.ndarray:
     """``features`` as a float64 (m, d) array of values finite in float32 (they are stored as float32);
     ``ValueError`` naming the first bad entry."""
-    try:
-        array = np.asarray(features, dtype=np.float64)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"features must be numbers; could not convert: {error}") from None
-    if array.ndim != 2:
-        raise ValueError(f"features must be two-dimensional (prompts, columns); got shape {array.shape}")
-    finite = np.abs(array) <= np.finfo(np.float32).max  # False for NaN too
-    if not finite.all():
-        row, column = np.unravel_index(int(np.argmin(finite)), array.shape)
+    array = as_feature_matrix(features, "features")
+    fits = np.abs(array) <= np.finfo(np.float32).max
+    if not fits.all():
+        row, column = np.unravel_index(int(np.argmin(fits)), array.shape)
         raise ValueError(f"features[{row}, {column}] = {array[row, column]}; features must be finite in float32 "
                          f"(|value| <= {float(np.finfo(np.float32).max):.4g})")
     return array
