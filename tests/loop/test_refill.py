@@ -79,3 +79,39 @@ def test_rollouts_without_a_verdict_are_counted_but_teach_nothing():
 
     result = Refill(loop, max_num_gen_batches=2).fill(2, timeouts)
     assert result.rollouts == 2 * 2 * 2 and not result.kept and loop.rollouts == 0
+
+
+@pytest.mark.parametrize("bad_return, named", [
+    (lambda batch: (batch.ids, np.array([0.5, 1.0]), np.array([0.5, 1.0])), "has_verdict[0] = 0.5"),
+    (lambda batch: (batch.ids,), "a tuple of 1"),
+    (lambda batch: None, "returned NoneType"),
+    (lambda batch: (batch.ids, [np.nan, 1.0]), "rewards[0]"),
+])
+def test_a_refused_rollout_return_is_named_and_leaves_the_loop_as_it_was(bad_return, named):
+    loop = SelectionLoop(MoPPS(seed=3), np.arange(10), seed=0)
+    Refill(loop).fill(2, scripted)  # a first, good call: later state must match an untouched twin
+    twin = SelectionLoop(MoPPS(seed=3), np.arange(10), seed=0)
+    twin.load_state_dict(loop.state_dict())
+    with pytest.raises(ValueError, match="rollout\\(batch\\) returned") as error:
+        Refill(loop).fill(2, bad_return)
+    assert named in str(error.value)
+    assert loop.step == twin.step and len(loop.ledger) == len(twin.ledger)
+    assert (loop.stream.epoch, loop.stream.offset) == (twin.stream.epoch, twin.stream.offset)
+    assert loop.next(3).ids.tolist() == twin.next(3).ids.tolist()  # same candidates, same draws
+
+
+def test_a_rollout_that_raises_opens_no_prediction():
+    loop = SelectionLoop(Uniform(seed=0), np.arange(10), seed=0)
+
+    def failing(batch):
+        raise RuntimeError("rollout worker died")
+
+    with pytest.raises(RuntimeError):
+        Refill(loop).fill(2, failing)
+    assert loop.step == 0 and len(loop.ledger) == 0 and loop.stream.offset == 0
+
+
+def test_a_generation_batch_larger_than_the_dataset_names_batch_size():
+    loop = SelectionLoop(Uniform(seed=0), np.arange(10), seed=0)
+    with pytest.raises(ValueError, match=r"batch_size = 11 > 10"):
+        Refill(loop).fill(2, scripted, batch_size=11)

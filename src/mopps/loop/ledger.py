@@ -44,6 +44,13 @@ class PredictionLedger:
         self.predicted = np.concatenate([self.predicted, predicted])
         self.step = np.concatenate([self.step, np.full(len(predicted), step, dtype=np.int64)])
 
+    def truncate(self, length: int) -> None:
+        """Drop the open predictions recorded after the first ``length`` (undoes ``record`` calls
+        when nothing was settled since: ``Refill`` undoing a failed round)."""
+        self.ids = self.ids[:length]
+        self.predicted = self.predicted[:length]
+        self.step = self.step[:length]
+
     def settle(self, kind, ids) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Close the oldest open prediction of each of the unique, normalized ``ids`` (m,).
 

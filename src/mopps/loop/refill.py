@@ -18,6 +18,7 @@ signature anyway, and an ``ImportError`` says so more clearly than a half-compat
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -82,18 +83,25 @@ class Refill:
         ``rollout(batch)`` rolls out ``batch.positions`` and returns ``(prompt_ids, rewards)`` or
         ``(prompt_ids, rewards, has_verdict)``, flat per rollout as ``SelectionLoop.observe`` takes
         them (the host keeps the rollouts themselves and assembles the trained batch from ``kept``).
-        A prompt is kept at most once per call. If ``rollout`` raises, the error propagates; rounds
+        A prompt is kept at most once per call. If ``rollout`` raises, or returns something
+        ``observe`` refuses (a ``ValueError`` naming ``rollout(batch)``'s return), the round it was
+        called for is undone (the loop's candidate stream, step, open predictions and the
+        selector's generator are as before that round's ``next``) and the error propagates; rounds
         already observed stay learned.
         """
         k = check_integer(k, "k", minimum=1)
-        batch_size = k if batch_size is None else check_integer(batch_size, "batch_size", minimum=1)
+        if batch_size is None:
+            batch_size = k
+        else:
+            batch_size = check_integer(batch_size, "batch_size", minimum=1)
+            if batch_size > len(self.loop):
+                raise ValueError(f"batch_size = {batch_size} > {len(self.loop)} prompts in the dataset")
         rounds: list[RefillRound] = []
         kept: list[tuple[int, int]] = []
         kept_rows = np.zeros(0, dtype=np.int64)
         rollouts = 0
         for round_index in range(self.max_num_gen_batches):
-            batch = self.loop.next(batch_size)
-            evidence = self.loop.evidence(*rollout(batch))
+            evidence, batch = self._rolled_out(batch_size, rollout)
             metrics = self.loop.apply(evidence)
             rollouts += int(evidence.trials.sum()) + evidence.rollouts_without_verdict
             successes, trials = _aligned(evidence, batch)
@@ -107,6 +115,34 @@ class Refill:
             if len(kept) >= k:
                 break
         return RefillResult(rounds, kept, rollouts, len(kept) >= k)
+
+
+    def _rolled_out(self, batch_size: int, rollout: Callable[[Batch], tuple[Any, ...]]) -> tuple[Evidence, Batch]:
+        """``loop.next(batch_size)``, rolled out and checked; undone if the rollout fails or its
+        return is refused, so a bad round opens no prediction and takes no candidates."""
+        loop = self.loop
+        # next() appends to the ledger and moves the stream, the step and the selector's generator;
+        # nothing else changes before apply(), so these four restore the loop exactly.
+        saved = (loop.stream.epoch, loop.stream.offset, loop.step, len(loop.ledger),
+                 copy.deepcopy(loop.selector.rng.bit_generator.state))
+        batch = loop.next(batch_size)
+        try:
+            records = rollout(batch)
+            if not isinstance(records, (tuple, list)) or len(records) not in (2, 3):
+                shown = type(records).__name__ if not isinstance(records, (tuple, list)) \
+                    else f"a {type(records).__name__} of {len(records)}"
+                raise ValueError(f"rollout(batch) returned {shown}; it must return (prompt_ids, rewards) or "
+                                 "(prompt_ids, rewards, has_verdict), flat per rollout")
+            try:
+                evidence = loop.evidence(*records)
+            except ValueError as error:
+                raise ValueError(f"rollout(batch) returned records observe() refuses: {error}") from None
+        except BaseException:
+            loop.stream.epoch, loop.stream.offset, loop.step = saved[:3]
+            loop.ledger.truncate(saved[3])
+            loop.selector.rng.bit_generator.state = saved[4]
+            raise
+        return evidence, batch
 
 
 def _aligned(evidence: Evidence, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
