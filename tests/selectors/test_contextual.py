@@ -341,3 +341,17 @@ def test_extreme_accepted_features_keep_every_prediction_finite(extreme, tmp_pat
     assert np.isfinite(predicted).all()
     selector.save(tmp_path / "state.npz")
     np.testing.assert_array_equal(ContextualMoPPS.load(tmp_path / "state.npz").predict([500, 501]), predicted[300:302])
+
+
+def test_one_first_observation_moves_every_unseen_prompt_as_documented():
+    """docs/contextual.md, "where it loses": 64 % of a lone observation's evidence goes to the shared
+    ability (prior variances 4 against 2.25), so one 16/16 moves an unseen prompt from 0.5 to 0.82."""
+    selector = ContextualMoPPS()
+    assert selector.predict([999])[0] == pytest.approx(0.5)
+    selector.update([0], [16.0], [16.0])
+    assert selector.predict([999])[0] == pytest.approx(0.82, abs=0.01)
+    selector.update([1], [0.0], [16.0])
+    assert selector.predict([999])[0] == pytest.approx(0.48, abs=0.01)
+    batch = ContextualMoPPS()
+    batch.update(np.arange(16), [16.0] + [8.0] * 15, np.full(16, 16.0))
+    assert batch.predict([999])[0] == pytest.approx(0.53, abs=0.01)
