@@ -54,3 +54,50 @@ def test_a_file_that_is_not_a_state_is_named_in_the_error(tmp_path):
     np.savez(tmp_path / "other.npz", __meta__=np.frombuffer(b'{"hello": 1}', dtype=np.uint8))
     with pytest.raises(ValueError, match="other.npz: not a mopps state file"):
         load_state(tmp_path / "other.npz")
+
+
+def _damaged(path, change) -> None:
+    data = bytearray(path.read_bytes())
+    change(data, data.rfind(b"PK\x01\x02"))  # the last central-directory header
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("change", [
+    lambda data, at: data.__setitem__(at + 10, 99),  # an unknown compression method
+    lambda data, at: data.__setitem__(at + 8, data[at + 8] | 1),  # the "encrypted" flag
+])
+def test_a_damaged_zip_header_is_a_value_error_naming_the_file(tmp_path, change):
+    save_state({"format": "x", "alpha": np.arange(3.0)}, tmp_path / "s.npz")
+    _damaged(tmp_path / "s.npz", change)
+    with pytest.raises(ValueError, match=r"cannot read mopps state .*s\.npz"):
+        load_state(tmp_path / "s.npz")
+
+
+def test_deeply_nested_meta_is_a_value_error_naming_the_file(tmp_path):
+    np.savez(tmp_path / "deep.npz", __meta__=np.frombuffer(b"[" * 100000, dtype=np.uint8))
+    with pytest.raises(ValueError, match=r"cannot read mopps state .*deep\.npz"):
+        load_state(tmp_path / "deep.npz")
+
+
+def test_states_the_loader_refuses_after_reading_name_the_file(tmp_path):
+    from mopps import MoPPS, SelectionLoop, Uniform
+
+    selector_file, loop_file = tmp_path / "selector.npz", tmp_path / "loop.npz"
+    MoPPS().save(selector_file)
+    loop = SelectionLoop(MoPPS(), np.arange(4))
+    loop.save(loop_file)
+    with pytest.raises(ValueError, match=r"selector\.npz: not a mopps loop state"):
+        loop.load(selector_file)
+    state = loop.state_dict()
+    save_state({**state, "version": 99}, loop_file)
+    with pytest.raises(ValueError, match=r"loop\.npz: loop state version 99"):
+        loop.load(loop_file)
+    with pytest.raises(ValueError, match=r"selector\.npz: state was saved by MoPPS, not Uniform"):
+        Uniform.load(selector_file)
+    broken = {**state, "selector": {**state["selector"], "arrays": {**state["selector"]["arrays"],
+                                                                   "alpha": np.zeros(2)}}}
+    save_state(broken, loop_file)
+    with pytest.raises(ValueError, match=r"loop\.npz: state\['selector'\]\['arrays'\] is invalid"):
+        loop.load(loop_file)
+    with pytest.raises(ValueError, match=r"^state\['selector'\]\['arrays'\] is invalid"):
+        loop.load_state_dict(broken)

@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
@@ -90,8 +92,8 @@ def load_state(path, what: str = "mopps state") -> dict[str, Any]:
     """Read a state written by ``save_state`` (or a version 1 selector file).
 
     ``what`` names the content in errors. Raises ``FileNotFoundError`` for a missing file and
-    ``ValueError`` naming the file if it is a directory, truncated, corrupt (CRC), not a mopps state
-    file, or of an unsupported file version.
+    ``ValueError`` naming the file if it is a directory, truncated, corrupt (CRC, a damaged zip
+    header, malformed ``__meta__``), not a mopps state file, or of an unsupported file version.
     """
     path = Path(path)
     if path.is_dir():
@@ -114,9 +116,14 @@ def load_state(path, what: str = "mopps state") -> dict[str, Any]:
                 raise ValueError("not a mopps state file (no 'file_format' in __meta__)")
             if not isinstance(state, dict):
                 raise ValueError("the stored state is not a dict")
-    except (zipfile.BadZipFile, EOFError, OSError, KeyError, TypeError, AttributeError,
-            UnicodeDecodeError, json.JSONDecodeError, ValueError) as error:
-        raise ValueError(f"cannot read {what} {path}: {error} (truncated or corrupt?)") from None
+    except (zipfile.BadZipFile, EOFError, OSError, LookupError, TypeError, AttributeError, ArithmeticError,
+            UnicodeDecodeError, json.JSONDecodeError, ValueError, zlib.error, struct.error,
+            # A damaged zip header can ask for an unknown compression method or encryption
+            # (NotImplementedError / RuntimeError from zipfile); deeply nested JSON in __meta__
+            # overflows the decoder's stack (RecursionError, a RuntimeError).
+            NotImplementedError, RuntimeError) as error:
+        detail = error if isinstance(error, ValueError) else f"{type(error).__name__}: {error}"
+        raise ValueError(f"cannot read {what} {path}: {detail} (truncated or corrupt?)") from None
     return state
 
 

@@ -280,7 +280,8 @@ class SelectionLoop:
             raise ValueError(f"state['ledger'] is invalid: {error}") from None
         if ledger.id_kind not in (None, self.id_kind) or (len(ledger) and ledger.step.max() > step):
             raise ValueError("state['ledger'] holds predictions of other ids or of later steps than state['step']")
-        self.selector.load_state_dict(state["selector"])  # validates everything before it changes anything
+        # Validates everything before it changes anything.
+        self.selector.load_state_dict(state["selector"], name="state['selector']")
         self.stream.epoch, self.stream.offset = epoch, offset
         self.ledger = ledger
         self.step, self.rollouts, self.rollouts_without_verdict = step, rollouts, without_verdict
@@ -290,8 +291,13 @@ class SelectionLoop:
         save_state(self.state_dict(), path)
 
     def load(self, path) -> None:
-        """Continue from a file written by ``save`` (validated like ``load_state_dict``)."""
-        self.load_state_dict(load_state(path, what="loop state"))
+        """Continue from a file written by ``save`` (validated like ``load_state_dict``; every
+        ``ValueError`` names the file)."""
+        state = load_state(path, what="loop state")
+        try:
+            self.load_state_dict(state)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
 
 
 def _shown(prompt_id) -> str:

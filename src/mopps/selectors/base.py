@@ -181,24 +181,25 @@ class Selector(ABC):
             "arrays": {field: copy.copy(value) for field, value in self.state._asdict().items()},
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], name: str = "state") -> None:
         """Replace this selector's state with ``state``. Everything is validated before anything is
         assigned: on a ``ValueError`` (another selector class, format version or config, a bad RNG
-        state, step or array) the selector is exactly as it was."""
-        check_state_header(state, type(self).__name__)
+        state, step or array) the selector is exactly as it was. ``name``: how errors call ``state``
+        (``SelectionLoop`` passes ``"state['selector']"``)."""
+        check_state_header(state, type(self).__name__, name)
         if state["config"] != self._config():
             raise ValueError(
-                f"state config {state['config']} differs from this selector's config "
+                f"{name}['config'] = {state['config']} differs from this selector's config "
                 f"{self._config()}; build the selector with the saved config (or use {type(self).__name__}.load)"
             )
-        step = check_integer(state["step"], "state['step']")
-        rng = generator_from_state(state["rng"], "state['rng']")
+        step = check_integer(state["step"], f"{name}['step']")
+        rng = generator_from_state(state["rng"], f"{name}['rng']")
         if not isinstance(state["arrays"], dict):
-            raise ValueError("state['arrays'] must be a dict")
+            raise ValueError(f"{name}['arrays'] must be a dict")
         try:
             record = self._restore(state["arrays"])
         except (KeyError, TypeError, ValueError) as error:
-            raise ValueError(f"state['arrays'] is invalid: {error}") from None
+            raise ValueError(f"{name}['arrays'] is invalid: {error}") from None
         self.state, self.rng, self.step = record, rng, step
 
     def save(self, path) -> None:
@@ -210,15 +211,18 @@ class Selector(ABC):
         """Build a selector from a file written by ``save``; ``kwargs`` supply what cannot be saved
         (e.g. the oracle's success-rate function)."""
         state = load_state(path, what="selector state")
-        check_state_header(state, cls.__name__)
         try:
-            selector = cls(**state["config"], **kwargs)
-        except TypeError as error:
-            raise ValueError(
-                f"{path}: the saved config {state['config']} does not fit {cls.__name__} of this "
-                f"mopps version ({error})"
-            ) from None
-        selector.load_state_dict(state)
+            check_state_header(state, cls.__name__)
+            try:
+                selector = cls(**state["config"], **kwargs)
+            except TypeError as error:
+                raise ValueError(
+                    f"the saved config {state['config']} does not fit {cls.__name__} of this mopps version ({error})"
+                ) from None
+            selector.load_state_dict(state)
+        except ValueError as error:
+            # The file was read but holds no state this class can take: say which file.
+            raise ValueError(f"{path}: {error}") from None
         return selector
 
     # -- helpers -----------------------------------------------------------------------------------
@@ -234,17 +238,18 @@ class Selector(ABC):
         return kind, ids
 
 
-def check_state_header(state: dict[str, Any], class_name: str) -> None:
-    """Raise ``ValueError`` unless ``state`` is a selector state of ``class_name`` we can read."""
+def check_state_header(state: dict[str, Any], class_name: str, name: str = "state") -> None:
+    """Raise ``ValueError`` unless ``state`` is a selector state of ``class_name`` we can read
+    (``name``: how errors call it)."""
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        raise ValueError("not a mopps selector state (missing or wrong 'format')")
+        raise ValueError(f"{name} is not a mopps selector state (missing or wrong 'format')")
     version = state.get("version")
     if version != STATE_VERSION:
         raise ValueError(
-            f"selector state version {version} is not supported by this mopps (reads version {STATE_VERSION})"
+            f"{name}: selector state version {version} is not supported by this mopps (reads version {STATE_VERSION})"
         )
     if state.get("selector") != class_name:
-        raise ValueError(f"state was saved by {state.get('selector')}, not {class_name}")
+        raise ValueError(f"{name} was saved by {state.get('selector')}, not {class_name}")
     for key in ("config", "step", "rng", "arrays"):
         if key not in state:
-            raise ValueError(f"selector state lacks the key {key!r}")
+            raise ValueError(f"{name} lacks the key {key!r}")
