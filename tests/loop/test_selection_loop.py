@@ -241,3 +241,13 @@ def test_string_ids_differing_by_a_trailing_nul_are_two_prompts():
     # numpy's text type drops trailing NULs, which merged "a" and "a\0".
     loop = SelectionLoop(MoPPS(), ["a", "a\0"])
     assert loop.observe(["a", "a\0"], [1.0, 0.0])["mopps/observed_groups"] == 2.0
+
+
+@pytest.mark.parametrize("ts_ratio", ["2", None, True, 0.5, float("nan"), float("inf")])
+def test_ts_ratio_must_be_a_finite_number_of_at_least_one(ts_ratio):
+    with pytest.raises(ValueError, match="ts_ratio"):
+        SelectionLoop(MoPPS(), np.arange(4), ts_ratio=ts_ratio)
+
+
+def test_ts_ratio_may_be_fractional():
+    assert SelectionLoop(MoPPS(), np.arange(10), ts_ratio=2.5).next(2).candidates.size == 5

@@ -7,6 +7,7 @@ validates everything before touching its state leaves that state unchanged on ba
 
 from __future__ import annotations
 
+import numbers
 from typing import Sequence
 
 import numpy as np
@@ -89,6 +90,17 @@ def check_integer(value, name: str, minimum: int = 0) -> int:
     if value < minimum:
         raise ValueError(f"{name} = {value}; {name} must be an integer >= {minimum}")
     return int(value)
+
+
+def check_number(value, name: str, minimum: float) -> float:
+    """``value`` as a Python float; ``ValueError`` naming ``name`` unless it is a real number (not a
+    bool, not a string such as "2", not None), finite and ``>= minimum``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} = {value!r}; {name} must be a finite number >= {minimum}")
+    number = float(value)
+    if not (np.isfinite(number) and number >= minimum):
+        raise ValueError(f"{name} = {value!r}; {name} must be a finite number >= {minimum}")
+    return number
 
 
 def check_seed(seed, name: str = "seed") -> int | None:

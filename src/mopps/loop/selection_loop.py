@@ -23,7 +23,7 @@ import numpy as np
 from mopps.core.evidence import SuccessRule, group_rollouts, select_ids
 from mopps.core.id_index import STR_KIND, IdIndex, first_duplicate, normalize_ids
 from mopps.core.metrics import GROUP_KEYS, PREDICTION_KEYS, group_metrics, prediction_metrics
-from mopps.core.validation import as_feature_matrix, check_integer, check_same_length
+from mopps.core.validation import as_feature_matrix, check_integer, check_number, check_same_length
 from mopps.loop.ledger import PredictionLedger
 from mopps.loop.stream import CandidateStream
 from mopps.selectors.base import Selection, Selector
@@ -98,9 +98,7 @@ class SelectionLoop:
         position = first_duplicate(kind, ids)
         if position >= 0:
             raise ValueError(f"prompt_ids[{position}] = {_shown(ids[position])} occurs earlier too; prompt ids must be unique")
-        ts_ratio = float(ts_ratio)
-        if not (np.isfinite(ts_ratio) and ts_ratio >= 1.0):
-            raise ValueError(f"ts_ratio = {ts_ratio}; ts_ratio must be finite and >= 1")
+        ts_ratio = check_number(ts_ratio, "ts_ratio", minimum=1.0)
         if not isinstance(learn, (bool, np.bool_)):
             raise ValueError(f"learn = {learn!r}; learn must be True or False")
         self.selector = selector
