@@ -5,7 +5,9 @@ prediction is matched to evidence by prompt id: evidence for a prompt settles th
 prediction of that prompt (a prompt chosen at steps 3 and 5 whose first evidence arrives settles
 step 3's). A group split over several ``observe`` calls settles on its first part; later parts
 find no open prediction and count as unpredicted. Open entries are arrays in the order they were
-recorded; settling is vectorised (no per-prompt Python loop).
+recorded; settling is vectorised (no per-prompt Python loop, no comparison of open entries
+against the evidence's ids: ids are looked up once in an id index, then everything is integer
+arrays).
 """
 
 from __future__ import annotations
@@ -14,40 +16,59 @@ from typing import Any
 
 import numpy as np
 
-from mopps.core.id_index import STR_KIND, normalize_ids
+from mopps.core.id_index import STR_KIND, IdLookup, normalize_ids
 
 
 class PredictionLedger:
-    """Open predictions: ``ids`` (n,), ``predicted`` float (n,) (NaN = the selector predicts
-    nothing), ``step`` int64 (n,) the loop step that chose them, in recording order."""
+    """Open predictions, in recording order: ``ids`` (n,) (a property), ``predicted`` float (n,)
+    (NaN = the selector predicts nothing), ``step`` int64 (n,) the loop step that chose them.
+
+    Internally each entry holds the slot of its id in an ``IdLookup`` over every id the ledger has
+    seen, so settling costs integer array work plus one lookup per settled id, for str ids as for
+    ints (no comparison of open entries against evidence ids).
+
+    Open predictions do not expire: one whose prompt never gets evidence (a host that dropped a
+    batch) stays open, is reported by ``mopps/open_predictions`` and is saved with the state. It
+    costs memory and O(1) per entry in each ``settle``, nothing else.
+    """
 
     def __init__(self) -> None:
         self.id_kind: str | None = None
-        self.ids: Any = np.zeros(0, dtype=np.int64)
+        self._known: Any = np.zeros(0, dtype=np.int64)  # every id seen, slot order
+        self._lookup = IdLookup()
+        self.slots = np.zeros(0, dtype=np.int64)  # slot of each open entry's id
         self.predicted = np.zeros(0)
         self.step = np.zeros(0, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.predicted)
 
+    @property
+    def ids(self) -> Any:
+        """The open entries' prompt ids: int64 array (n,) or list of n str."""
+        if self.id_kind == STR_KIND:
+            known = self._known
+            return [known[slot] for slot in self.slots.tolist()]
+        return np.asarray(self._known, dtype=np.int64)[self.slots]
+
     def record(self, kind: str, ids, predicted: np.ndarray | None, step: int) -> None:
-        """Open one prediction per chosen prompt: normalized ``ids`` (k,), ``predicted`` float (k,)
-        or None, chosen at loop step ``step``."""
+        """Open one prediction per chosen prompt: normalized, unique ``ids`` (k,), ``predicted``
+        float (k,) or None, chosen at loop step ``step``."""
         predicted = np.full(len(ids), np.nan) if predicted is None else np.asarray(predicted, dtype=np.float64)
+        if kind is None or len(ids) == 0:
+            return
         if self.id_kind is None:
             self.id_kind = kind
-            self.ids = list(ids) if kind == STR_KIND else np.asarray(ids, dtype=np.int64).copy()
-        elif kind == STR_KIND:
-            self.ids = self.ids + list(ids)
-        else:
-            self.ids = np.concatenate([self.ids, ids])
+            self._known = [] if kind == STR_KIND else np.zeros(0, dtype=np.int64)
+        slots, self._known, _ = self._lookup.extend_ids(kind, self._known, ids)
+        self.slots = np.concatenate([self.slots, slots])
         self.predicted = np.concatenate([self.predicted, predicted])
         self.step = np.concatenate([self.step, np.full(len(predicted), step, dtype=np.int64)])
 
     def truncate(self, length: int) -> None:
         """Drop the open predictions recorded after the first ``length`` (undoes ``record`` calls
         when nothing was settled since: ``Refill`` undoing a failed round)."""
-        self.ids = self.ids[:length]
+        self.slots = self.slots[:length]
         self.predicted = self.predicted[:length]
         self.step = self.step[:length]
 
@@ -62,29 +83,24 @@ class PredictionLedger:
         step = np.full(len(ids), -1, dtype=np.int64)
         if kind is None or len(self) == 0 or kind != self.id_kind:
             return found, predicted, step
-        keys = sortable_ids(kind, self.ids)
-        query = sortable_ids(kind, ids)
-        open_positions = np.flatnonzero(np.isin(keys, query))
-        # Entries are in recording order, so the first occurrence of an id is its oldest prediction.
-        unique, first = np.unique(keys[open_positions], return_index=True)
-        settled = open_positions[first]
-        where = np.searchsorted(unique, query)
-        found = where < len(unique)
-        found[found] = unique[where[found]] == query[found]
-        predicted[found] = self.predicted[settled[where[found]]]
-        step[found] = self.step[settled[where[found]]]
+        query = self._lookup.index(kind, self._known).find(kind, ids)  # -1: never recorded
+        known = query >= 0
+        # Oldest open entry per slot: scatter positions in reverse, so the earliest write wins.
+        oldest = np.full(len(self._known), -1, dtype=np.int64)
+        oldest[self.slots[::-1]] = np.arange(len(self) - 1, -1, -1, dtype=np.int64)
+        settled = np.full(len(ids), -1, dtype=np.int64)
+        settled[known] = oldest[query[known]]
+        found = settled >= 0
+        predicted[found] = self.predicted[settled[found]]
+        step[found] = self.step[settled[found]]
         keep = np.ones(len(self), dtype=bool)
-        keep[settled] = False
-        self.ids = [value for value, kept in zip(self.ids, keep.tolist()) if kept] if kind == STR_KIND \
-            else self.ids[keep]
-        self.predicted = self.predicted[keep]
-        self.step = self.step[keep]
+        keep[settled[found]] = False
+        self.slots, self.predicted, self.step = self.slots[keep], self.predicted[keep], self.step[keep]
         return found, predicted, step
 
     def state_dict(self) -> dict[str, Any]:
         """The open predictions as plain data (copies)."""
-        ids = list(self.ids) if self.id_kind == STR_KIND else self.ids.copy()
-        return {"id_kind": self.id_kind, "ids": ids, "predicted": self.predicted.copy(), "step": self.step.copy()}
+        return {"id_kind": self.id_kind, "ids": self.ids, "predicted": self.predicted.copy(), "step": self.step.copy()}
 
     @staticmethod
     def checked(state: dict[str, Any]) -> "PredictionLedger":
@@ -106,9 +122,25 @@ class PredictionLedger:
             raise ValueError("ledger predictions must lie in [0, 1] (or be NaN)")
         ledger = PredictionLedger()
         ledger.id_kind = kind
-        ledger.ids = list(ids) if kind == STR_KIND else np.asarray(ids, dtype=np.int64)
+        if kind is not None:
+            # Open ids may repeat (a prompt chosen at two steps): distinct ids become the slots.
+            ledger._known, ledger.slots = _distinct(kind, ids)
         ledger.predicted, ledger.step = predicted.copy(), step.astype(np.int64)
         return ledger
+
+
+def _distinct(kind: str, ids) -> tuple[Any, np.ndarray]:
+    """``(distinct ids in first-occurrence order, slot of each of ids int64 (n,))`` of normalized ``ids``."""
+    if kind == STR_KIND:
+        slot_of: dict[str, int] = {}
+        slots = np.fromiter((slot_of.setdefault(value, len(slot_of)) for value in ids), dtype=np.int64,
+                            count=len(ids))
+        return list(slot_of), slots
+    unique, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return unique[order].astype(np.int64), rank[inverse]
 
 
 def sortable_ids(kind: str, ids) -> np.ndarray:
