@@ -32,7 +32,7 @@ Writing a selector (the subclass contract; ``mopps.testing.check_selector`` chec
    the record after one batch of validated, de-duplicated evidence (float (m,) arrays). It may write
    into ``state``'s arrays (the old record is not used again), so it must not fail half-way: do any
    check of your own before the first write.
-5. Optional: ``_check_kind(kind, name)`` to refuse mixing int and str ids with those already held;
+5. Optional: an ``id_kind`` field in the record makes the base class refuse mixing int and str ids;
    ``predict(ids)`` for a point estimate of success rates.
 
 ``examples/custom_selector.py`` is a complete one in 40 lines (``MostWins``: a ``Counts(ids,
@@ -156,7 +156,14 @@ class Selector(ABC):
         return state
 
     def _check_kind(self, kind, name: str) -> None:
-        """Raise if ``kind`` of ids cannot be mixed with what the selector holds (default: anything goes)."""
+        """Raise if ``kind`` of ids cannot be mixed with what the selector holds. A record with an
+        ``id_kind`` field ("int", "str" or None before any id) fixes one kind per selector; a record
+        without one takes anything."""
+        held = getattr(self.state, "id_kind", None)
+        if kind is not None and held is not None and kind != held:
+            raise ValueError(
+                f"{name} holds {kind} ids but this selector already holds {held} ids; use one id kind per selector"
+            )
 
     def _config(self) -> dict[str, Any]:
         """JSON-serializable constructor arguments (without ``seed``)."""

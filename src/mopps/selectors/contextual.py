@@ -239,13 +239,6 @@ class ContextualMoPPS(Selector):
                                np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool), np.zeros((0, 0), dtype=np.float32),
                                theta_mean, theta_cov)
 
-    def _check_kind(self, kind, name: str) -> None:
-        held = self.state.id_kind
-        if kind is not None and held is not None and kind != held:
-            raise ValueError(
-                f"{name} holds {kind} ids but this selector already holds {held} ids; use one id kind per selector"
-            )
-
     def _choose(self, state, kind, ids, k, rng):
         rows, u_mean, u_var = self._gather(state, self._slots(state, kind, ids), np.float32)
         predicted = expected_rate(*logit_moments(state.theta_mean, state.theta_cov, rows, u_mean, u_var))

@@ -86,13 +86,6 @@ class HistoryFilter(Selector):
         return HistoryState(None, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int8), np.zeros(0),
                             self.initial_skip, self.initial_skip)
 
-    def _check_kind(self, kind, name: str) -> None:
-        held = self.state.id_kind
-        if kind is not None and held is not None and kind != held:
-            raise ValueError(
-                f"{name} holds {kind} ids but this selector already holds {held} ids; use one id kind per selector"
-            )
-
     def _choose(self, state, kind, ids, k, rng):
         outcome, rate = self._latest(state, kind, ids)
         skip_probability = np.where(outcome == _EASY, state.skip_easy,

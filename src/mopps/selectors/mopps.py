@@ -126,13 +126,6 @@ class MoPPS(Selector):
     def initial_state(self) -> PosteriorState:
         return table.empty_posteriors()
 
-    def _check_kind(self, kind, name: str) -> None:
-        held = self.state.id_kind
-        if kind is not None and held is not None and kind != held:
-            raise ValueError(
-                f"{name} holds {kind} ids but this selector already holds {held} ids; use one id kind per selector"
-            )
-
     def _choose(self, state, kind, ids, k, rng):
         alpha, beta = table.gather(state, self._lookup, kind, ids, *self.prior)
         predicted = posterior_mean(alpha, beta)
