@@ -36,9 +36,14 @@ _MAX_NEWTON_STEP = 4.0  # logits; damping for the Laplace mode search far from t
 _NEWTON_ITERATIONS = 30
 _NEWTON_TOLERANCE = 1e-10
 _MIN_SITE_PRECISION = 1e-12  # a site at an extreme logit carries (almost) no information, never none
-# Probabilists' Gauss-Hermite rule: sum_j w_j f(x_j) ~ E[f(X)], X ~ N(0, 1) (weights normalized).
-_HERMITE_NODES, _HERMITE_WEIGHTS = np.polynomial.hermite_e.hermegauss(20)
-_HERMITE_WEIGHTS = _HERMITE_WEIGHTS / _HERMITE_WEIGHTS.sum()
+# The posterior moments are integrals over where the posterior density is above e^-_TAIL_DROP of its
+# peak (the mass left out is ~1e-16 relative), by the trapezoidal rule on _QUADRATURE_NODES points
+# after a sinh change of variable (see binomial_site).
+_TAIL_DROP = 36.0
+_QUADRATURE_NODES = 48
+_QUADRATURE_GRID = np.linspace(0.0, 1.0, _QUADRATURE_NODES)
+_EXTENT_ITERATIONS = 4  # Newton steps from above; each leaves a safe over-estimate of the extent
+_MIN_SLOPE = 1e-300  # the drop's slope is > 0 away from the mode; guards a division by an underflow
 
 
 @dataclass(frozen=True)
@@ -218,13 +223,26 @@ def binomial_site(prior_mean, prior_var, successes, trials) -> tuple[np.ndarray,
     """Binomial evidence on a logit as a Gaussian pseudo-observation, by moment matching (ADF).
 
     For each entry, z ~ N(prior_mean, prior_var) and successes ~ Binomial(trials, sigmoid(z))
-    (successes may be fractional). The exact posterior's mean and variance are computed by
-    Gauss-Hermite quadrature centred on the Laplace approximation (the posterior mode, found by damped
-    Newton steps on the strictly concave log posterior, and the curvature there), which stays
-    accurate however sharp the likelihood is. Returns the Gaussian site N(z; site_mean, site_var)
-    whose product with the prior has those moments: ``1 / site_var = 1 / post_var - 1 / prior_var``,
-    ``site_mean = site_var (post_mean / post_var - prior_mean / prior_var)``. All arguments float
-    (m,), variances > 0, trials > 0. Returns two float64 (m,).
+    (successes may be fractional). Returns the Gaussian site N(z; site_mean, site_var) whose product
+    with the prior has the exact posterior's mean and variance: ``1 / site_var = 1 / post_var -
+    1 / prior_var``, ``site_mean = site_var (post_mean / post_var - prior_mean / prior_var)``. All
+    arguments float (m,), variances > 0, trials > 0. Returns two float64 (m,).
+
+    The moments are integrals of the (strictly log-concave) posterior. It is skewed where the
+    likelihood is one-sided: with no (or all) successes and a wide prior, it is the prior cut off by a
+    cliff on one side, which a Gauss-Hermite rule around the Laplace approximation resolves poorly
+    (20 nodes: 0.019 logits off the posterior mean at prior N(-6, 4^2), 0 of 8). Instead: the mode
+    (damped Newton) and the curvature there give a scale s; on each side, Newton from a safe upper
+    bound finds how far the log density takes to drop by _TAIL_DROP; the integrals run over that
+    interval in t with z = mode + s sinh(t), by the trapezoidal rule on a uniform t grid. The grid is
+    about s-fine at the mode and widens in proportion to the distance from it, so one fixed node count
+    covers narrow and wide, centred and skewed posteriors; on smooth decaying integrands the rule
+    converges geometrically. Errors measured against an 8,000-node reference on grids of priors and
+    outcomes (48 nodes), for the posterior mean in units of (1 + posterior sd) and the variance
+    relative: below 1e-8 and 3e-8 for |prior_mean| <= 6, prior sd <= 4, trials <= 64; below 2e-5 and
+    3e-5 for |prior_mean| <= 12, prior sd <= 10, trials <= 1024; below 1e-3 up to prior sd 30 and
+    16,384 trials (a wide prior with no or all successes puts the cliff far from the mode, where the
+    grid is coarse).
     """
     prior_mean = np.asarray(prior_mean, dtype=np.float64)
     prior_var = np.asarray(prior_var, dtype=np.float64)
@@ -240,20 +258,58 @@ def binomial_site(prior_mean, prior_var, successes, trials) -> tuple[np.ndarray,
         if np.all(np.abs(step) < _NEWTON_TOLERANCE):
             break
     p = sigmoid(mode)
-    laplace_sd = 1.0 / np.sqrt(trials * p * (1.0 - p) + 1.0 / prior_var)
-    z = mode[:, None] + laplace_sd[:, None] * _HERMITE_NODES[None, :]
-    # log posterior (unnormalized) minus log of the Laplace density the nodes are drawn from.
-    log_ratio = (successes[:, None] * z - trials[:, None] * np.logaddexp(0.0, z)
-                 - (z - prior_mean[:, None]) ** 2 / (2.0 * prior_var[:, None]) + 0.5 * _HERMITE_NODES[None, :] ** 2)
-    weights = _HERMITE_WEIGHTS[None, :] * np.exp(log_ratio - log_ratio.max(axis=1, keepdims=True))
+    scale = 1.0 / np.sqrt(trials * p * (1.0 - p) + 1.0 / prior_var)
+    below, above = np.arcsinh(_extents(mode, prior_mean, prior_var, successes, trials) / scale)
+    below = -below
+    t = below[:, None] + (above - below)[:, None] * _QUADRATURE_GRID[None, :]
+    growth = np.exp(t)
+    shrink = 1.0 / growth
+    offset = scale[:, None] * 0.5 * (growth - shrink)  # z - mode = s sinh(t)
+    log_density = _log_posterior(mode[:, None] + offset, prior_mean[:, None], prior_var[:, None],
+                                 successes[:, None], trials[:, None])
+    log_density -= _log_posterior(mode, prior_mean, prior_var, successes, trials)[:, None]
+    # dz = s cosh(t) dt; the common factors s / 2 and the grid step cancel in the normalized weights.
+    weights = np.exp(log_density) * (growth + shrink)
     weights /= weights.sum(axis=1, keepdims=True)
-    post_mean = (weights * z).sum(axis=1)
-    post_var = (weights * (z - post_mean[:, None]) ** 2).sum(axis=1)
+    shift = (weights * offset).sum(axis=1)  # moments relative to the mode: no cancellation
+    post_mean = mode + shift
+    post_var = (weights * (offset - shift[:, None]) ** 2).sum(axis=1)
     # A log-concave likelihood always narrows a Gaussian prior; the floor only absorbs round-off.
     site_precision = np.maximum(1.0 / post_var - 1.0 / prior_var, _MIN_SITE_PRECISION)
     site_var = 1.0 / site_precision
     site_mean = site_var * (post_mean / post_var - prior_mean / prior_var)
     return site_mean, site_var
+
+
+def _log_posterior(z, prior_mean, prior_var, successes, trials) -> np.ndarray:
+    """Unnormalized log posterior density of the logit z (broadcasting)."""
+    # softplus(z) = log(1 + e^z); log rather than log1p (twice as fast here): its absolute error of
+    # ~1e-16 per trial is far below what the quadrature resolves.
+    softplus = np.log(1.0 + np.exp(-np.abs(z))) + np.maximum(z, 0.0)
+    return successes * z - trials * softplus - (z - prior_mean) ** 2 / (2.0 * prior_var)
+
+
+def _extents(mode, prior_mean, prior_var, successes, trials) -> np.ndarray:
+    """Distances d > 0 from the mode, below and above it, at which the log posterior has dropped by
+    _TAIL_DROP below its peak, or slightly more: float (2, m), row 0 below, row 1 above.
+
+    The drop h(d) is convex and increasing, and the prior's curvature alone bounds it below by
+    d^2 / (2 prior_var), so Newton from d = sqrt(2 _TAIL_DROP prior_var) descends monotonically to
+    the root and every iterate over-estimates it (safe: it only widens the integration interval).
+    """
+    side = np.array([[-1.0], [1.0]])
+    target = _log_posterior(mode, prior_mean, prior_var, successes, trials) - _TAIL_DROP
+    distance = np.broadcast_to(np.sqrt(2.0 * _TAIL_DROP * prior_var), (2, len(mode)))
+    for _ in range(_EXTENT_ITERATIONS):
+        z = mode + side * distance
+        centred = z - prior_mean
+        tail = np.exp(-np.abs(z))
+        softplus = np.log(1.0 + tail) + np.maximum(z, 0.0)
+        drop = target - successes * z + trials * softplus + centred**2 / (2.0 * prior_var)
+        # d/dd of the drop: side * (trials sigmoid(z) + centred / prior_var - successes), > 0 for d > 0.
+        slope = side * (trials * np.where(z >= 0.0, 1.0, tail) / (1.0 + tail) + centred / prior_var - successes)
+        distance = distance - drop / np.maximum(slope, _MIN_SLOPE)
+    return distance
 
 
 def assimilate(theta_mean, theta_cov, rows, u_mean, u_var, site_mean, site_var):
