@@ -197,3 +197,41 @@ def test_answer_names_the_best_selector_the_ceiling_and_how_sure():
     assert "Best selector at Uniform's rollouts per step: mopps is" in answer
     assert "resolved: the interval excludes 1" in answer
     assert "Ceiling (exact oracle, look-ups free): oracle is" in answer
+
+
+def test_map_marks_each_speedup_measured_never_or_undefined(tmp_path):
+    import warnings
+    from dataclasses import replace
+
+    from mopps.bench.regime_map import format_map, map_point, plot_map
+    from mopps.bench.summary import summarize
+
+    config = resolve("tiny", steps=30)[0]
+    rising, flat = [0.5, 0.6, 0.7, 0.7], [0.5, 0.5, 0.5, 0.5]
+    fast, slow = [0.5, 0.7, 0.75, 0.8], [0.5, 0.55, 0.6, 0.65]
+    cases = {480: ({"uniform": rising, "mopps": fast}, "measured"),  # 0.25 visits per prompt
+             120: ({"uniform": rising, "mopps": slow}, "never"),
+             30: ({"uniform": flat, "mopps": fast}, "undefined")}  # Uniform does not improve
+    points = []
+    for pool, (curves, status) in cases.items():
+        results = {name: [_full_run(curve), _full_run(curve)] for name, curve in curves.items()}
+        point = map_point(replace(config, train_pool_size=pool), summarize({}, [0, 1], results))
+        assert point["visits_per_prompt"] == pytest.approx(config.steps * config.batch_size / pool)
+        assert point["methods"]["mopps"]["speedup_status"] == status
+        assert point["uniform_improved"] == (status != "undefined")
+        points.append(point)
+    measured, never, undefined = (point["methods"] for point in points)
+    assert measured["mopps"]["speedup_vs_uniform"] == 2.0 and measured["uniform"]["speedup_status"] == "measured"
+    assert never["mopps"]["speedup_vs_uniform"] is None and never["uniform"]["speedup_vs_uniform"] == 1.0
+    assert all(row["speedup_vs_uniform"] is None and row["speedup_vs_uniform_ci"] is None
+               and row["faster_than_uniform_share"] is None and row["speedup_status"] == "undefined"
+               for row in undefined.values())
+    document = {"config": {"steps": config.steps, "batch_size": config.batch_size}, "seeds": [0, 1], "points": points}
+    table = format_map(document).splitlines()
+    mopps_row = next(line for line in table if line.startswith("mopps"))
+    assert mopps_row.split()[1:] == ["2.00x", "[2.00,", "2.00]", "never", "[…,", "…]", "undefined"]
+    assert any(line.startswith("undefined: Uniform ended no higher") for line in table)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no NaN handed to matplotlib, no empty legend
+        assert plot_map(tmp_path, document).stat().st_size > 0
+        assert plot_map(tmp_path, {**document, "points": points[2:]}).stat().st_size > 0  # all undefined
