@@ -213,3 +213,15 @@ def test_regime_map_end_to_end(tmp_path, monkeypatch, capsys):
         if point["uniform_improved"]:
             assert point["methods"]["uniform"]["speedup_vs_uniform"] == 1.0
     assert ("undefined:" in table) == (not all(point["uniform_improved"] for point in points))
+
+
+def test_quick_runs_the_five_answering_selectors_unless_told_otherwise(tmp_path):
+    from mopps.bench.presets import QUICK_METHODS
+
+    assert main(["bench", "--preset", "tiny", "--quick", "--no-progress", "--out", str(tmp_path / "q")]) == 0
+    document = json.loads((tmp_path / "q" / "results.json").read_text())
+    assert list(document["methods"]) == list(QUICK_METHODS)
+    assert set(QUICK_METHODS) < set(METHODS)
+    assert main(["bench", "--preset", "tiny", "--quick", "--selectors", "uniform,mopps", "--no-progress",
+                 "--out", str(tmp_path / "s")]) == 0
+    assert list(json.loads((tmp_path / "s" / "results.json").read_text())["methods"]) == ["uniform", "mopps"]

@@ -38,7 +38,7 @@ def register(subparsers) -> None:
     parser.add_argument("--warm-start-steps", type=int, default=None,
                         help="supervised warm-start steps (default: the preset's calibrated value; set it for "
                              "your own task so the start's zero-variance share is 40-80%%)")
-    parser.add_argument("--quick", action="store_true", help="one seed, at most 200 steps (a check, no intervals)")
+    parser.add_argument("--quick", action="store_true", help="one seed, at most 200 steps, five selectors unless --selectors says otherwise (uniform, ds, mopps_lambda0.5, contextual, oracle): a check, no intervals")
     parser.add_argument("--seeds", type=_int_list, default=None, help="comma-separated RL seeds (default: the preset's)")
     parser.add_argument("--steps", type=int, default=None, help="GRPO steps per run (default: the preset's)")
     parser.add_argument("--selectors", default=None,
@@ -55,10 +55,13 @@ def register(subparsers) -> None:
 
 def handle_bench(args) -> int:
     """Run the bench (or the regime map) described by ``args``; print the report; return the exit code."""
-    from mopps.bench.presets import resolve
+    from mopps.bench.presets import QUICK_METHODS, resolve
     from mopps.testbed.methods import METHODS
 
-    methods = list(METHODS) if args.selectors is None else [name.strip() for name in args.selectors.split(",")]
+    if args.selectors is None:
+        methods = list(QUICK_METHODS if args.quick else METHODS)
+    else:
+        methods = [name.strip() for name in args.selectors.split(",")]
     unknown = [name for name in methods if name not in METHODS]
     if unknown or not methods:
         raise SystemExit(f"mopps bench: --selectors = {args.selectors!r}; unknown {unknown}; choose from {', '.join(METHODS)}")

@@ -73,6 +73,9 @@ PRESETS = {
 }
 
 QUICK_STEPS = 200  # --quick: at most this many steps, one seed
+# --quick runs the five lines that answer "does selection pay here?": the baseline, DAPO, the paper's
+# MoPPS (lambda = 0.5, the better of the two on both presets), the shared predictor and the ceiling.
+QUICK_METHODS = ("uniform", "ds", "mopps_lambda0.5", "contextual", "oracle")
 QUICK_SEEDS = (0,)
 MAP_STEPS = 250  # --map: at most this many steps per run (the map runs every selector at five pool sizes)
 MAP_SEEDS = (0, 1, 2)
