@@ -4,8 +4,11 @@ the answer first (which selector, how much faster, how sure), then the tables be
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
+
+from mopps.storage import atomic_write
 
 CURVE_COLUMNS = ("method", "seed", "step", "rollouts", "test_accuracy", "pool_accuracy", "pool_zero_variance",
                  "wall_time")
@@ -19,17 +22,18 @@ CEILING = "oracle"  # knows the exact rates: a ceiling, never "the best selector
 def write_outputs(out: Path, document: dict, results: dict[str, list[dict]]) -> None:
     """``results.json`` (the summary document), ``curves.csv`` (one row per evaluation of every run)
     and ``steps.csv`` (one row per step of every run) under ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(document, indent=2) + "\n")
+    # Through the project's one writer: an hour of bench results is never left as a torn file.
+    atomic_write(out / "results.json", lambda handle: handle.write((json.dumps(document, indent=2) + "\n").encode()))
     seeds = document["seeds"]
     for name, columns, key in (("curves.csv", CURVE_COLUMNS, "evals"), ("steps.csv", STEP_COLUMNS, "steps")):
-        with open(out / name, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
-            writer.writeheader()
-            for method, runs in results.items():
-                for seed, run in zip(seeds, runs):
-                    for row in run[key]:
-                        writer.writerow({"method": method, "seed": seed, **row})
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for method, runs in results.items():
+            for seed, run in zip(seeds, runs):
+                for row in run[key]:
+                    writer.writerow({"method": method, "seed": seed, **row})
+        atomic_write(out / name, lambda handle: handle.write(text.getvalue().encode()))
 
 
 def _number(value, digits: int = 2, suffix: str = "", missing: str = "never") -> str:
