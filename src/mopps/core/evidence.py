@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mopps.core.id_index import STR_KIND, normalize_ids
-from mopps.core.validation import as_float_array, check_same_length
+from mopps.core.validation import as_float_array, as_number_array, check_same_length
 
 SUCCESS_RULE_KINDS = ("threshold", "sign", "fraction")
 
@@ -96,7 +96,7 @@ def group_rollouts(kind, ids, rewards, rule: SuccessRule, has_verdict=None):
     has trials 0 (``SelectionLoop`` still needs it, to close its prediction; ``aggregate_rollouts``
     drops it). ``ValueError`` names the argument and the first bad position.
     """
-    values = _as_number_array(rewards, "rewards")
+    values = as_number_array(rewards, "rewards")
     check_same_length(prompt_ids=ids, rewards=values)
     if has_verdict is None:
         verdict = np.ones(len(values), dtype=bool)
@@ -117,17 +117,6 @@ def select_ids(kind, ids, mask: np.ndarray):
     return ids[mask]
 
 
-def _as_number_array(values, name: str) -> np.ndarray:
-    """``values`` as a 1-D float64 array; NaN and infinities are allowed (checked where they matter)."""
-    try:
-        array = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{name} must be numbers; could not convert: {error}") from None
-    if array.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional; got shape {array.shape}")
-    return array
-
-
 def as_verdict_mask(has_verdict) -> np.ndarray:
     """Per-rollout ``has_verdict`` as a bool array (r,): the one reading every host uses.
 
@@ -138,7 +127,7 @@ def as_verdict_mask(has_verdict) -> np.ndarray:
     array = np.asarray(has_verdict)
     if array.dtype == np.bool_ and array.ndim == 1:
         return array
-    numbers = _as_number_array(array, "has_verdict")
+    numbers = as_number_array(array, "has_verdict")
     bad = (numbers != 0.0) & (numbers != 1.0)
     if bad.any():
         position = int(np.argmax(bad))

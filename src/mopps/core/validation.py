@@ -13,14 +13,21 @@ from typing import Sequence
 import numpy as np
 
 
-def as_float_array(values, name: str) -> np.ndarray:
-    """Return ``values`` as a 1-D float64 array whose entries are all finite."""
+def as_number_array(values, name: str, ndim: int = 1, shape: str = "one-dimensional") -> np.ndarray:
+    """Return ``values`` as a float64 array of ``ndim`` dimensions; NaN and infinities are allowed
+    (callers check them where they matter). ``shape`` words the error for a wrong dimension."""
     try:
         array = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{name} must be numbers; could not convert: {error}") from None
-    if array.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional; got shape {array.shape}")
+    if array.ndim != ndim:
+        raise ValueError(f"{name} must be {shape}; got shape {array.shape}")
+    return array
+
+
+def as_float_array(values, name: str) -> np.ndarray:
+    """Return ``values`` as a 1-D float64 array whose entries are all finite."""
+    array = as_number_array(values, name)
     finite = np.isfinite(array)
     if not finite.all():
         position = int(np.argmin(finite))
@@ -31,12 +38,7 @@ def as_float_array(values, name: str) -> np.ndarray:
 def as_feature_matrix(values, name: str = "features") -> np.ndarray:
     """Return ``values`` as a 2-D float64 (rows, columns) array whose entries are all finite; the
     error names the first bad entry as ``name[row, column]``."""
-    try:
-        array = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{name} must be numbers; could not convert: {error}") from None
-    if array.ndim != 2:
-        raise ValueError(f"{name} must be two-dimensional (prompts, columns); got shape {array.shape}")
+    array = as_number_array(values, name, 2, "two-dimensional (prompts, columns)")
     finite = np.isfinite(array)
     if not finite.all():
         row, column = np.unravel_index(int(np.argmin(finite)), array.shape)
