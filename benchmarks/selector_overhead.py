@@ -136,12 +136,9 @@ def bench_numpy_beta(pool: int, steps: int) -> float:
     return per_step_ms(lambda: rng.beta(alpha, beta), steps)
 
 
-def bench_state(prompts: int, string_ids: bool) -> dict[str, float]:
-    """Bytes per prompt in memory, and save / load seconds, of a ``prompts``-prompt state."""
-    ids = np.arange(prompts)
-    keys = [f"math/{index}" for index in range(prompts)] if string_ids else ids
-    selector = MoPPS(seed=0)
-    selector.update(keys, np.zeros(prompts), np.full(prompts, 8.0))
+def state_round_trip(selector, prompts: int) -> dict[str, float]:
+    """Bytes per prompt in memory and in the file, and save / load seconds, of ``selector``, which
+    holds ``prompts`` prompts."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "state.npz"
         start = time.perf_counter()
@@ -149,15 +146,19 @@ def bench_state(prompts: int, string_ids: bool) -> dict[str, float]:
         save_s = time.perf_counter() - start
         file_bytes = path.stat().st_size
         start = time.perf_counter()
-        loaded = MoPPS.load(path)
+        loaded = type(selector).load(path)
         load_s = time.perf_counter() - start
     assert len(loaded) == prompts
-    return {
-        "bytes_per_prompt": selector.nbytes() / prompts,
-        "file_bytes_per_prompt": file_bytes / prompts,
-        "save_s": save_s,
-        "load_s": load_s,
-    }
+    return {"bytes_per_prompt": selector.nbytes() / prompts, "file_bytes_per_prompt": file_bytes / prompts,
+            "save_s": save_s, "load_s": load_s}
+
+
+def bench_state(prompts: int, string_ids: bool) -> dict[str, float]:
+    """Bytes per prompt in memory, and save / load seconds, of a ``prompts``-prompt MoPPS state."""
+    keys = [f"math/{index}" for index in range(prompts)] if string_ids else np.arange(prompts)
+    selector = MoPPS(seed=0)
+    selector.update(keys, np.zeros(prompts), np.full(prompts, 8.0))
+    return state_round_trip(selector, prompts)
 
 
 def contextual_with_features(pool: int, dim: int, chunk: int = 100_000) -> ContextualMoPPS:
@@ -198,19 +199,7 @@ def bench_contextual_step(pool: int, n_candidates: int, batch: int, dim: int, st
 
 def bench_contextual_state(prompts: int, dim: int) -> dict[str, float]:
     """Bytes per prompt in memory and in the file, and save / load seconds, of ContextualMoPPS."""
-    selector = contextual_with_features(prompts, dim)
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "state.npz"
-        start = time.perf_counter()
-        selector.save(path)
-        save_s = time.perf_counter() - start
-        file_bytes = path.stat().st_size
-        start = time.perf_counter()
-        loaded = ContextualMoPPS.load(path)
-        load_s = time.perf_counter() - start
-    assert len(loaded) == prompts
-    return {"bytes_per_prompt": selector.nbytes() / prompts, "file_bytes_per_prompt": file_bytes / prompts,
-            "save_s": save_s, "load_s": load_s}
+    return state_round_trip(contextual_with_features(prompts, dim), prompts)
 
 
 def main() -> None:
