@@ -123,7 +123,7 @@ def test_metrics_reach_trl_logs_and_agree_with_trl(tmp_path):
     # Exactly the loop's names (docs/loop.md), the same on every host.
     logged_names = {key for entry in trainer.state.log_history for key in entry if key.startswith("mopps/")}
     loop_names = {"observed_groups", "rollouts", "rollouts_without_verdict", "unpredicted_groups", "open_predictions",
-                  "lag", "candidates", "selected", *GROUP_KEYS, *PREDICTION_KEYS}
+                  "cumulative_rollouts", "lag", "candidates", "selected", *GROUP_KEYS, *PREDICTION_KEYS}
     assert logged_names == {f"mopps/{name}" for name in loop_names}
     assert set(logged(trainer, "mopps/open_predictions")) == {0.0}  # every choice settled before the next
     # With a 0/1 reward, the selector's success rate is TRL's mean reward and its zero-variance

@@ -7,9 +7,12 @@ refill are chosen by the loop's selector: ``Uniform`` gives DAPO; ``MoPPS`` give
 dynamic sampling. Every rollout is counted and every rollout's evidence reaches the selector
 (``loop.observe``), discarded groups included.
 
-Two reference quirks are deliberately absent: the kept groups are never duplicated when the cap is
-hit (the reference concatenates the last batch twice), and the filter runs on binary success
-(``mopps.core.selection.informative_groups``), not on a shaped score.
+The filter runs on binary success (``mopps.core.selection.informative_groups``), not on a shaped
+score. What a host trains on when the cap is hit before k groups were kept is the host's setting,
+applied by ``RefillResult.trained_groups`` (one of ``AT_CAP``): ``"fill"`` tops the batch up with
+rolled-out groups that were not kept (zero reward variance, so zero GRPO advantage: the policy
+gradient is that of the kept groups), ``"repeat"`` repeats kept groups, ``"raise"`` stops the run
+(verl's DAPO). The reference's own quirk, concatenating the last batch twice, is absent.
 
 ``DynamicSampling`` (a ``Selector`` in name only until mopps 0.1) is gone rather than kept as an
 alias: it took no loop, so an alias would have to change its constructor and ``fill_batch``
@@ -28,6 +31,8 @@ from mopps.core.selection import informative_groups
 from mopps.core.validation import check_integer
 from mopps.loop.ledger import sortable_ids
 from mopps.loop.selection_loop import Batch, Evidence, SelectionLoop
+
+AT_CAP = ("fill", "repeat", "raise")  # what RefillResult.trained_groups does when fewer than k groups were kept
 
 
 @dataclass(frozen=True)
@@ -61,9 +66,45 @@ class RefillResult:
         return np.array([self.rounds[r].batch.positions[p] for r, p in self.kept], dtype=np.int64)
 
     def metrics(self) -> dict[str, float]:
-        """``mopps/generation_batches``, ``mopps/kept_groups``, ``mopps/generated_rollouts``."""
+        """``mopps/generation_batches`` (rounds rolled out), ``mopps/kept_groups``,
+        ``mopps/generated_groups``, ``mopps/kept_share`` (kept / generated groups) and
+        ``mopps/generated_rollouts`` (all rounds, with or without a verdict)."""
+        generated = sum(len(round_.batch) for round_ in self.rounds)
         return {"mopps/generation_batches": float(len(self.rounds)), "mopps/kept_groups": float(len(self.kept)),
+                "mopps/generated_groups": float(generated),
+                "mopps/kept_share": len(self.kept) / generated if generated else float("nan"),
                 "mopps/generated_rollouts": float(self.rollouts)}
+
+    def trained_groups(self, k: int, at_cap: str = "fill") -> list[tuple[int, int]]:
+        """The k groups a host trains on, as (round, position in that round's batch): the kept
+        groups in order and, when fewer than k were kept (the cap was hit), per ``at_cap``:
+
+        ``"fill"``: the groups that were rolled out but not kept, latest round first, each round
+        in its selector's order (zero reward variance, so zero GRPO advantage); ``"repeat"``: the
+        kept groups again, in order, as often as needed (with none kept, as ``"fill"``);
+        ``"raise"``: ``RuntimeError``. ``ValueError`` when fewer than k groups were rolled out.
+        """
+        k = check_integer(k, "k", minimum=1)
+        if at_cap not in AT_CAP:
+            raise ValueError(f"at_cap = {at_cap!r}; it must be one of {AT_CAP}")
+        chosen = list(self.kept[:k])
+        missing = k - len(chosen)
+        if missing == 0:
+            return chosen
+        if at_cap == "raise":
+            raise RuntimeError(
+                f"dynamic sampling kept {len(chosen)} informative groups of the {k} wanted after "
+                f"{len(self.rounds)} generation batches (max_num_gen_batches); raise the cap, or train on what "
+                "was found with at_cap='fill' or 'repeat'"
+            )
+        if at_cap == "repeat" and chosen:
+            return [chosen[index % len(chosen)] for index in range(k)]
+        kept = set(chosen)
+        spare = [(index, position) for index in reversed(range(len(self.rounds)))
+                 for position in range(len(self.rounds[index].batch)) if (index, position) not in kept]
+        if len(spare) < missing:
+            raise ValueError(f"k = {k} groups wanted but only {len(chosen) + len(spare)} were rolled out")
+        return chosen + spare[:missing]
 
 
 class Refill:

@@ -216,6 +216,9 @@ class SelectionLoop:
             "mopps/rollouts_without_verdict": float(evidence.rollouts_without_verdict),
             "mopps/unpredicted_groups": float((~found).sum()),
             "mopps/open_predictions": float(len(self.ledger)),
+            # Every rollout that reached the loop since the run began (saved with the state): the cost axis
+            # on which runs with and without dynamic sampling compare.
+            "mopps/cumulative_rollouts": float(self.rollouts + self.rollouts_without_verdict),
         }
         if found.any():
             # Steps chosen after the settled ones: 0 when evidence comes back before the next choice.

@@ -22,6 +22,7 @@ reference ``tasksampler.*``     here
 (none)                          ``selector_class`` + ``selector_kwargs``: any ``mopps.Selector``
                                 instead of the built-in MoPPS; ``features_path`` / ``features_column``:
                                 per-prompt features for selectors that take them
+(DAPO's ``max_num_gen_batches``)  ``max_num_gen_batches``: dynamic sampling through ``mopps.Refill``
 ==============================  ==================================================================
 
 Defaults are neutral, those of ``mopps.MoPPS``; the paper tunes two per task: ``ts_ratio`` 8 and
@@ -42,7 +43,7 @@ import numpy as np
 
 from mopps.core.evidence import SuccessRule
 from mopps.core.id_index import STR_KIND, normalize_ids
-from mopps.core.validation import check_seed
+from mopps.core.validation import check_integer, check_seed
 from mopps.selectors.base import Selector
 from mopps.selectors.mopps import STRATEGIES, MoPPS
 from mopps.storage import load_state
@@ -111,6 +112,11 @@ class ReferenceSettings:
         None, "Dataset column holding one float vector per prompt, handed to a selector that takes features. Not "
               "with features_path (a prompt's features come from one source).")
 
+    max_num_gen_batches: int = help_field(
+        0, "Dynamic sampling (DAPO's, through mopps.Refill): 0 = off; n >= 1 = each step rolls out generation "
+           "batches of B prompts, each chosen by the selector, keeping groups whose successes are not all equal, "
+           "until B are kept or n batches were rolled out (the reference's cap: 4 MATH, 10 Countdown/Geo3k).")
+
     def __post_init__(self) -> None:
         self.ts_ratio = _number(self.ts_ratio, "ts_ratio")
         if not (math.isfinite(self.ts_ratio) and self.ts_ratio >= 1.0):
@@ -145,6 +151,7 @@ class ReferenceSettings:
                 "are both set; start either from a pass-count prior or from a saved selector"
             )
         self.seed = check_seed(self.seed)
+        self.max_num_gen_batches = check_integer(self.max_num_gen_batches, "max_num_gen_batches")
         try:
             self.build_success_rule()
         except ValueError as error:

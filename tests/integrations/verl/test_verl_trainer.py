@@ -250,7 +250,7 @@ def test_three_sync_steps_learn_and_log_through_verls_step(write_parquet, verl_c
         assert metrics["mopps/lag"] == 0.0  # each step learns before the next one chooses
         assert 0.0 <= metrics["mopps/zero_variance_frac"] <= 1.0
         counts = {"candidates", "selected", "observed_groups", "rollouts", "rollouts_without_verdict",
-                  "unpredicted_groups", "open_predictions", "lag", "posterior_size"}
+                  "unpredicted_groups", "open_predictions", "cumulative_rollouts", "lag", "posterior_size"}
         assert mopps == {f"mopps/{name}" for name in counts | set(GROUP_KEYS) | set(PREDICTION_KEYS)}
     assert trainer.selector.step == 3 and trainer.loop.step == 3
     assert metrics["mopps/posterior_size"] == len(trainer.selector) == 12
@@ -346,6 +346,7 @@ def test_refill_keeps_informative_groups_chosen_by_the_selector_and_learns_from_
     assert 2 <= rounds < 6 and len(rollouts.uids) == 4 * rounds and trainer.loop.step == rounds
     assert metrics["mopps/kept_groups"] == 4 and metrics["mopps/selected"] == 4 * rounds
     assert metrics["mopps/generated_rollouts"] == sum(rollouts.sessions_by_index.values())
+    assert metrics["mopps/trained_rollouts"] == len(batch.keys) and metrics["mopps/kept_share"] == 1 / rounds
     # every generated group taught the selector, kept or not; the rest were cleared from the queue
     alpha, beta = trainer.selector.posterior([f"countdown/{i}" for i in rollouts.sessions_by_index])
     assert (alpha + beta - 2.0).sum() == sum(rollouts.sessions_by_index.values())

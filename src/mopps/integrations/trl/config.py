@@ -15,6 +15,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
+from mopps.loop.refill import AT_CAP
 from mopps.selectors.settings import ReferenceSettings, help_field
 
 __all__ = ["MoPPSConfig", "TrlSelectionSettings"]
@@ -25,16 +26,29 @@ class TrlSelectionSettings(ReferenceSettings):
     """``ReferenceSettings`` plus the TRL adapter's fields (meanings in their ``help``).
 
     Here ``round(ts_ratio * B)`` candidate rows (capped at the dataset size) are drawn per generation,
-    B = ``generation_batch_size // num_generations``.
+    B = ``generation_batch_size // num_generations``; with ``max_num_gen_batches`` >= 1 (dynamic
+    sampling) per generation round, each round rolling out B prompts.
     """
 
     success_reward: str | None = help_field(
         None, "Name of the reward function whose output success_rule judges (e.g. an accuracy reward beside a "
               "format reward; None returned by it = no verdict, not evidence); None = the reward_weights-weighted "
               "sum of all reward functions.")
+    dynamic_sampling_at_cap: str = help_field(
+        "fill", "With max_num_gen_batches >= 1, what is trained when the cap is hit before B informative groups "
+                "were kept: 'fill' = the kept groups plus rolled-out groups that were not kept (zero reward "
+                "variance: zero advantage, as plain GRPO trains them), 'repeat' = the kept groups repeated in "
+                "order (every trained group informative; with none kept, as 'fill'), 'raise' = stop with an "
+                "error (verl's DAPO).")
     id_column: str | None = help_field(
         None, "Dataset column with a stable, unique prompt id per row (int >= 0 or str); None = row position. Use "
               "a column when a prior file, a feature file or a later run must match prompts.")
+
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.dynamic_sampling_at_cap not in AT_CAP:
+            raise ValueError(f"dynamic_sampling_at_cap = {self.dynamic_sampling_at_cap!r}; it must be one of {AT_CAP}")
 
 
 @dataclass

@@ -17,6 +17,14 @@ prefetches ``gradient_accumulation_steps`` batches and accelerate looks one batc
 is asked for generation k's prompts before generation k-1 is scored. TRL's sampler still drives the
 dataloader, so the number of steps and epochs is exactly that of a plain ``GRPOTrainer`` run.
 
+With ``max_num_gen_batches`` >= 1 (dynamic sampling), step 1-3 become ``mopps.Refill.fill``: TRL
+generates and scores up to that many rounds of B prompts, each round's prompts chosen by
+``loop.next(B)`` and its rewards (gathered, so identical on every process) observed before the next
+round is chosen; Refill keeps the groups whose successes are not all equal, and the trained
+generation batch is built from the kept groups' rows of every round and process
+(``rollout_rows``), re-padded, in TRL's layout, with ``num_items_in_batch`` recomputed; what fills
+the batch when the cap is hit first is ``dynamic_sampling_at_cap`` (``RefillResult.trained_groups``).
+
 Evaluation never touches the loop (reward functions also run in ``evaluate()``). The loop's state
 goes into every checkpoint and comes back with ``resume_from_checkpoint``.
 """
@@ -34,10 +42,12 @@ from datasets import Dataset
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 
+from mopps.core.selection import informative_groups
 from mopps.core.validation import check_integer
 from mopps.features import load_features_for
 from mopps.integrations.trl.config import TrlSelectionSettings
-from mopps.loop import SelectionLoop
+from mopps.integrations.trl.rollout_rows import assemble_rollouts, count_loss_tokens, gather_rollouts
+from mopps.loop import Batch, Refill, SelectionLoop
 from mopps.selectors import Selector
 from mopps.storage import load_state, save_state
 
@@ -45,6 +55,7 @@ CHECKPOINT_FILE = "mopps_loop.npz"
 CHECKPOINT_FORMAT = "mopps.trl-checkpoint"
 CHECKPOINT_VERSION = 2  # version 1: mopps 0.1's mopps_selector.npz + mopps_trainer_state.json
 _VERSION_1_FILES = ("mopps_selector.npz", "mopps_trainer_state.json")
+RUNNING_TOTALS = ("mopps/cumulative_rollouts",)  # logged as the latest value, not a window mean
 
 
 class MoPPSGRPOTrainer(GRPOTrainer):
@@ -93,6 +104,9 @@ class MoPPSGRPOTrainer(GRPOTrainer):
         self._success_column = self._reward_column(settings.success_reward)
         self._positions = np.zeros(0, dtype=np.int64)  # (B,) dataset rows of the current generation
         self._awaiting_evidence = False
+        self._last_rewards = None  # float (B * num_generations, reward funcs) of the latest training generation
+        self.refill = self._dynamic_sampling(settings)  # mopps.Refill over the loop, or None
+        self._refill_pending = False  # the next training generation is a dynamic-sampling one
 
     @property
     def selector(self) -> Selector:
@@ -130,6 +144,23 @@ class MoPPSGRPOTrainer(GRPOTrainer):
         except ValueError as error:
             raise ValueError(f"{name} = {value!r}: {error}") from None
 
+    def _dynamic_sampling(self, settings: TrlSelectionSettings) -> Refill | None:
+        """``Refill`` over the loop when ``max_num_gen_batches`` >= 1. Refuses advantage settings that
+        normalise over a whole generation round: the trained batch mixes groups of several rounds, so
+        only per-group advantages stay what TRL computed."""
+        self._at_cap = settings.dynamic_sampling_at_cap
+        if not settings.max_num_gen_batches:
+            return None
+        if self.scale_rewards == "batch":
+            raise ValueError("scale_rewards = 'batch' scales advantages by one generation round's reward std; with "
+                             f"dynamic sampling (max_num_gen_batches = {settings.max_num_gen_batches}) the trained batch "
+                             "mixes rounds, so use scale_rewards='group' or 'none'")
+        if self.multi_objective_aggregation != "sum_then_normalize":
+            raise ValueError(f"multi_objective_aggregation = {self.multi_objective_aggregation!r} normalises over one "
+                             "generation round; with dynamic sampling (max_num_gen_batches = "
+                             f"{settings.max_num_gen_batches}) use 'sum_then_normalize'")
+        return Refill(self.loop, settings.max_num_gen_batches)
+
     # -- choosing prompts ----------------------------------------------------------------------------
 
     def _prepare_inputs(self, generation_batch):
@@ -139,18 +170,61 @@ class MoPPSGRPOTrainer(GRPOTrainer):
             # Same condition as GRPOTrainer._prepare_inputs: TRL is about to generate. After a resume in
             # the middle of a generation the buffer is empty but the prompts were already chosen (and
             # their evidence observed): TRL regenerates completions for the same prompts.
-            if fresh or self._buffered_inputs is None:
+            if fresh and self.refill is not None:
+                # _generate_and_score_completions runs the rounds; the prefetched rows only give the size.
+                self._refill_pending = True
+            elif fresh or self._buffered_inputs is None:
                 if fresh:
-                    self._select_generation()
+                    self._select(self.loop.next(self.prompts_per_generation))
+                    self._awaiting_evidence = True
                 generation_batch = self._chosen_rows(len(generation_batch))
         return super()._prepare_inputs(generation_batch)
 
-    def _select_generation(self) -> None:
-        batch = self.loop.next(self.prompts_per_generation)
+    def _select(self, batch: Batch) -> None:
+        """Make ``batch`` (from ``loop.next``) the prompts TRL generates for next."""
         self._positions = batch.positions
-        self._awaiting_evidence = True
         self._check_processes_agree()
         self._record(batch.metrics())
+
+    def _generate_and_score_completions(self, inputs):
+        if not (self.model.training and self._refill_pending):
+            return super()._generate_and_score_completions(inputs)
+        self._refill_pending = False
+        return self._refilled_generation(len(inputs))
+
+    def _refilled_generation(self, local_size: int) -> dict:
+        """This process's part of a generation batch assembled by dynamic sampling (``local_size`` rows,
+        as TRL's ``_generate_and_score_completions`` returns it)."""
+        rounds: list[dict] = []  # every round's rows, gathered from all processes
+        pad_token_id = self.processing_class.pad_token_id if hasattr(self.processing_class, "pad_token_id") \
+            else self.processing_class.tokenizer.pad_token_id
+
+        def roll_out(batch: Batch):
+            self._select(batch)
+            output = super(MoPPSGRPOTrainer, self)._generate_and_score_completions(self._chosen_rows(local_size))
+            rounds.append(gather_rollouts(output, self.accelerator, pad_token_id))
+            rewards, has_verdict = self._judged(self._last_rewards)
+            return self.loop.ids_at(np.repeat(batch.positions, self.num_generations)), rewards, has_verdict
+
+        result = self.refill.fill(self.prompts_per_generation, roll_out, batch_size=self.prompts_per_generation)
+        groups = np.array(result.trained_groups(self.prompts_per_generation, self._at_cap), dtype=np.int64)
+        generation = np.arange(self.num_generations)
+        rows = np.stack([np.repeat(groups[:, 0], self.num_generations),
+                         (groups[:, 1, None] * self.num_generations + generation).ravel()], axis=1)
+        trained = assemble_rollouts(rounds, rows, pad_token_id)
+        # Per-group arrays of all rounds end to end; a trained group's row is its round's offset + position.
+        offsets = np.cumsum([0] + [len(round_.batch) for round_ in result.rounds])[groups[:, 0]] + groups[:, 1]
+        self._positions = np.concatenate([round_.batch.positions for round_ in result.rounds])[offsets]
+        informative = informative_groups(np.concatenate([round_.successes for round_ in result.rounds])[offsets],
+                                         np.concatenate([round_.trials for round_ in result.rounds])[offsets])
+        for round_ in result.rounds:
+            self._record(round_.metrics)
+        self._record({**result.metrics(), "mopps/trained_rollouts": float(len(rows)),
+                      "mopps/trained_zero_variance_frac": float(1.0 - informative.mean())})
+        start = self.accelerator.process_index * local_size
+        local = {key: value[start:start + local_size] for key, value in trained.items()}
+        local["num_items_in_batch"] = count_loss_tokens(trained)
+        return local
 
     def _chosen_rows(self, local_size: int) -> list[dict[str, Any]]:
         """This process's slice of the generation batch, as a list of ``local_size`` row dicts."""
@@ -180,36 +254,44 @@ class MoPPSGRPOTrainer(GRPOTrainer):
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-        if self.model.training and self._awaiting_evidence:
-            self._observe(rewards_per_func.detach().float().cpu().numpy())
+        if self.model.training:
+            self._last_rewards = rewards_per_func.detach().float().cpu().numpy()
+            if self._awaiting_evidence:
+                rewards, has_verdict = self._judged(self._last_rewards)
+                rollout_ids = self.loop.ids_at(np.repeat(self._positions, self.num_generations))
+                self._record(self.loop.observe(rollout_ids, rewards, has_verdict=has_verdict))
+                self._awaiting_evidence = False
         return rewards_per_func
 
-    def _observe(self, rewards_per_func: np.ndarray) -> None:
-        """Hand the generation's rewards to the loop. ``rewards_per_func``: float (B * num_generations,
-        reward funcs), all processes' rewards in generation-batch order; NaN = the function returned None,
-        i.e. no verdict: such a rollout is not evidence (the judged function's, or every function's when
-        the weighted sum is judged)."""
+    def _judged(self, rewards_per_func: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(rewards, has_verdict)`` (B * num_generations,) of a generation for the loop.
+        ``rewards_per_func``: float (B * num_generations, reward funcs), all processes' rewards in
+        generation-batch order; NaN = the function returned None, i.e. no verdict: such a rollout is
+        not evidence (the judged function's, or every function's when the weighted sum is judged)."""
+        expected = self.prompts_per_generation * self.num_generations
+        if len(rewards_per_func) != expected:
+            raise RuntimeError(f"got {len(rewards_per_func)} rewards for {expected} rollouts "
+                               f"({self.prompts_per_generation} prompts x {self.num_generations} generations)")
         if self._success_column is None:
             weights = self.reward_weights.detach().float().cpu().numpy()
             has_verdict = ~np.isnan(rewards_per_func).all(axis=1)
-            rewards = np.nansum(rewards_per_func * weights, axis=1)
-        else:
-            rewards = rewards_per_func[:, self._success_column]
-            has_verdict = ~np.isnan(rewards)
-        rollout_positions = np.repeat(self._positions, self.num_generations)
-        if len(rollout_positions) != len(rewards):
-            raise RuntimeError(
-                f"got {len(rewards)} rewards for {len(rollout_positions)} rollouts "
-                f"({self.prompts_per_generation} prompts x {self.num_generations} generations)"
-            )
-        metrics = self.loop.observe(self.loop.ids_at(rollout_positions), rewards, has_verdict=has_verdict)
-        self._awaiting_evidence = False
-        self._record(metrics)
+            return np.nansum(rewards_per_func * weights, axis=1), has_verdict
+        rewards = rewards_per_func[:, self._success_column]
+        return rewards, ~np.isnan(rewards)
 
     def _record(self, metrics: dict[str, float]) -> None:
-        """Queue the loop's ``mopps/*`` metrics for TRL's next ``log`` (averaged over the logging window)."""
+        """Queue the loop's ``mopps/*`` metrics for TRL's next ``log`` (averaged over the logging window,
+        except running totals: see ``log``)."""
         for name, value in metrics.items():
             self._metrics["train"][name].append(float(value))
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        # TRL averages each metric over the logging window; a running total is logged as its latest value.
+        for name in RUNNING_TOTALS:
+            values = self._metrics["train"].get(name)
+            if values:
+                del values[:-1]
+        super().log(logs, start_time)
 
     # -- checkpoints ---------------------------------------------------------------------------------
 

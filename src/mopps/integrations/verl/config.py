@@ -17,7 +17,6 @@ from typing import Any, Mapping
 import numpy as np
 
 from mopps.core.evidence import as_verdict_mask
-from mopps.core.validation import check_integer
 from mopps.integrations.verl.features import add_prompt_features
 from mopps.integrations.verl.keys import dataset_keys
 from mopps.loop import SelectionLoop
@@ -34,22 +33,19 @@ class MoPPSVerlConfig(ReferenceSettings):
 
     ``reward_key``: which per-rollout value is judged: a key of the reward function's extra info
     (``"acc"`` from ``mopps.tasks.compute_score``) or ``"score"`` for the summed token-level score.
-    ``max_num_gen_batches``: 0 = off; n >= 1 = the V1 trainer assembles each training batch with
-    ``mopps.Refill`` (dynamic sampling whose generation batches the selector chooses), rolling out at
-    most n generation batches of B prompts per step (the reference's DAPO cap: 4 MATH, 10 Countdown).
+    ``max_num_gen_batches`` (shared): n >= 1 makes the V1 trainer assemble each training batch with
+    ``mopps.Refill``; at the cap it trains on what was kept (verl pads a short batch).
 
     Here each step offers ``round(ts_ratio * B)`` candidate prompts to the selector; ``seed`` None = 0;
     prompt ids (``bandit_init_path`` keys, feature-file ids) are ``f"{data_source}/{extra_info.index}"``.
     """
 
     reward_key: str = "acc"
-    max_num_gen_batches: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.reward_key:
             raise ValueError("reward_key is empty; name an extra-info key such as 'acc', or 'score'")
-        self.max_num_gen_batches = check_integer(self.max_num_gen_batches, "max_num_gen_batches")
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any] | None) -> "MoPPSVerlConfig":

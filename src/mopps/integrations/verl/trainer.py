@@ -295,7 +295,7 @@ class MoPPSTrainer(PPOTrainerSync):
         buffer._sync_metadata_from_transfer_queue()
         buffer._clear_groups(TRAIN_PARTITION, {uid for uids in uids_of_round for uid in uids} - set(kept))
         batch = buffer._materialize_batch(TRAIN_PARTITION, kept, dict(buffer.partitions[TRAIN_PARTITION]))
-        return batch, {**result.rounds[0].metrics, **result.metrics()}
+        return batch, {**result.rounds[0].metrics, **result.metrics(), "mopps/trained_rollouts": float(len(batch.keys))}
 
     def observe_finished(self) -> dict[str, float]:
         """Teach the loop every rollout read since the last call (one ``loop.observe``) and return the
