@@ -20,7 +20,7 @@ from datasets import Dataset  # noqa: E402
 from tokenizers import Tokenizer, models, pre_tokenizers  # noqa: E402
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM  # noqa: E402
 from mopps import MoPPS  # noqa: E402
-from mopps.integrations.trl import MoPPSGRPOConfig  # noqa: E402
+from mopps.integrations.trl import MoPPSGRPOConfig, MoPPSGRPOTrainer  # noqa: E402
 
 WORDS = [str(number) for number in range(19)] + ["+", "=", "the", "answer", "is"]
 SPECIAL = ["<pad>", "<eos>", "<unk>"]
@@ -136,3 +136,32 @@ def prompt_log_reward(log: list):
         return contains_answer(completions, answer)
 
     return logged_contains_answer
+
+
+def rescore(prompts: list[str], completions: list[str]) -> list[float]:
+    """``contains_answer`` of decoded "a + b =" prompts and their completions, computed here."""
+    answers = [str(int(a) + int(b)) for a, _, b, _ in (prompt.split() for prompt in prompts)]
+    return contains_answer(completions, answers)
+
+
+class TrainedBatches(MoPPSGRPOTrainer):
+    """Records every generation batch dynamic sampling hands to TRL on this process: ``trained``
+    holds, per generation, the dataset rows of its groups (all processes') and, for this process's
+    rows, the decoded prompt and completion, the advantage, and the loss-token counts."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.trained: list[dict] = []
+
+    def _refilled_generation(self, local_size):
+        local = super()._refilled_generation(local_size)
+        decode = self.processing_class.batch_decode
+        self.trained.append({
+            "positions": self._positions.tolist(),
+            "prompts": decode(local["prompt_ids"], skip_special_tokens=True),
+            "completions": decode(local["completion_ids"] * local["completion_mask"], skip_special_tokens=True),
+            "advantages": local["advantages"].tolist(),
+            "num_items_in_batch": int(local["num_items_in_batch"]),
+            "loss_tokens": int(local["completion_mask"].sum()),
+        })
+        return local

@@ -9,9 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("trl")
+
+from _tiny_trl import rescore  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -50,3 +53,22 @@ def test_ranks_that_disagree_stop_with_an_error(tmp_path):
     rank0, rank1 = run_two_ranks(tmp_path, "rank-seed")
     for record in (rank0, rank1):
         assert "processes chose different prompts" in record.get("error", "")
+
+
+def test_two_ranks_refill_identically_and_train_the_kept_groups(tmp_path):
+    rank0, rank1 = run_two_ranks(tmp_path, "dynamic-sampling")
+    assert "error" not in rank0 and "error" not in rank1
+    assert rank0["choices"] == rank1["choices"] and rank0["arrays"] == rank1["arrays"]
+    assert rank0["generation_batches"] == rank1["generation_batches"]
+    assert sum(rank0["generation_batches"]) == len(rank0["choices"]) > 3  # refills happened, decided alike
+    assert rank0["rollouts"] == rank1["rollouts"] == 12 * len(rank0["choices"])
+    for mine, theirs in zip(rank0["trained"], rank1["trained"], strict=True):
+        assert mine["positions"] == theirs["positions"]
+        # Rank 0 holds the first 6 rows of the generation batch, rank 1 the last 6; the middle group
+        # straddles the two, and its rows may have been generated on either rank in any round.
+        prompts = mine["prompts"] + theirs["prompts"]
+        assert prompts == [f"{a} + {b} =" for position in mine["positions"]
+                           for a, b in [((position % 10), (position * 7 + 3) % 10)] for _ in range(4)]
+        outcomes = np.array(rescore(prompts, mine["completions"] + theirs["completions"])).reshape(3, 4)
+        assert ((outcomes.min(axis=1) == 0) & (outcomes.max(axis=1) == 1)).all()
+        assert mine["num_items_in_batch"] == theirs["num_items_in_batch"] == mine["loss_tokens"] + theirs["loss_tokens"]

@@ -1,0 +1,199 @@
+"""Dynamic sampling inside MoPPSGRPOTrainer (``max_num_gen_batches`` >= 1), on CPU with the tiny model.
+
+What is checked from the outside: the rows TRL trains on (decoded back to prompts and completions and
+re-scored here) are the groups the selector's rounds kept, every trained group has unequal rewards,
+every generated rollout was scored once and reached the selector, the cap holds, the three at-cap
+settings do what they say, every gradient-accumulation schedule keeps lag 0, and a resumed run
+repeats the uninterrupted run's choices and refills. The 2-process run is in
+``test_trl_distributed.py``; a warm-started model with mixed rewards in ``test_trl_mixed_rewards.py``.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+pytest.importorskip("trl")
+
+import torch  # noqa: E402
+
+from _tiny_trl import (  # noqa: E402
+    RecordingMoPPS,
+    TrainedBatches,
+    addition_dataset,
+    contains_answer,
+    prompt_log_reward,
+    rescore,
+    tiny_grpo_config,
+    tiny_model,
+    tiny_tokenizer,
+)
+
+from mopps import Uniform  # noqa: E402
+from mopps.integrations.trl import CHECKPOINT_FILE  # noqa: E402
+from mopps.storage import load_state  # noqa: E402
+
+TOKENIZER = tiny_tokenizer()
+GENERATIONS = 4  # tiny_trl_settings' num_generations
+DATASET = addition_dataset()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_trainer(output_dir, reward_funcs=contains_answer, selector=None, **config):
+    config = {"max_num_gen_batches": 6, **config}
+    return TrainedBatches(model=tiny_model(TOKENIZER), reward_funcs=reward_funcs,
+                          args=tiny_grpo_config(output_dir, **config), train_dataset=DATASET,
+                          processing_class=TOKENIZER, selector=selector)
+
+
+def logged(trainer, key: str) -> list[float]:
+    return [entry[key] for entry in trainer.state.log_history if key in entry]
+
+
+def rescored(batch: dict) -> np.ndarray:
+    """contains_answer of every trained row from its decoded prompt and completion, (groups, G)."""
+    return np.array(rescore(batch["prompts"], batch["completions"])).reshape(-1, GENERATIONS)
+
+
+def alternating_for_even_ids(completions, prompt_id, **kwargs) -> list[float]:
+    """1, 0, 1, 0 within each group of an even prompt id (always informative), 1.0 for odd ids (never)."""
+    return [float(index % 2 == 0) if prompt % 2 == 0 else 1.0 for index, prompt in enumerate(prompt_id)]
+
+
+def constant_one(completions, **kwargs) -> list[float]:
+    return [1.0] * len(completions)
+
+
+def test_only_informative_groups_are_trained_and_every_rollout_is_counted(tmp_path):
+    scored: list[int] = []
+    selector = RecordingMoPPS(seed=0)
+    trainer = make_trainer(tmp_path, reward_funcs=prompt_log_reward(scored), selector=selector, max_steps=4)
+    trainer.train()
+
+    assert len(trainer.trained) == 4
+    rounds = logged(trainer, "mopps/generation_batches")
+    assert all(1 <= value <= 6 for value in rounds) and sum(rounds) == len(selector.choices) > 4  # refills happened
+    for batch in trainer.trained:
+        # The rows are the chosen groups, in TRL's layout, with the completions that were scored.
+        expected = [DATASET[position]["prompt"] for position in batch["positions"] for _ in range(GENERATIONS)]
+        assert batch["prompts"] == expected
+        outcomes = rescored(batch)
+        assert ((outcomes.min(axis=1) == 0) & (outcomes.max(axis=1) == 1)).all()
+        assert np.abs(batch["advantages"]).reshape(-1, GENERATIONS).max(axis=1).min() > 0
+        assert batch["num_items_in_batch"] == batch["loss_tokens"]  # one process: the batch's own tokens
+    # Every generated rollout was scored once and taught the selector, kept or not.
+    assert len(scored) == trainer.loop.rollouts == GENERATIONS * 2 * len(selector.choices)
+    assert sum(logged(trainer, "mopps/generated_rollouts")) == len(scored)
+    assert logged(trainer, "mopps/cumulative_rollouts")[-1] == len(scored)
+    assert set(logged(trainer, "mopps/trained_rollouts")) == {8.0}
+    assert set(logged(trainer, "mopps/trained_zero_variance_frac")) == {0.0}
+    assert set(logged(trainer, "mopps/lag")) == {0.0}
+    # Each round's choice saw every earlier round's rewards.
+    assert selector.steps == list(range(len(selector.choices)))
+
+
+def test_at_the_cap_fill_trains_the_last_rounds_groups(tmp_path):
+    selector = RecordingMoPPS(seed=0)
+    trainer = make_trainer(tmp_path, reward_funcs=constant_one, selector=selector, max_num_gen_batches=3,
+                           max_steps=2)
+    trainer.train()
+    assert logged(trainer, "mopps/generation_batches") == [3.0, 3.0]  # the cap, every step
+    assert logged(trainer, "mopps/kept_groups") == [0.0, 0.0]
+    chosen_ids = [[DATASET[position]["prompt_id"] for position in batch["positions"]] for batch in trainer.trained]
+    assert chosen_ids == [selector.choices[2], selector.choices[5]]  # the latest round of each step
+    assert set(logged(trainer, "mopps/trained_zero_variance_frac")) == {1.0}
+
+
+def test_at_the_cap_raise_stops_the_run(tmp_path):
+    trainer = make_trainer(tmp_path, reward_funcs=constant_one, max_num_gen_batches=2,
+                           dynamic_sampling_at_cap="raise")
+    with pytest.raises(RuntimeError, match="max_num_gen_batches"):
+        trainer.train()
+    assert trainer.loop.step == 2  # both rounds were rolled out and learned from
+
+
+def test_at_the_cap_repeat_trains_kept_groups_again(tmp_path):
+    selector = RecordingMoPPS(seed=0)
+    trainer = make_trainer(tmp_path, reward_funcs=alternating_for_even_ids, selector=selector, max_num_gen_batches=1,
+                           dynamic_sampling_at_cap="repeat", max_steps=6, id_column="prompt_id")
+    trainer.train()
+    for choice, batch in zip(selector.choices, trainer.trained, strict=True):
+        kept = [prompt for prompt in choice if prompt % 2 == 0]
+        expected = list(itertools.islice(itertools.cycle(kept), 2)) if kept else choice
+        assert [DATASET[position]["prompt_id"] for position in batch["positions"]] == expected
+    assert any(len({p % 2 for p in choice}) == 2 for choice in selector.choices), "no step exercised repeat"
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        dict(per_device_train_batch_size=4, gradient_accumulation_steps=2),
+        dict(per_device_train_batch_size=2, gradient_accumulation_steps=4, steps_per_generation=2),
+        dict(per_device_train_batch_size=4, steps_per_generation=2),
+        dict(num_iterations=2),
+    ],
+    ids=["ga2", "ga4-spg2", "ga1-spg2", "iterations2"],
+)
+def test_every_schedule_refills_once_per_generation_without_lag(tmp_path, schedule):
+    selector = RecordingMoPPS(seed=0)
+    trainer = make_trainer(tmp_path, selector=selector, **schedule)
+    trainer.train()
+    micro_steps = trainer.args.max_steps * trainer.args.gradient_accumulation_steps
+    generations = -(-micro_steps // (trainer.args.steps_per_generation * trainer.num_iterations))
+    assert len(trainer.trained) == generations
+    assert selector.steps == list(range(len(selector.choices)))
+    assert set(logged(trainer, "mopps/lag")) == {0.0}
+    for batch in trainer.trained:
+        outcomes = rescored(batch)
+        assert ((outcomes.min(axis=1) == 0) & (outcomes.max(axis=1) == 1)).all()
+
+
+def test_resume_repeats_the_choices_and_refills_of_an_uninterrupted_run(tmp_path):
+    full = RecordingMoPPS(seed=0)
+    trainer = make_trainer(tmp_path / "full", selector=full, save_strategy="steps", save_steps=2)
+    trainer.train()
+    checkpoint = tmp_path / "full" / "checkpoint-2"
+    done = load_state(checkpoint / CHECKPOINT_FILE)["loop"]["step"]
+    assert done == sum(logged(trainer, "mopps/generation_batches")[:2])
+
+    resumed = RecordingMoPPS(seed=0)
+    again = make_trainer(tmp_path / "resumed", selector=resumed, save_strategy="steps", save_steps=2)
+    again.train(resume_from_checkpoint=str(checkpoint))
+    assert resumed.choices == full.choices[done:]
+    assert [batch["positions"] for batch in again.trained] == [batch["positions"] for batch in trainer.trained[2:]]
+    # The resumed log history starts with the checkpoint's entries, then continues like the full run's.
+    assert logged(again, "mopps/generation_batches") == logged(trainer, "mopps/generation_batches")
+    assert logged(again, "mopps/cumulative_rollouts") == logged(trainer, "mopps/cumulative_rollouts")
+    assert again.loop.rollouts == trainer.loop.rollouts
+    for name, values in full.state_dict()["arrays"].items():
+        np.testing.assert_array_equal(resumed.state_dict()["arrays"][name], values)
+
+
+def test_uniform_is_plain_dapo_dynamic_sampling(tmp_path):
+    trainer = make_trainer(tmp_path, selector=Uniform(seed=3), max_steps=3)
+    trainer.train()
+    assert len(trainer.trained) == 3 and set(logged(trainer, "mopps/trained_zero_variance_frac")) == {0.0}
+    assert trainer.loop.rollouts == sum(logged(trainer, "mopps/generated_rollouts"))
+
+
+@pytest.mark.parametrize("settings, match", [
+    (dict(scale_rewards="batch"), "scale_rewards = 'batch'"),
+    (dict(multi_objective_aggregation="normalize_then_sum"), "multi_objective_aggregation"),
+])
+def test_round_wide_advantage_settings_are_refused(tmp_path, settings, match):
+    with pytest.raises(ValueError, match=match):
+        make_trainer(tmp_path, **settings)
+
+
+def test_an_unknown_at_cap_setting_names_the_field(tmp_path):
+    with pytest.raises(ValueError, match="dynamic_sampling_at_cap = 'drop'"):
+        make_trainer(tmp_path, dynamic_sampling_at_cap="drop")
