@@ -115,3 +115,50 @@ def test_a_generation_batch_larger_than_the_dataset_names_batch_size():
     loop = SelectionLoop(Uniform(seed=0), np.arange(10), seed=0)
     with pytest.raises(ValueError, match=r"batch_size = 11 > 10"):
         Refill(loop).fill(2, scripted, batch_size=11)
+
+
+def capped_result(k=10):
+    """Two rounds of 6 prompts over ids 0..59 (Uniform): fewer than k = 10 mixed groups are kept."""
+    loop = SelectionLoop(Uniform(seed=0), np.arange(60), seed=1)
+    result = Refill(loop, max_num_gen_batches=2).fill(k, scripted, batch_size=6)
+    assert 0 < len(result.kept) < k
+    return result
+
+
+def test_trained_groups_fill_tops_up_with_groups_that_were_not_kept_latest_round_first():
+    result = capped_result()
+    groups = result.trained_groups(10, "fill")
+    assert groups[:len(result.kept)] == result.kept and len(groups) == len(set(groups)) == 10
+    spare = groups[len(result.kept):]
+    assert all(not result.rounds[r].keep[p] for r, p in spare)
+    assert [r for r, _ in spare] == sorted((r for r, _ in spare), reverse=True)  # the latest round first
+    assert result.metrics()["mopps/kept_share"] == len(result.kept) / 12
+
+
+def test_trained_groups_repeat_cycles_the_kept_groups_and_raise_stops():
+    result = capped_result()
+    kept = result.kept
+    assert result.trained_groups(10, "repeat") == [kept[index % len(kept)] for index in range(10)]
+    with pytest.raises(RuntimeError, match=f"kept {len(kept)} informative groups of the 10 wanted after 2 generation"):
+        result.trained_groups(10, "raise")
+    with pytest.raises(ValueError, match="at_cap = 'drop'"):
+        result.trained_groups(10, "drop")
+    with pytest.raises(ValueError, match="only 12 were rolled out"):
+        result.trained_groups(13, "fill")
+
+
+def test_trained_groups_repeat_without_kept_groups_fills_and_a_full_result_is_unchanged():
+    loop = SelectionLoop(Uniform(seed=0), np.arange(1, 60, 3), seed=1)  # ids % 3 == 1: always all right
+    empty = Refill(loop, max_num_gen_batches=2).fill(4, scripted, batch_size=4)
+    assert empty.kept == [] and empty.trained_groups(4, "repeat") == empty.trained_groups(4, "fill") == \
+        [(1, 0), (1, 1), (1, 2), (1, 3)]
+    full = Refill(SelectionLoop(Uniform(seed=0), np.arange(0, 60, 3), seed=1), 2).fill(4, scripted)
+    assert full.reached_k and all(full.trained_groups(4, at_cap) == full.kept for at_cap in ("fill", "repeat", "raise"))
+
+
+def test_the_loop_counts_every_rollout_since_the_run_began():
+    loop = SelectionLoop(Uniform(seed=0), np.arange(60), seed=1)
+    refill = Refill(loop, max_num_gen_batches=3)
+    first = refill.fill(2, scripted, batch_size=4)
+    second = refill.fill(2, scripted, batch_size=4)
+    assert second.rounds[-1].metrics["mopps/cumulative_rollouts"] == first.rollouts + second.rollouts
