@@ -197,3 +197,35 @@ def test_round_wide_advantage_settings_are_refused(tmp_path, settings, match):
 def test_an_unknown_at_cap_setting_names_the_field(tmp_path):
     with pytest.raises(ValueError, match="dynamic_sampling_at_cap = 'drop'"):
         make_trainer(tmp_path, dynamic_sampling_at_cap="drop")
+
+
+def test_reference_log_probs_move_with_their_rows(tmp_path):
+    # Before the first optimizer step the policy is the reference, so every trained row's KL is 0
+    # exactly when its reference log-probs came along with it (a row paired with another row's
+    # log-probs, or shifted, would show a KL far from 0).
+    tiny_model(TOKENIZER).save_pretrained(tmp_path / "model")  # TRL loads the reference model from a path
+    trainer = TrainedBatches(model=str(tmp_path / "model"), reward_funcs=contains_answer, train_dataset=DATASET,
+                             args=tiny_grpo_config(tmp_path, max_num_gen_batches=6, beta=0.1, max_steps=1),
+                             processing_class=TOKENIZER)
+    trainer.train()
+    assert logged(trainer, "mopps/generation_batches")[0] > 1  # rows of several rounds were assembled
+    assert abs(logged(trainer, "kl")[0]) < 1e-5
+
+
+def test_a_model_without_rotary_positions_is_refused_when_log_probs_are_reused(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=len(TOKENIZER), n_positions=64,
+                        pad_token_id=TOKENIZER.pad_token_id, eos_token_id=TOKENIZER.eos_token_id,
+                        bos_token_id=None)
+
+    GPT2LMHeadModel(config).save_pretrained(tmp_path / "gpt2")  # TRL loads the reference model from a path
+
+    def build(**settings):
+        return TrainedBatches(model=str(tmp_path / "gpt2"), reward_funcs=contains_answer,
+                              args=tiny_grpo_config(tmp_path, max_num_gen_batches=4, **settings),
+                              train_dataset=DATASET, processing_class=TOKENIZER)
+
+    with pytest.raises(ValueError, match="no rotary position embeddings"):
+        build(beta=0.1)
+    build(beta=0.0)  # nothing computed before the re-padding is reused: allowed

@@ -159,6 +159,18 @@ class MoPPSGRPOTrainer(GRPOTrainer):
             raise ValueError(f"multi_objective_aggregation = {self.multi_objective_aggregation!r} normalises over one "
                              "generation round; with dynamic sampling (max_num_gen_batches = "
                              f"{settings.max_num_gen_batches}) use 'sum_then_normalize'")
+        # Groups of several rounds share one padded width, so a prompt may get more left padding than when its
+        # old / reference log-probs were computed. Rotary position embeddings only see relative positions, so
+        # those log-probs still hold; with absolute positions they would not, and are refused when TRL uses them.
+        generate_every = self.args.steps_per_generation * self.num_iterations
+        uses_logps = self.beta != 0.0 or self.args.gradient_accumulation_steps % generate_every != 0 or (
+            self.use_vllm and self.vllm_importance_sampling_correction)
+        if uses_logps and not _has_rotary_positions(self.accelerator.unwrap_model(self.model)):
+            raise ValueError(
+                "dynamic sampling (max_num_gen_batches = {}) re-pads prompts of several rounds to one width, which moves "
+                "absolute positions after old / reference log-probs were computed; this model has no rotary position "
+                "embeddings, so use it with beta=0, generation aligned with gradient_accumulation_steps and no vLLM "
+                "importance-sampling correction".format(settings.max_num_gen_batches))
         return Refill(self.loop, settings.max_num_gen_batches)
 
     # -- choosing prompts ----------------------------------------------------------------------------
@@ -361,6 +373,16 @@ class MoPPSGRPOTrainer(GRPOTrainer):
         if name not in self.reward_func_names:
             raise ValueError(f"success_reward = {name!r}; reward functions are {self.reward_func_names}")
         return self.reward_func_names.index(name)
+
+
+def _has_rotary_positions(model) -> bool:
+    """Whether ``model``'s (text) config declares rotary position embeddings (transformers 5:
+    ``rope_parameters``; earlier: ``rope_theta``)."""
+    config = getattr(model, "config", None)
+    if config is None:
+        return False
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return bool(getattr(text_config, "rope_parameters", None) or getattr(text_config, "rope_theta", None))
 
 
 def _prompt_ids(dataset: Dataset, id_column: str | None) -> tuple[Any, str]:
