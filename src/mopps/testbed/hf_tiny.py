@@ -336,8 +336,8 @@ def _cache_problem(path: Path, config: TinyConfig) -> str | None:
 
 def _store(model: Qwen2ForCausalLM, config: TinyConfig, path: Path) -> None:
     """Write the entry under a temporary name beside ``path``, then rename it into place; a damaged
-    entry at ``path`` is moved aside and deleted first. If another process stored the same entry in
-    the meantime, its copy is kept (both are the same weights)."""
+    entry at ``path`` is moved aside and deleted first. A valid entry that another process stored in
+    the meantime is kept (both hold the same weights)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
@@ -352,7 +352,7 @@ def _store(model: Qwen2ForCausalLM, config: TinyConfig, path: Path) -> None:
         os.chmod(staging, 0o777 & ~umask)
         for item in staging.iterdir():
             os.chmod(item, 0o666 & ~umask)
-        if path.exists():
+        if path.exists() and _cache_problem(path, config) is not None:
             damaged = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".damaged", dir=path.parent))
             os.replace(path, damaged / "entry")
             shutil.rmtree(damaged)
