@@ -17,10 +17,13 @@ prompts and fails others, built without the Hub:
 - ``success_rates(model, tokenizer, dataset)``: each prompt's exact success probability at
   temperature 1, and ``expected_zero_variance_share(rates, generations)``.
 
-With the default ``TinyConfig`` (2-digit addition, hidden 64, 2 layers, 150 steps of 64 problems) and
-the dataset ``build_dataset(64, seed=0)`` the warm-started model measures (``success_rates``): mean
-success rate 0.52, XX% of prompts below 0.1 and XX% above 0.9, and an expected XX% of zero-variance
-groups under uniform sampling with 4 generations at temperature 1.0.
+The default ``TinyConfig`` (2-digit addition, hidden 64, 3 layers, 450 Adam steps of 64 problems of
+which 10% have a carry; about 20 s on one CPU core) measures with ``success_rates`` on
+``build_dataset(64, seed=0)``: mean success rate 0.44; 34% of prompts below 0.2, 31% between 0.2
+and 0.8, 34% above 0.8; by carries, mean 0.86 for no-carry prompts (25), 0.22 with one carry (28),
+0.04 with two (11). Expected zero-variance groups under uniform sampling
+(``expected_zero_variance_share``): 55% with 4 generations, 35% with 8. On 256 prompts (seed 1):
+mean 0.48, 55% and 35%. Sampled frequencies through ``generate`` agree with these exact rates.
 
 Cache: ``tiny-hf-<key>/`` in ``mopps.testbed.warmstart.cache_dir()`` (``$MOPPS_CACHE`` or
 ``~/.cache/mopps``), a folder ``from_pretrained`` reads (model and tokenizer) plus ``mopps-cache.json``,
