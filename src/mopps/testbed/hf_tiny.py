@@ -33,7 +33,8 @@ into place, so a crash never leaves a partial entry under the real name; an entr
 missing, of another key or whose files do not match their hashes is rebuilt (with a warning), never
 used.
 
-Imports torch, transformers, tokenizers and datasets (the ``trl`` extra); no network.
+Imports torch, transformers, tokenizers and datasets (the ``trl`` extra). Nothing here touches the
+network: the tokenizer is built in memory and ``from_pretrained`` reads only the local cache folder.
 """
 
 from __future__ import annotations
@@ -47,19 +48,15 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+import numpy as np
+import torch
+from datasets import Dataset
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from datasets import Dataset  # noqa: E402
-from tokenizers import Tokenizer, models, pre_tokenizers  # noqa: E402
-from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM  # noqa: E402
-
-from mopps.storage import _current_umask  # noqa: E402
-from mopps.testbed.task import AdditionTask, Task, sample_unique, task_features, task_key  # noqa: E402
-from mopps.testbed.warmstart import cache_dir  # noqa: E402
+from mopps.storage import _current_umask
+from mopps.testbed.task import AdditionTask, Task, sample_unique, task_features, task_key
+from mopps.testbed.warmstart import cache_dir
 
 CACHE_FORMAT = 1  # bump when the code changes what a config produces
 MANIFEST = "mopps-cache.json"
@@ -303,7 +300,7 @@ def load_tiny_model(config: TinyConfig = TinyConfig()) -> Qwen2ForCausalLM:
     if path.exists():
         problem = _cache_problem(path, config)
         if problem is None:
-            return Qwen2ForCausalLM.from_pretrained(path).eval()
+            return Qwen2ForCausalLM.from_pretrained(path, local_files_only=True).eval()
         warnings.warn(f"rebuilding the tiny model cache entry {path}: {problem}", RuntimeWarning, stacklevel=2)
     model = train_tiny_model(config)
     _store(model, config, path)
