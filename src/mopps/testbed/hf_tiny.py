@@ -326,12 +326,9 @@ def _cache_problem(path: Path, config: TinyConfig) -> str | None:
     if not isinstance(manifest, dict) or manifest.get("key") != config.key() or manifest.get("format") != CACHE_FORMAT:
         return f"{MANIFEST} is not for this config"
     hashes = _file_hashes(path)
-    expected = manifest.get("files")
-    if hashes != expected:
-        differing = sorted(set(hashes) ^ set(expected or {}) | {name for name in hashes
-                                                                if name in (expected or {}) and hashes[name] != expected[name]})
-        return f"files missing, added or changed: {', '.join(differing)}"
-    return None
+    expected = manifest.get("files") if isinstance(manifest.get("files"), dict) else {}
+    differing = sorted(name for name in set(hashes) | set(expected) if hashes.get(name) != expected.get(name))
+    return f"files missing, added or changed: {', '.join(differing)}" if differing else None
 
 
 def _store(model: Qwen2ForCausalLM, config: TinyConfig, path: Path) -> None:
