@@ -14,14 +14,22 @@ optimizer steps of 64 rollouts, the paper's 4 mini-batches per batch.
     # resume after an interruption (selector state comes back with the checkpoint)
     python examples/trl_grpo_countdown.py --output-dir runs/countdown-mopps --resume
 
-    # CPU smoke run: a tiny random Qwen2 and a tokenizer built locally, no downloads, well under a minute
-    python examples/trl_grpo_countdown.py --tiny --output-dir /tmp/countdown-tiny
+    # dynamic sampling (DAPO) with MoPPS choosing every refill; --selector uniform gives plain DAPO
+    python examples/trl_grpo_countdown.py --dynamic-sampling 10 --output-dir runs/countdown-mopps-ds
+
+    # CPU run, offline, about a minute: Countdown is out of reach for a model small enough for a CPU
+    # (every reward would be 0, so nothing to select), so --tiny trains mopps.testbed.hf_tiny's Qwen2,
+    # warm-started on 2-digit addition (built once into the mopps cache, ~20 s), whose groups are mixed
+    python examples/trl_grpo_countdown.py --tiny --output-dir /tmp/tiny
+    python examples/trl_grpo_countdown.py --tiny --dynamic-sampling 8 --output-dir /tmp/tiny-ds
 
 Instances come from ``mopps.tasks.prepare.prepare_countdown`` (generated, solvable by construction,
 same ranges as ``Jiayi-Pan/Countdown-Tasks-3to4``, the reference's prompt wording); the reward is the
 reference's 1 / 0.1 / 0 score from ``mopps.tasks.countdown_reward``. A rollout counts as a success
 for the selector when its reward is 1.0 (a correct equation), the reference's ``acc >= 1``. Watch
-``mopps/zero_variance_frac`` fall and ``mopps/spearman`` rise in the logs.
+``mopps/zero_variance_frac`` fall and ``mopps/spearman`` rise in the logs; with dynamic sampling,
+``mopps/generation_batches`` (rounds per generation) and ``mopps/generated_rollouts`` against
+``mopps/trained_rollouts`` show what the refills cost.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from pathlib import Path
 from datasets import Dataset
 
 from mopps.integrations.trl import MoPPSGRPOConfig, MoPPSGRPOTrainer
+from mopps.testbed import hf_tiny
 from mopps.tasks import countdown_reward
 from mopps.tasks.formats import trl_rows
 from mopps.tasks.prepare import prepare_countdown
@@ -55,14 +64,17 @@ def training_config(args: argparse.Namespace) -> MoPPSGRPOConfig:
         ts_ratio=8, bandit_decay_ratio=0.5, bandit_target_mean=0.5, success_rule="threshold",
         success_threshold=1.0, id_column="prompt_id",
         bandit_sample_strategy="uniform" if args.selector == "uniform" else "topk",
+        # Dynamic sampling: up to this many generation rounds, each chosen by the selector (0 = off).
+        max_num_gen_batches=args.dynamic_sampling, dynamic_sampling_at_cap=args.at_cap,
     )
     if args.tiny:
         # 4 prompts x 4 rollouts per generation, 2 optimizer steps per generation; the checkpoint at
-        # step 4 falls on a generation boundary.
+        # step 4 falls on a generation boundary. A small learning rate keeps the warm start's skills.
         common.update(num_generations=4, per_device_train_batch_size=8, gradient_accumulation_steps=1,
-                      steps_per_generation=2, max_completion_length=16, max_steps=args.max_steps or 8,
-                      save_steps=4, learning_rate=1e-3, use_cpu=True, eval_strategy="steps", eval_steps=4,
-                      per_device_eval_batch_size=8, dataloader_num_workers=0)
+                      steps_per_generation=2, max_completion_length=hf_tiny.TinyConfig().task.answer_length + 1,
+                      max_steps=args.max_steps or 20, save_steps=4, learning_rate=3e-4, use_cpu=True,
+                      eval_strategy="steps", eval_steps=4, per_device_eval_batch_size=16, dataloader_num_workers=0,
+                      ts_ratio=4)
     else:
         # 32 prompts x 8 rollouts = 256 per generation; 4 optimizer steps of 16 x 4 = 64 rollouts each.
         # save_steps is a multiple of 4, so every checkpoint falls on a generation boundary and a
@@ -74,50 +86,37 @@ def training_config(args: argparse.Namespace) -> MoPPSGRPOConfig:
     return MoPPSGRPOConfig(**common)
 
 
-def tiny_model_and_tokenizer(texts: list[str]):
-    """A 2-layer random Qwen2 and a whitespace WordLevel tokenizer over ``texts`` plus the tokens a
-    Countdown answer needs; nothing is downloaded."""
-    import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
-
-    words = sorted({word for text in texts for word in text.split()}
-                   | {str(number) for number in range(101)} | set("+-*/()") | {"<answer>", "</answer>", "</think>"})
-    vocab = {token: index for index, token in enumerate(["<pad>", "<eos>", "<unk>"] + words)}
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="<eos>",
-                                        unk_token="<unk>", padding_side="left")
-    torch.manual_seed(0)
-    config = Qwen2Config(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         intermediate_size=128, vocab_size=len(vocab), max_position_embeddings=256,
-                         pad_token_id=0, eos_token_id=1, bos_token_id=None, tie_word_embeddings=True)
-    return Qwen2ForCausalLM(config), tokenizer
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="Qwen/Qwen2.5-3B", help="Hub id or path of the base model")
     parser.add_argument("--output-dir", required=True)
     parser.add_argument("--selector", choices=["mopps", "uniform"], default="mopps")
-    parser.add_argument("--max-steps", type=int, default=None, help="optimizer steps (default 1000; --tiny: 8)")
+    parser.add_argument("--max-steps", type=int, default=None, help="optimizer steps (default 1000; --tiny: 20)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--vllm", action="store_true", help="generate with vLLM in colocate mode")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --output-dir")
     parser.add_argument("--report-to", nargs="*", default=[], help="TRL logging backends, e.g. wandb")
-    parser.add_argument("--tiny", action="store_true", help="CPU smoke run with a tiny random model, offline")
+    parser.add_argument("--dynamic-sampling", type=int, default=0, metavar="N",
+                        help="DAPO dynamic sampling with up to N generation rounds per step, each chosen by the "
+                             "selector (max_num_gen_batches; the paper's Countdown cap is 10); 0 = off")
+    parser.add_argument("--at-cap", choices=["fill", "repeat", "raise"], default="fill",
+                        help="what is trained when N rounds kept too few informative groups (see docs/trl.md)")
+    parser.add_argument("--tiny", action="store_true",
+                        help="CPU run, offline: a tiny Qwen2 warm-started on 2-digit addition (mixed rewards)")
     args = parser.parse_args()
 
-    train_size, test_size = (64, 8) if args.tiny else (2000, 512)
-    train, test = countdown_datasets(train_size, test_size, seed=args.seed)
     if args.tiny:
         os.environ["HF_HUB_OFFLINE"] = "1"
-        model, tokenizer = tiny_model_and_tokenizer(list(train["prompt"]) + list(test["prompt"]))
+        problems = hf_tiny.build_dataset(80, seed=args.seed)  # 80 distinct prompts: 64 to train on, 16 held out
+        train, test = problems.select(range(64)), problems.select(range(64, 80))
+        model, tokenizer = hf_tiny.load_tiny_policy()
+        reward = hf_tiny.exact_answer_reward
     else:
-        model, tokenizer = args.model, None
+        train, test = countdown_datasets(2000, 512, seed=args.seed)
+        model, tokenizer, reward = args.model, None, countdown_reward
 
     trainer = MoPPSGRPOTrainer(
-        model=model, reward_funcs=countdown_reward, args=training_config(args), train_dataset=train,
+        model=model, reward_funcs=reward, args=training_config(args), train_dataset=train,
         eval_dataset=test, processing_class=tokenizer,
     )
     resume = args.resume and any(path.name.startswith("checkpoint-") for path in Path(args.output_dir).glob("*"))

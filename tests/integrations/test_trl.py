@@ -367,9 +367,20 @@ def test_prior_file_that_matches_no_prompt_is_refused(tmp_path, keys):
         make_trainer(tmp_path, bandit_init_path=str(prior))
 
 
-def test_countdown_example_runs_tiny_on_cpu(tmp_path, monkeypatch):
+@pytest.mark.parametrize("switches", [[], ["--dynamic-sampling", "8", "--selector", "uniform"]], ids=["plain", "ds"])
+def test_countdown_example_runs_tiny_on_cpu(tmp_path, monkeypatch, switches):
     pytest.importorskip("mopps.tasks.countdown")
     example = Path(__file__).resolve().parents[2] / "examples" / "trl_grpo_countdown.py"
-    monkeypatch.setattr(sys, "argv", [str(example), "--tiny", "--max-steps", "2", "--output-dir", str(tmp_path)])
+    monkeypatch.setattr(sys, "argv", [str(example), "--tiny", "--max-steps", "4", "--output-dir", str(tmp_path),
+                                      *switches])
     runpy.run_path(str(example), run_name="__main__")
     assert (tmp_path / "model.safetensors").is_file()
+    history = json.loads((tmp_path / "checkpoint-4" / "trainer_state.json").read_text())["log_history"]
+    rewards = [entry["reward"] for entry in history if "reward" in entry]
+    assert any(0.0 < reward < 1.0 for reward in rewards)  # the warm start's groups are mixed
+    rounds = [entry["mopps/generation_batches"] for entry in history if "mopps/generation_batches" in entry]
+    if switches:
+        assert rounds and [entry["mopps/trained_zero_variance_frac"] for entry in history
+                           if "mopps/trained_zero_variance_frac" in entry] == [0.0] * len(rounds)
+    else:
+        assert rounds == []
