@@ -8,6 +8,10 @@ trained groups whose ``--generations`` rewards are all equal (from the rewards t
 returned), also for the first and second half of the run, and ``success`` = mean reward.
 
     nice python benchmarks/trl_tiny_hf_zero_variance.py --rows 32 --steps 40 --seeds 0,1,2,3,4
+
+With ``--dynamic-sampling N`` both runs use DAPO's dynamic sampling (``max_num_gen_batches`` N; Uniform =
+plain DAPO, MoPPS = guided refills); ``zero_var`` is then over every *generated* group and
+``generated_rollouts`` is what the run rolled out to train the same number of groups.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ def run(kind: str, seed: int, dataset, args, output_dir: str) -> dict:
     config = hf_tiny.TinyConfig()
     model, tokenizer = hf_tiny.load_tiny_policy(config)
     selection = {} if kind == "uniform" else {"bandit_decay_ratio": args.decay}
+    selection["max_num_gen_batches"] = args.dynamic_sampling
     trl_args = MoPPSGRPOConfig(
         output_dir=output_dir, use_cpu=True, per_device_train_batch_size=args.prompts_per_step * args.generations,
         num_generations=args.generations, max_completion_length=config.task.answer_length + 1,
@@ -53,7 +58,8 @@ def run(kind: str, seed: int, dataset, args, output_dir: str) -> dict:
     half = len(groups) // 2
     return {"kind": kind, "seed": seed, "groups": len(groups), "zero_var": round(float(zero.mean()), 3),
             "first_half": round(float(zero[:half].mean()), 3), "second_half": round(float(zero[half:].mean()), 3),
-            "success": round(float(groups.mean()), 3)}
+            "success": round(float(groups.mean()), 3), "generated_rollouts": int(groups.size),
+            "trained_rollouts": args.steps * args.prompts_per_step * args.generations}
 
 
 def main() -> None:
@@ -66,6 +72,8 @@ def main() -> None:
     parser.add_argument("--decay", type=float, default=0.5, help="MoPPS bandit_decay_ratio")
     parser.add_argument("--learning-rate", type=float, default=3e-4)
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated TRL / selector seeds")
+    parser.add_argument("--dynamic-sampling", type=int, default=0, metavar="N",
+                        help="max_num_gen_batches for both runs (0 = no dynamic sampling)")
     args = parser.parse_args()
     torch.set_num_threads(1)  # the model is tiny: one thread is faster on a shared machine
     dataset = hf_tiny.build_dataset(args.rows, seed=0)
@@ -73,14 +81,19 @@ def main() -> None:
     print(json.dumps({"rows": args.rows, "start_expected_zero_var": round(
         hf_tiny.expected_zero_variance_share(rates, args.generations), 3)}), flush=True)
     totals: dict[str, list[float]] = {"uniform": [], "mopps": []}
+    generated: dict[str, list[int]] = {"uniform": [], "mopps": []}
     with tempfile.TemporaryDirectory() as output_dir:
         for seed in (int(text) for text in args.seeds.split(",")):
             for kind in totals:
                 figures = run(kind, seed, dataset, args, output_dir)
                 totals[kind].append(figures["zero_var"])
+                generated[kind].append(figures["generated_rollouts"])
                 print(json.dumps(figures), flush=True)
     print(json.dumps({"mean_zero_var": {kind: round(float(np.mean(values)), 3) for kind, values in totals.items()},
-                      "seeds_mopps_lower": int(np.sum(np.array(totals["mopps"]) < np.array(totals["uniform"])))}))
+                      "seeds_mopps_lower": int(np.sum(np.array(totals["mopps"]) < np.array(totals["uniform"]))),
+                      "generated_rollouts": generated,
+                      "mopps_over_uniform_rollouts": [round(m / u, 3) for m, u in zip(generated["mopps"],
+                                                                                       generated["uniform"])]}))
 
 
 if __name__ == "__main__":

@@ -229,3 +229,28 @@ def test_a_model_without_rotary_positions_is_refused_when_log_probs_are_reused(t
     with pytest.raises(ValueError, match="no rotary position embeddings"):
         build(beta=0.1)
     build(beta=0.0)  # nothing computed before the re-padding is reused: allowed
+
+
+def test_resumed_mid_generation_it_regenerates_the_trained_prompts_without_refilling(tmp_path):
+    schedule = dict(save_strategy="steps", save_steps=1, steps_per_generation=2, per_device_train_batch_size=4,
+                    max_steps=4)
+    full = RecordingMoPPS(seed=0)
+    trainer = make_trainer(tmp_path / "full", selector=full, **schedule)
+    trainer.train()
+    checkpoint = tmp_path / "full" / "checkpoint-1"  # after the first of the generation's two optimizer steps
+    done = load_state(checkpoint / CHECKPOINT_FILE)["loop"]["step"]
+
+    resumed = RecordingMoPPS(seed=0)
+    rolled_out: list[int] = []
+    again = make_trainer(tmp_path / "resumed", reward_funcs=prompt_log_reward(rolled_out), selector=resumed,
+                         **schedule)
+    again.train(resume_from_checkpoint=str(checkpoint))
+    trained_ids = [DATASET[position]["prompt_id"] for position in trainer.trained[0]["positions"]]
+    # TRL keeps no completions in a checkpoint: the trained prompts are generated again, once, with no
+    # refill and no evidence (their evidence was learned before the checkpoint) ...
+    assert rolled_out[:8] == [prompt for prompt in trained_ids for _ in range(GENERATIONS)]
+    assert len(again.trained) == 1  # the one later generation; the regenerated one was not refilled
+    assert len(rolled_out) == 8 + 8 * len(resumed.choices)
+    # ... and the next generation's first choice depends on saved state only.
+    assert resumed.choices[0] == full.choices[done]
+    assert again.loop.step == done + len(resumed.choices)

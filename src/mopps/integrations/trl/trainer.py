@@ -208,8 +208,7 @@ class MoPPSGRPOTrainer(GRPOTrainer):
         """This process's part of a generation batch assembled by dynamic sampling (``local_size`` rows,
         as TRL's ``_generate_and_score_completions`` returns it)."""
         rounds: list[dict] = []  # every round's rows, gathered from all processes
-        pad_token_id = self.processing_class.pad_token_id if hasattr(self.processing_class, "pad_token_id") \
-            else self.processing_class.tokenizer.pad_token_id
+        pad_token_id = self._tokenizer.pad_token_id  # what TRL pads its generation batches with
 
         def roll_out(batch: Batch):
             self._select(batch)
