@@ -17,7 +17,6 @@ import pytest
 
 pytest.importorskip("trl")
 
-import torch  # noqa: E402
 from trl import GRPOConfig  # noqa: E402
 
 from _tiny_trl import (  # noqa: E402
@@ -39,14 +38,6 @@ from mopps.storage import load_state, save_state  # noqa: E402
 TOKENIZER = tiny_tokenizer()
 SELECTOR_V1 = Path(__file__).resolve().parents[1] / "selectors" / "data" / "mopps_v1.npz"
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """These models are tiny: one thread is faster than two fighting over a shared CI machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make_trainer(output_dir, reward_funcs=contains_answer, selector=None, dataset=None, **config):

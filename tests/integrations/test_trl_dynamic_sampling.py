@@ -17,7 +17,6 @@ import pytest
 
 pytest.importorskip("trl")
 
-import torch  # noqa: E402
 
 from _tiny_trl import (  # noqa: E402
     RecordingMoPPS,
@@ -39,13 +38,6 @@ TOKENIZER = tiny_tokenizer()
 GENERATIONS = 4  # tiny_trl_settings' num_generations
 DATASET = addition_dataset()
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make_trainer(output_dir, reward_funcs=contains_answer, selector=None, **config):

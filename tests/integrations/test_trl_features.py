@@ -8,7 +8,6 @@ import pytest
 
 pytest.importorskip("trl")
 
-import torch  # noqa: E402
 
 from _tiny_trl import (  # noqa: E402
     FeatureGreedy,
@@ -29,13 +28,6 @@ TOKENIZER = tiny_tokenizer()
 DATASET = addition_dataset()
 FEATURES = np.asarray(DATASET["features"], dtype=np.float32)  # (24, 2): a and b of "a + b ="
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make_trainer(output_dir, reward_funcs=contains_answer, selector=None, dataset=DATASET, **config):

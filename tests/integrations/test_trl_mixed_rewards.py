@@ -19,7 +19,6 @@ pytest.importorskip("trl")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import torch  # noqa: E402
 from transformers import PrinterCallback  # noqa: E402
 
 from _tiny_trl import TrainedBatches  # noqa: E402
@@ -35,13 +34,6 @@ PROMPTS_PER_STEP = 4
 # 0.36-0.44 zero-variance share; at 20 steps the two overlap on some seeds).
 DATASET = hf_tiny.build_dataset(16, seed=0)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def train(output_dir, selector, seed: int, steps: int, trainer_class=MoPPSGRPOTrainer, **settings):
