@@ -246,3 +246,36 @@ def test_resumed_mid_generation_it_regenerates_the_trained_prompts_without_refil
     # ... and the next generation's first choice depends on saved state only.
     assert resumed.choices[0] == full.choices[done]
     assert again.loop.step == done + len(resumed.choices)
+
+
+def test_fill_groups_teach_nothing_even_when_a_shaped_reward_varies_within_them(tmp_path):
+    # Found in review: groups are kept on the judged reward, but TRL's advantage is over the weighted
+    # sum of every reward function, so a filler group with a varying shaped reward had |advantage| 1.3.
+    def never_solved(completions, **kwargs) -> list[float]:
+        return [0.0] * len(completions)
+
+    def length_bonus(completions, **kwargs) -> list[float]:
+        return [0.1 * len(completion.split()) for completion in completions]
+
+    trainer = make_trainer(tmp_path, reward_funcs=[never_solved, length_bonus], max_num_gen_batches=2, max_steps=1,
+                           success_reward="never_solved")
+    trainer.train()
+    [batch] = trainer.trained
+    assert logged(trainer, "mopps/kept_groups") == [0.0] and logged(trainer, "rewards/length_bonus/std")[0] > 0
+    assert np.abs(batch["advantages"]).max() == 0.0
+
+
+def test_kept_groups_keep_trls_advantages_next_to_fillers(tmp_path):
+    # At a cap of 1 round: the kept even-id groups keep TRL's advantages (+-0.87 for 1, 0, 1, 0), the odd-id
+    # fillers get 0.
+    selector = RecordingMoPPS(seed=0)
+    trainer = make_trainer(tmp_path, reward_funcs=alternating_for_even_ids, selector=selector, max_num_gen_batches=1,
+                           max_steps=6, id_column="prompt_id")
+    trainer.train()
+    for choice, batch in zip(selector.choices, trainer.trained, strict=True):
+        trained_ids = [DATASET[position]["prompt_id"] for position in batch["positions"]]
+        kept = [prompt for prompt in choice if prompt % 2 == 0]
+        assert trained_ids[:len(kept)] == kept
+        advantages = np.abs(np.asarray(batch["advantages"]).reshape(-1, GENERATIONS))
+        assert (advantages[:len(kept)] > 0.8).all() and (advantages[len(kept):] == 0).all()
+    assert any(len({p % 2 for p in choice}) == 2 for choice in selector.choices), "no step mixed kept and filler"

@@ -10,9 +10,8 @@ dynamic sampling. Every rollout is counted and every rollout's evidence reaches 
 The filter runs on binary success (``mopps.core.selection.informative_groups``), not on a shaped
 score. What a host trains on when the cap is hit before k groups were kept is the host's setting,
 applied by ``RefillResult.trained_groups`` (one of ``AT_CAP``): ``"fill"`` tops the batch up with
-rolled-out groups that were not kept (zero reward variance, so zero GRPO advantage: the policy
-gradient is that of the kept groups), ``"repeat"`` repeats kept groups, ``"raise"`` stops the run
-(verl's DAPO). The reference's own quirk, concatenating the last batch twice, is absent.
+rolled-out groups that were not kept (the host gives them no advantage), ``"repeat"`` repeats kept
+groups, ``"raise"`` stops the run (verl's DAPO). The reference's own quirk, concatenating the last batch twice, is absent.
 
 ``DynamicSampling`` (a ``Selector`` in name only until mopps 0.1) is gone rather than kept as an
 alias: it took no loop, so an alias would have to change its constructor and ``fill_batch``
@@ -80,7 +79,7 @@ class RefillResult:
         groups in order and, when fewer than k were kept (the cap was hit), per ``at_cap``:
 
         ``"fill"``: the groups that were rolled out but not kept, latest round first, each round
-        in its selector's order (zero reward variance, so zero GRPO advantage); ``"repeat"``: the
+        in its selector's order (equal successes; a host trains them with advantage 0); ``"repeat"``: the
         kept groups again, in order, as often as needed (with none kept, as ``"fill"``);
         ``"raise"``: ``RuntimeError``. ``ValueError`` when fewer than k groups were rolled out.
         """

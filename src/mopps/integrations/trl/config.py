@@ -36,8 +36,8 @@ class TrlSelectionSettings(ReferenceSettings):
               "sum of all reward functions.")
     dynamic_sampling_at_cap: str = help_field(
         "fill", "With max_num_gen_batches >= 1, what is trained when the cap is hit before B informative groups "
-                "were kept: 'fill' = the kept groups plus rolled-out groups that were not kept (zero reward "
-                "variance: zero advantage, as plain GRPO trains them), 'repeat' = the kept groups repeated in "
+                "were kept: 'fill' = the kept groups plus rolled-out groups that were not kept, with their "
+                "advantages set to 0 (they keep TRL's batch shape and teach nothing), 'repeat' = the kept groups repeated in "
                 "order (every trained group informative; with none kept, as 'fill'), 'raise' = stop with an "
                 "error (verl's DAPO).")
     id_column: str | None = help_field(

@@ -37,6 +37,7 @@ import warnings
 from typing import Any
 
 import numpy as np
+import torch
 from accelerate.utils import gather_object
 from datasets import Dataset
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
@@ -223,6 +224,13 @@ class MoPPSGRPOTrainer(GRPOTrainer):
         rows = np.stack([np.repeat(groups[:, 0], self.num_generations),
                          (groups[:, 1, None] * self.num_generations + generation).ravel()], axis=1)
         trained = assemble_rollouts(rounds, rows, pad_token_id)
+        # Groups that fill the batch at the cap were not kept: whatever a shaped reward beside the judged one
+        # says, they teach nothing (advantage 0), so the policy gradient is that of the kept groups.
+        width = max(len(round_.batch) for round_ in result.rounds)
+        kept = np.array(result.kept, dtype=np.int64).reshape(-1, 2)
+        filler = ~np.isin(groups[:, 0] * width + groups[:, 1], kept[:, 0] * width + kept[:, 1])
+        if filler.any():
+            trained["advantages"][torch.as_tensor(np.repeat(filler, self.num_generations))] = 0.0
         # Per-group arrays of all rounds end to end; a trained group's row is its round's offset + position.
         offsets = np.cumsum([0] + [len(round_.batch) for round_ in result.rounds])[groups[:, 0]] + groups[:, 1]
         self._positions = np.concatenate([round_.batch.positions for round_ in result.rounds])[offsets]
