@@ -125,20 +125,31 @@ def capped_result(k=10):
     return result
 
 
+def as_pairs(trained) -> list[tuple[int, int]]:
+    return [tuple(pair) for pair in trained.groups.tolist()]
+
+
 def test_trained_groups_fill_tops_up_with_groups_that_were_not_kept_latest_round_first():
     result = capped_result()
-    groups = result.trained_groups(10, "fill")
-    assert groups[:len(result.kept)] == result.kept and len(groups) == len(set(groups)) == 10
-    spare = groups[len(result.kept):]
+    trained = result.trained_groups(10, "fill")
+    groups, kept = as_pairs(trained), len(result.kept)
+    assert groups[:kept] == result.kept and len(groups) == len(set(groups)) == 10
+    spare = groups[kept:]
     assert all(not result.rounds[r].keep[p] for r, p in spare)
     assert [r for r, _ in spare] == sorted((r for r, _ in spare), reverse=True)  # the latest round first
-    assert result.metrics()["mopps/kept_share"] == len(result.kept) / 12
+    assert trained.kept.tolist() == [True] * kept + [False] * (10 - kept)
+    assert trained.informative.tolist() == [True] * kept + [False] * (10 - kept)  # scripted: spare are all-equal
+    assert trained.positions.tolist() == [int(result.rounds[r].batch.positions[p]) for r, p in groups]
+    assert trained.metrics() == {"mopps/trained_groups": 10.0, "mopps/trained_zero_variance_frac": (10 - kept) / 10}
+    assert result.metrics()["mopps/kept_share"] == kept / 12
 
 
 def test_trained_groups_repeat_cycles_the_kept_groups_and_raise_stops():
     result = capped_result()
     kept = result.kept
-    assert result.trained_groups(10, "repeat") == [kept[index % len(kept)] for index in range(10)]
+    repeated = result.trained_groups(10, "repeat")
+    assert as_pairs(repeated) == [kept[index % len(kept)] for index in range(10)]
+    assert repeated.kept.all() and repeated.informative.all()
     with pytest.raises(RuntimeError, match=f"kept {len(kept)} informative groups of the 10 wanted after 2 generation"):
         result.trained_groups(10, "raise")
     with pytest.raises(ValueError, match="at_cap = 'drop'"):
@@ -150,10 +161,12 @@ def test_trained_groups_repeat_cycles_the_kept_groups_and_raise_stops():
 def test_trained_groups_repeat_without_kept_groups_fills_and_a_full_result_is_unchanged():
     loop = SelectionLoop(Uniform(seed=0), np.arange(1, 60, 3), seed=1)  # ids % 3 == 1: always all right
     empty = Refill(loop, max_num_gen_batches=2).fill(4, scripted, batch_size=4)
-    assert empty.kept == [] and empty.trained_groups(4, "repeat") == empty.trained_groups(4, "fill") == \
-        [(1, 0), (1, 1), (1, 2), (1, 3)]
+    assert empty.kept == [] and as_pairs(empty.trained_groups(4, "repeat")) == \
+        as_pairs(empty.trained_groups(4, "fill")) == [(1, 0), (1, 1), (1, 2), (1, 3)]
+    assert not empty.trained_groups(4, "repeat").kept.any()
     full = Refill(SelectionLoop(Uniform(seed=0), np.arange(0, 60, 3), seed=1), 2).fill(4, scripted)
-    assert full.reached_k and all(full.trained_groups(4, at_cap) == full.kept for at_cap in ("fill", "repeat", "raise"))
+    assert full.reached_k
+    assert all(as_pairs(full.trained_groups(4, at_cap)) == full.kept for at_cap in ("fill", "repeat", "raise"))
 
 
 def test_the_loop_counts_every_rollout_since_the_run_began():

@@ -49,6 +49,30 @@ class RefillRound:
 
 
 @dataclass(frozen=True)
+class TrainedGroups:
+    """What a host trains on after a refill (``RefillResult.trained_groups``), k groups in order.
+
+    ``groups``: int64 (k, 2), (round, position in that round's batch); ``positions``: int64 (k,),
+    their dataset rows; ``kept``: bool (k,), False for a group that only fills the batch at the cap
+    (a host trains it with advantage 0); ``informative``: bool (k,), its successes are not all equal.
+    """
+
+    groups: np.ndarray
+    positions: np.ndarray
+    kept: np.ndarray
+    informative: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def metrics(self) -> dict[str, float]:
+        """``mopps/trained_groups`` and ``mopps/trained_zero_variance_frac`` (share of trained groups
+        whose successes are all equal: 0 unless the cap was hit)."""
+        return {"mopps/trained_groups": float(len(self)),
+                "mopps/trained_zero_variance_frac": float(1.0 - self.informative.mean())}
+
+
+@dataclass(frozen=True)
 class RefillResult:
     """``rounds``: every generation batch, in order; ``kept``: (round, position in that round's
     batch) of the kept groups, in order, at most k; ``rollouts``: rollouts generated (all rounds,
@@ -74,9 +98,9 @@ class RefillResult:
                 "mopps/kept_share": len(self.kept) / generated if generated else float("nan"),
                 "mopps/generated_rollouts": float(self.rollouts)}
 
-    def trained_groups(self, k: int, at_cap: str = "fill") -> list[tuple[int, int]]:
-        """The k groups a host trains on, as (round, position in that round's batch): the kept
-        groups in order and, when fewer than k were kept (the cap was hit), per ``at_cap``:
+    def trained_groups(self, k: int, at_cap: str = "fill") -> TrainedGroups:
+        """The k groups a host trains on: the kept groups in order and, when fewer than k were kept
+        (the cap was hit), per ``at_cap``:
 
         ``"fill"``: the groups that were rolled out but not kept, latest round first, each round
         in its selector's order (equal successes; a host trains them with advantage 0); ``"repeat"``: the
@@ -89,7 +113,7 @@ class RefillResult:
         chosen = list(self.kept[:k])
         missing = k - len(chosen)
         if missing == 0:
-            return chosen
+            return self._trained(chosen, len(chosen))
         if at_cap == "raise":
             raise RuntimeError(
                 f"dynamic sampling kept {len(chosen)} informative groups of the {k} wanted after "
@@ -97,13 +121,23 @@ class RefillResult:
                 "was found with at_cap='fill' or 'repeat'"
             )
         if at_cap == "repeat" and chosen:
-            return [chosen[index % len(chosen)] for index in range(k)]
+            return self._trained([chosen[index % len(chosen)] for index in range(k)], k)
         kept = set(chosen)
         spare = [(index, position) for index in reversed(range(len(self.rounds)))
                  for position in range(len(self.rounds[index].batch)) if (index, position) not in kept]
         if len(spare) < missing:
             raise ValueError(f"k = {k} groups wanted but only {len(chosen) + len(spare)} were rolled out")
-        return chosen + spare[:missing]
+        return self._trained(chosen + spare[:missing], len(chosen))
+
+    def _trained(self, groups: list[tuple[int, int]], kept: int) -> TrainedGroups:
+        """``groups``, of which the first ``kept`` are kept groups (or copies of them)."""
+        groups = np.array(groups, dtype=np.int64).reshape(-1, 2)
+        # Per-group arrays of all rounds end to end; a group's row there is its round's offset + position.
+        rows = np.cumsum([0] + [len(round_.batch) for round_ in self.rounds])[groups[:, 0]] + groups[:, 1]
+        successes = np.concatenate([round_.successes for round_ in self.rounds])[rows]
+        trials = np.concatenate([round_.trials for round_ in self.rounds])[rows]
+        return TrainedGroups(groups, np.concatenate([round_.batch.positions for round_ in self.rounds])[rows],
+                             np.arange(len(groups)) < kept, informative_groups(successes, trials))
 
 
 class Refill:

@@ -43,7 +43,6 @@ from datasets import Dataset
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 
-from mopps.core.selection import informative_groups
 from mopps.core.validation import check_integer
 from mopps.features import load_features_for
 from mopps.integrations.trl.config import TrlSelectionSettings
@@ -219,27 +218,21 @@ class MoPPSGRPOTrainer(GRPOTrainer):
             return self.loop.ids_at(np.repeat(batch.positions, self.num_generations)), rewards, has_verdict
 
         result = self.refill.fill(self.prompts_per_generation, roll_out, batch_size=self.prompts_per_generation)
-        groups = np.array(result.trained_groups(self.prompts_per_generation, self._at_cap), dtype=np.int64)
+        trained_groups = result.trained_groups(self.prompts_per_generation, self._at_cap)
+        groups = trained_groups.groups
         generation = np.arange(self.num_generations)
         rows = np.stack([np.repeat(groups[:, 0], self.num_generations),
                          (groups[:, 1, None] * self.num_generations + generation).ravel()], axis=1)
         trained = assemble_rollouts(rounds, rows, pad_token_id)
-        # Groups that fill the batch at the cap were not kept: whatever a shaped reward beside the judged one
-        # says, they teach nothing (advantage 0), so the policy gradient is that of the kept groups.
-        width = max(len(round_.batch) for round_ in result.rounds)
-        kept = np.array(result.kept, dtype=np.int64).reshape(-1, 2)
-        filler = ~np.isin(groups[:, 0] * width + groups[:, 1], kept[:, 0] * width + kept[:, 1])
+        # A group that only fills the batch at the cap teaches nothing, whatever a shaped reward beside the
+        # judged one says: the policy gradient is that of the kept groups.
+        filler = np.repeat(~trained_groups.kept, self.num_generations)
         if filler.any():
-            trained["advantages"][torch.as_tensor(np.repeat(filler, self.num_generations))] = 0.0
-        # Per-group arrays of all rounds end to end; a trained group's row is its round's offset + position.
-        offsets = np.cumsum([0] + [len(round_.batch) for round_ in result.rounds])[groups[:, 0]] + groups[:, 1]
-        self._positions = np.concatenate([round_.batch.positions for round_ in result.rounds])[offsets]
-        informative = informative_groups(np.concatenate([round_.successes for round_ in result.rounds])[offsets],
-                                         np.concatenate([round_.trials for round_ in result.rounds])[offsets])
+            trained["advantages"][torch.as_tensor(filler, device=trained["advantages"].device)] = 0.0
+        self._positions = trained_groups.positions
         for round_ in result.rounds:
             self._record(round_.metrics)
-        self._record({**result.metrics(), "mopps/trained_rollouts": float(len(rows)),
-                      "mopps/trained_zero_variance_frac": float(1.0 - informative.mean())})
+        self._record({**result.metrics(), **trained_groups.metrics(), "mopps/trained_rollouts": float(len(rows))})
         start = self.accelerator.process_index * local_size
         local = {key: value[start:start + local_size] for key, value in trained.items()}
         local["num_items_in_batch"] = count_loss_tokens(trained)
