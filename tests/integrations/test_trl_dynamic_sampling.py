@@ -279,3 +279,13 @@ def test_kept_groups_keep_trls_advantages_next_to_fillers(tmp_path):
         advantages = np.abs(np.asarray(batch["advantages"]).reshape(-1, GENERATIONS))
         assert (advantages[:len(kept)] > 0.8).all() and (advantages[len(kept):] == 0).all()
     assert any(len({p % 2 for p in choice}) == 2 for choice in selector.choices), "no step mixed kept and filler"
+
+
+def test_contextual_mopps_with_features_guides_the_refills(tmp_path):
+    trainer = make_trainer(tmp_path, selector_class="mopps.ContextualMoPPS", features_column="features", max_steps=3)
+    trainer.train()
+    assert type(trainer.selector).__name__ == "ContextualMoPPS"
+    assert trainer.selector.step == trainer.loop.step == sum(logged(trainer, "mopps/generation_batches")) > 3
+    for batch in trainer.trained:
+        outcomes = rescored(batch)
+        assert ((outcomes.min(axis=1) == 0) & (outcomes.max(axis=1) == 1)).all()
