@@ -39,11 +39,12 @@ def test_trl_parser_sets_the_selection_fields_from_the_command_line():
         CPU + ["--ts_ratio", "16", "--bandit_decay_ratio", "0.5", "--bandit_no_update", "true",
                "--id_column", "prompt_id", "--success_reward", "math_accuracy", "--features_path", "f.npz",
                "--selector_class", "mopps.Uniform", "--selector_kwargs", '{"seed": 3}', "--seed", "7",
-               "--num_generations", "4"])
+               "--num_generations", "4", "--max_num_gen_batches", "4", "--dynamic_sampling_at_cap", "repeat"])
     assert isinstance(args, MoPPSGRPOConfig)
     assert (args.ts_ratio, args.bandit_decay_ratio, args.bandit_no_update) == (16.0, 0.5, True)
     assert (args.id_column, args.success_reward, args.features_path) == ("prompt_id", "math_accuracy", "f.npz")
     assert (args.selector_class, args.selector_kwargs) == ("mopps.Uniform", {"seed": 3})
+    assert (args.max_num_gen_batches, args.dynamic_sampling_at_cap) == (4, "repeat")
     assert args.seed == 7 and args.num_generations == 4  # TRL's own fields beside them
     assert args.bandit_target_mean == 0.5 and args.bandit_init_path is None  # untouched: defaults
 
@@ -72,7 +73,9 @@ def test_trl_parser_reads_a_yaml_file_and_the_command_line_wins(tmp_path):
 
 @pytest.mark.parametrize("bad, match", [(["--ts_ratio", "0.5"], "ts_ratio"),
                                         (["--bandit_sample_strategy", "best"], "bandit_sample_strategy"),
-                                        (["--selector_kwargs", "{not json"], "selector_kwargs")])
+                                        (["--selector_kwargs", "{not json"], "selector_kwargs"),
+                                        (["--max_num_gen_batches", "-1"], "max_num_gen_batches"),
+                                        (["--dynamic_sampling_at_cap", "drop"], "dynamic_sampling_at_cap")])
 def test_bad_values_from_the_command_line_name_the_field(bad, match):
     with pytest.raises(ValueError, match=match):
         trl.TrlParser(MoPPSGRPOConfig).parse_args_and_config(CPU + bad)
