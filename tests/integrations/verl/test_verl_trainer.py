@@ -347,6 +347,7 @@ def test_refill_keeps_informative_groups_chosen_by_the_selector_and_learns_from_
     assert metrics["mopps/kept_groups"] == 4 and metrics["mopps/selected"] == 4 * rounds
     assert metrics["mopps/generated_rollouts"] == sum(rollouts.sessions_by_index.values())
     assert metrics["mopps/trained_rollouts"] == len(batch.keys) and metrics["mopps/kept_share"] == 1 / rounds
+    assert (metrics["mopps/trained_groups"], metrics["mopps/trained_zero_variance_frac"]) == (4, 0.0)
     # every generated group taught the selector, kept or not; the rest were cleared from the queue
     alpha, beta = trainer.selector.posterior([f"countdown/{i}" for i in rollouts.sessions_by_index])
     assert (alpha + beta - 2.0).sum() == sum(rollouts.sessions_by_index.values())
@@ -359,6 +360,7 @@ def test_refill_at_its_cap_trains_on_the_last_generation_batch(write_parquet, ve
     trainer.agent_loop_manager = rollouts = ScriptedRollouts(memory_queue, lambda index: [1.0, 1.0, 1.0])
     batch, metrics = run_step(trainer, 1)
     assert (metrics["mopps/generation_batches"], metrics["mopps/kept_groups"]) == (3, 0)
+    assert (metrics["mopps/trained_groups"], metrics["mopps/trained_zero_variance_frac"]) == (4, 1.0)
     assert {key.split("_")[0] for key in batch.keys} == set(rollouts.uids[-4:])
     assert memory_queue.tags["train"] == {}
 

@@ -295,7 +295,10 @@ class MoPPSTrainer(PPOTrainerSync):
         buffer._sync_metadata_from_transfer_queue()
         buffer._clear_groups(TRAIN_PARTITION, {uid for uids in uids_of_round for uid in uids} - set(kept))
         batch = buffer._materialize_batch(TRAIN_PARTITION, kept, dict(buffer.partitions[TRAIN_PARTITION]))
-        return batch, {**result.rounds[0].metrics, **result.metrics(), "mopps/trained_rollouts": float(len(batch.keys))}
+        trained = {"mopps/trained_groups": float(len(kept)), "mopps/trained_rollouts": float(len(batch.keys)),
+                   # kept groups are informative; without any, the last generation batch is all zero-variance
+                   "mopps/trained_zero_variance_frac": 0.0 if result.kept else 1.0}
+        return batch, {**result.rounds[0].metrics, **result.metrics(), **trained}
 
     def observe_finished(self) -> dict[str, float]:
         """Teach the loop every rollout read since the last call (one ``loop.observe``) and return the
