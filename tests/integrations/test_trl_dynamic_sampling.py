@@ -195,8 +195,11 @@ def test_reference_log_probs_move_with_their_rows(tmp_path):
     # Before the first optimizer step the policy is the reference, so every trained row's KL is 0
     # exactly when its reference log-probs came along with it (a row paired with another row's
     # log-probs, or shifted, would show a KL far from 0).
+    # Prompts of 4, 7 and 10 tokens, so rounds differ in width and re-padding moves some prompts.
+    dataset = DATASET.map(lambda row, index: {"prompt": "the answer is " * (index % 3) + row["prompt"]},
+                          with_indices=True)
     tiny_model(TOKENIZER).save_pretrained(tmp_path / "model")  # TRL loads the reference model from a path
-    trainer = TrainedBatches(model=str(tmp_path / "model"), reward_funcs=contains_answer, train_dataset=DATASET,
+    trainer = TrainedBatches(model=str(tmp_path / "model"), reward_funcs=contains_answer, train_dataset=dataset,
                              args=tiny_grpo_config(tmp_path, max_num_gen_batches=6, beta=0.1, max_steps=1),
                              processing_class=TOKENIZER)
     trainer.train()
