@@ -14,7 +14,7 @@ prompts and fails others, built without the Hub:
 - ``build_dataset(count, seed, task)``: a ``datasets.Dataset`` of distinct prompts with the columns
   TRL and ``MoPPSGRPOTrainer`` need (``prompt``, ``answer``, ``prompt_id``, ``features``).
 - ``exact_answer_reward``: a TRL reward function, 1.0 iff the completion is the answer.
-- ``success_rates(model, tokenizer, dataset)``: each prompt's exact success probability at
+- ``success_rates(model, dataset, task)``: each prompt's exact success probability at
   temperature 1, and ``expected_zero_variance_share(rates, generations)``.
 
 The default ``TinyConfig`` (2-digit addition, hidden 64, 3 layers, 450 Adam steps of 64 problems of

@@ -44,7 +44,6 @@ class TrlSelectionSettings(ReferenceSettings):
         None, "Dataset column with a stable, unique prompt id per row (int >= 0 or str); None = row position. Use "
               "a column when a prior file, a feature file or a later run must match prompts.")
 
-
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.dynamic_sampling_at_cap not in AT_CAP:
