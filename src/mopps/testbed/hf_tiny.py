@@ -39,6 +39,7 @@ network: the tokenizer is built in memory and ``from_pretrained`` reads only the
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -351,7 +352,8 @@ def _store(model: Qwen2ForCausalLM, config: TinyConfig, path: Path) -> None:
             os.chmod(item, 0o666 & ~umask)
         if path.exists() and _cache_problem(path, config) is not None:
             damaged = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".damaged", dir=path.parent))
-            os.replace(path, damaged / "entry")
+            with contextlib.suppress(FileNotFoundError):  # another process moved it aside first
+                os.replace(path, damaged / "entry")
             shutil.rmtree(damaged)
         try:
             os.rename(staging, path)
