@@ -87,6 +87,12 @@ def test_only_informative_groups_are_trained_and_every_rollout_is_counted(tmp_pa
     assert sum(logged(trainer, "mopps/generated_rollouts")) == len(scored)
     assert logged(trainer, "mopps/cumulative_rollouts")[-1] == len(scored)
     assert set(logged(trainer, "mopps/trained_rollouts")) == {8.0}
+    assert set(logged(trainer, "mopps/trained_groups")) == {2.0}
+    generated_groups = np.array(logged(trainer, "mopps/generated_groups"))
+    np.testing.assert_array_equal(generated_groups, 2 * np.array(rounds))  # 2 prompts per round
+    np.testing.assert_array_equal(generated_groups * GENERATIONS, logged(trainer, "mopps/generated_rollouts"))
+    np.testing.assert_allclose(logged(trainer, "mopps/kept_share"),
+                               np.array(logged(trainer, "mopps/kept_groups")) / generated_groups)
     assert set(logged(trainer, "mopps/trained_zero_variance_frac")) == {0.0}
     assert set(logged(trainer, "mopps/lag")) == {0.0}
     # Each round's choice saw every earlier round's rewards.
