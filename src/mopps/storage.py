@@ -55,7 +55,7 @@ def atomic_write(path, write: Callable[[BinaryIO], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(descriptor, 0o666 & ~_current_umask())
+        os.fchmod(descriptor, 0o666 & ~current_umask())
         with os.fdopen(descriptor, "wb") as handle:
             write(handle)
             handle.flush()
@@ -224,7 +224,9 @@ def _decode_v1_ints(value):
     return value
 
 
-def _current_umask() -> int:
+def current_umask() -> int:
+    """The process's file-creation mask (e.g. 0o022), read without changing it: files and folders
+    made under a temporary name get the modes a plain ``open`` / ``mkdir`` would give them."""
     mask = os.umask(0)
     os.umask(mask)
     return mask

@@ -30,8 +30,8 @@ from mopps.testbed import hf_tiny  # noqa: E402
 GENERATIONS = 4
 PROMPTS_PER_STEP = 4
 # 16 prompts, 40 steps: each prompt is chosen about ten times, enough for MoPPS's posteriors to steer
-# (measured with benchmarks/trl_tiny_hf_zero_variance.py on seeds 0-4: Uniform 0.55-0.58, MoPPS
-# 0.36-0.44 zero-variance share; at 20 steps the two overlap on some seeds).
+# (chosen with benchmarks/trl_tiny_hf_zero_variance.py on seeds 0-4, where at 20 steps the two
+# overlapped on some seeds; seeds 5-9 at these settings: docs/bench_trl_tiny.txt, MoPPS lower on 5 of 5).
 DATASET = hf_tiny.build_dataset(16, seed=0)
 
 

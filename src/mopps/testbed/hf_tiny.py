@@ -55,7 +55,7 @@ from datasets import Dataset
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-from mopps.storage import _current_umask
+from mopps.storage import current_umask
 from mopps.testbed.task import AdditionTask, Task, sample_unique, task_features, task_key
 from mopps.testbed.warmstart import cache_dir
 
@@ -346,7 +346,7 @@ def _store(model: Qwen2ForCausalLM, config: TinyConfig, path: Path) -> None:
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=1))
         # mkdtemp makes a 0700 folder (and safetensors 0600 files): give the modes a plain mkdir/open
         # would, so a shared cache stays readable by the team.
-        umask = _current_umask()
+        umask = current_umask()
         os.chmod(staging, 0o777 & ~umask)
         for item in staging.iterdir():
             os.chmod(item, 0o666 & ~umask)
