@@ -1,9 +1,10 @@
 """Run by ``test_trl_distributed.py`` under ``torchrun --nproc_per_node 2`` (gloo, CPU).
 
-Usage: ``_trl_two_ranks.py OUT_DIR [same-seed|rank-seed|dynamic-sampling]``. Each rank trains the
+Usage: ``_trl_two_ranks.py OUT_DIR [same-seed|rank-seed|dynamic-sampling|dynamic-sampling-wide]``. Each rank trains the
 tiny model with MoPPSGRPOTrainer and writes ``OUT_DIR/rank<r>.json``: its selector's choices, the
 prompt ids its own reward function scored, its final posterior arrays, the loop's ``rollouts``, or
-the error it raised; with ``dynamic-sampling`` (same seeds, max_num_gen_batches 6) also what it
+the error it raised; with ``dynamic-sampling`` (same seeds, max_num_gen_batches 6; ``-wide``: rounds
+of 5 prompts) also what it
 trained on per generation (``TrainedBatches.trained``) and the logged ``mopps/generation_batches``.
 """
 
@@ -21,7 +22,9 @@ def main(out_dir: Path, seeding: str) -> None:
     tokenizer = tiny_tokenizer()
     # 3 prompts per generation x 4 generations = 12 rollouts, 6 per rank: the middle prompt's group
     # straddles the two ranks.
-    refill = dict(max_num_gen_batches=6) if seeding == "dynamic-sampling" else {}
+    refill = {"dynamic-sampling": dict(max_num_gen_batches=6),
+              # rounds of 5 prompts (20 rollouts, 10 per rank) for a trained batch of 3 (12 rollouts, 6 per rank)
+              "dynamic-sampling-wide": dict(max_num_gen_batches=6, dynamic_sampling_round_prompts=5)}.get(seeding, {})
     args = tiny_grpo_config(out_dir / "run", per_device_train_batch_size=3, gradient_accumulation_steps=2,
                             max_steps=3, ts_ratio=2, **refill)
     seed = args.process_index if seeding == "rank-seed" else 0

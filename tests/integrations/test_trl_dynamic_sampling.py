@@ -298,3 +298,25 @@ def test_contextual_mopps_with_features_guides_the_refills(tmp_path):
     for batch in trainer.trained:
         outcomes = rescored(batch)
         assert ((outcomes.min(axis=1) == 0) & (outcomes.max(axis=1) == 1)).all()
+
+
+def test_wider_rounds_roll_out_more_prompts_and_still_train_b_groups(tmp_path):
+    selector = RecordingMoPPS(seed=0)
+    scored: list[int] = []
+    trainer = make_trainer(tmp_path, reward_funcs=prompt_log_reward(scored), selector=selector,
+                           dynamic_sampling_round_prompts=5, max_steps=3)
+    trainer.train()
+    assert {len(choice) for choice in selector.choices} == {5}  # every round: 5 prompts x 4 rollouts
+    assert len(scored) == trainer.loop.rollouts == 20 * len(selector.choices)
+    for batch in trainer.trained:
+        assert len(batch["positions"]) == 2
+        outcomes = rescored(batch)
+        assert ((outcomes.min(axis=1) == 0) & (outcomes.max(axis=1) == 1)).all()
+
+
+@pytest.mark.parametrize("round_prompts, match", [(1, "between B = 2 and the 24 prompts"),
+                                                  (25, "between B = 2 and the 24 prompts"),
+                                                  (0, "dynamic_sampling_round_prompts")])
+def test_a_round_size_that_cannot_work_names_the_field(tmp_path, round_prompts, match):
+    with pytest.raises(ValueError, match=match):
+        make_trainer(tmp_path, dynamic_sampling_round_prompts=round_prompts)

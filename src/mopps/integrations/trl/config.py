@@ -15,6 +15,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
+from mopps.core.validation import check_integer
 from mopps.loop.refill import AT_CAP
 from mopps.selectors.settings import ReferenceSettings, help_field
 
@@ -40,6 +41,10 @@ class TrlSelectionSettings(ReferenceSettings):
                 "advantages set to 0 (they keep TRL's batch shape and teach nothing), 'repeat' = the kept groups repeated in "
                 "order (every trained group informative; with none kept, as 'fill'), 'raise' = stop with an "
                 "error (verl's DAPO).")
+    dynamic_sampling_round_prompts: int | None = help_field(
+        None, "With max_num_gen_batches >= 1, prompts rolled out per round (DAPO's gen_batch_size; its recipe rolls "
+              "out 3x the trained prompts per round): fewer, larger rounds. At least B = generation_batch_size // "
+              "num_generations; None = B.")
     id_column: str | None = help_field(
         None, "Dataset column with a stable, unique prompt id per row (int >= 0 or str); None = row position. Use "
               "a column when a prior file, a feature file or a later run must match prompts.")
@@ -48,6 +53,9 @@ class TrlSelectionSettings(ReferenceSettings):
         super().__post_init__()
         if self.dynamic_sampling_at_cap not in AT_CAP:
             raise ValueError(f"dynamic_sampling_at_cap = {self.dynamic_sampling_at_cap!r}; it must be one of {AT_CAP}")
+        if self.dynamic_sampling_round_prompts is not None:
+            self.dynamic_sampling_round_prompts = check_integer(self.dynamic_sampling_round_prompts,
+                                                                "dynamic_sampling_round_prompts", minimum=1)
 
 
 @dataclass

@@ -149,8 +149,16 @@ class MoPPSGRPOTrainer(GRPOTrainer):
         normalise over a whole generation round: the trained batch mixes groups of several rounds, so
         only per-group advantages stay what TRL computed."""
         self._at_cap = settings.dynamic_sampling_at_cap
+        self.round_prompts = settings.dynamic_sampling_round_prompts or self.prompts_per_generation
         if not settings.max_num_gen_batches:
             return None
+        rollouts = self.round_prompts * self.num_generations
+        if not self.prompts_per_generation <= self.round_prompts <= len(self.loop) or \
+                rollouts % self.accelerator.num_processes:
+            raise ValueError(
+                f"dynamic_sampling_round_prompts = {self.round_prompts}; a round must roll out between B = "
+                f"{self.prompts_per_generation} and the {len(self.loop)} prompts of the dataset, and its "
+                f"{rollouts} rollouts must split evenly over {self.accelerator.num_processes} processes")
         if self.scale_rewards == "batch":
             raise ValueError("scale_rewards = 'batch' scales advantages by one generation round's reward std; with "
                              f"dynamic sampling (max_num_gen_batches = {settings.max_num_gen_batches}) the trained batch "
@@ -212,12 +220,13 @@ class MoPPSGRPOTrainer(GRPOTrainer):
 
         def roll_out(batch: Batch):
             self._select(batch)
-            output = super(MoPPSGRPOTrainer, self)._generate_and_score_completions(self._chosen_rows(local_size))
+            round_size = len(batch) * self.num_generations // self.accelerator.num_processes
+            output = super(MoPPSGRPOTrainer, self)._generate_and_score_completions(self._chosen_rows(round_size))
             rounds.append(gather_rollouts(output, self.accelerator, pad_token_id))
             rewards, has_verdict = self._judged(self._last_rewards)
             return self.loop.ids_at(np.repeat(batch.positions, self.num_generations)), rewards, has_verdict
 
-        result = self.refill.fill(self.prompts_per_generation, roll_out, batch_size=self.prompts_per_generation)
+        result = self.refill.fill(self.prompts_per_generation, roll_out, batch_size=self.round_prompts)
         trained_groups = result.trained_groups(self.prompts_per_generation, self._at_cap)
         groups = trained_groups.groups
         generation = np.arange(self.num_generations)
@@ -239,15 +248,16 @@ class MoPPSGRPOTrainer(GRPOTrainer):
         return local
 
     def _chosen_rows(self, local_size: int) -> list[dict[str, Any]]:
-        """This process's slice of the generation batch, as a list of ``local_size`` row dicts."""
+        """This process's slice of the chosen prompts' rollouts (each prompt ``num_generations`` times
+        in a row), as a list of ``local_size`` row dicts."""
         num_processes = self.accelerator.num_processes
-        if local_size * num_processes != self.args.generation_batch_size:
+        layout = np.repeat(self._positions, self.num_generations)
+        if local_size * num_processes != len(layout):
             raise RuntimeError(
                 f"the dataloader served {local_size} rows per process x {num_processes} processes, but "
-                f"generation_batch_size = {self.args.generation_batch_size}; MoPPSGRPOTrainer relies on "
-                "TRL's generation-batch layout"
+                f"{len(self._positions)} prompts x {self.num_generations} generations make {len(layout)}; "
+                "MoPPSGRPOTrainer relies on TRL's generation-batch layout"
             )
-        layout = np.repeat(self._positions, self.num_generations)
         start = self.accelerator.process_index * local_size
         return [self._rows[int(position)] for position in layout[start:start + local_size]]
 
@@ -276,14 +286,15 @@ class MoPPSGRPOTrainer(GRPOTrainer):
         return rewards_per_func
 
     def _judged(self, rewards_per_func: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(rewards, has_verdict)`` (B * num_generations,) of a generation for the loop.
-        ``rewards_per_func``: float (B * num_generations, reward funcs), all processes' rewards in
+        """``(rewards, has_verdict)`` (prompts * num_generations,) of the latest generation (its prompts
+        are ``self._positions``) for the loop.
+        ``rewards_per_func``: float (prompts * num_generations, reward funcs), all processes' rewards in
         generation-batch order; NaN = the function returned None, i.e. no verdict: such a rollout is
         not evidence (the judged function's, or every function's when the weighted sum is judged)."""
-        expected = self.prompts_per_generation * self.num_generations
+        expected = len(self._positions) * self.num_generations
         if len(rewards_per_func) != expected:
             raise RuntimeError(f"got {len(rewards_per_func)} rewards for {expected} rollouts "
-                               f"({self.prompts_per_generation} prompts x {self.num_generations} generations)")
+                               f"({len(self._positions)} prompts x {self.num_generations} generations)")
         if self._success_column is None:
             weights = self.reward_weights.detach().float().cpu().numpy()
             has_verdict = ~np.isnan(rewards_per_func).all(axis=1)
