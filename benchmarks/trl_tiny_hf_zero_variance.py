@@ -32,12 +32,6 @@ from mopps.testbed import hf_tiny
 def run(kind: str, seed: int, dataset, args, output_dir: str) -> dict:
     """One TRL run; ``kind``: "uniform" or "mopps". Returns the JSON-ready figures."""
     rewards: list[float] = []
-
-    def recorded_reward(completions, answer, **kwargs):
-        values = hf_tiny.exact_answer_reward(completions, answer)
-        rewards.extend(values)
-        return values
-
     config = hf_tiny.TinyConfig()
     model, tokenizer = hf_tiny.load_tiny_policy(config)
     selection = {} if kind == "uniform" else {"bandit_decay_ratio": args.decay}
@@ -49,7 +43,7 @@ def run(kind: str, seed: int, dataset, args, output_dir: str) -> dict:
         seed=seed, temperature=1.0, dataloader_num_workers=0, disable_tqdm=True, ts_ratio=args.ts_ratio,
         id_column="prompt_id", **selection,
     )
-    trainer = MoPPSGRPOTrainer(model=model, reward_funcs=recorded_reward, args=trl_args, train_dataset=dataset,
+    trainer = MoPPSGRPOTrainer(model=model, reward_funcs=hf_tiny.recording_reward(rewards), args=trl_args, train_dataset=dataset,
                                processing_class=tokenizer, selector=Uniform(seed=seed) if kind == "uniform" else None)
     trainer.remove_callback(PrinterCallback)
     trainer.train()

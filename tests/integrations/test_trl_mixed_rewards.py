@@ -39,12 +39,6 @@ DATASET = hf_tiny.build_dataset(16, seed=0)
 def train(output_dir, selector, seed: int, steps: int, trainer_class=MoPPSGRPOTrainer, **settings):
     """One GRPO run on the warm start; returns the trainer and every reward returned, in order."""
     rewards: list[float] = []
-
-    def recorded_reward(completions, answer, **kwargs):
-        values = hf_tiny.exact_answer_reward(completions, answer)
-        rewards.extend(values)
-        return values
-
     config = hf_tiny.TinyConfig()
     model, tokenizer = hf_tiny.load_tiny_policy(config)
     args = MoPPSGRPOConfig(
@@ -52,7 +46,7 @@ def train(output_dir, selector, seed: int, steps: int, trainer_class=MoPPSGRPOTr
         num_generations=GENERATIONS, max_completion_length=config.task.answer_length + 1, max_steps=steps,
         learning_rate=3e-4, logging_steps=1, save_strategy="no", report_to=[], seed=seed, temperature=1.0,
         dataloader_num_workers=0, disable_tqdm=True, ts_ratio=4, id_column="prompt_id", **settings)
-    trainer = trainer_class(model=model, reward_funcs=recorded_reward, args=args, train_dataset=DATASET,
+    trainer = trainer_class(model=model, reward_funcs=hf_tiny.recording_reward(rewards), args=args, train_dataset=DATASET,
                             processing_class=tokenizer, selector=selector)
     trainer.remove_callback(PrinterCallback)
     trainer.train()

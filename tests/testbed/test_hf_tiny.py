@@ -138,6 +138,13 @@ def test_reward_handles_batches_extra_columns_and_messages():
         exact_answer_reward(["1", "2"], ["1"])
 
 
+def test_recording_reward_returns_and_logs_every_reward_in_call_order():
+    log: list[float] = []
+    reward = hf_tiny.recording_reward(log)
+    assert reward(["2 2 1", "2 2"], ["2 2 1", "2 2 1"]) == [1.0, 0.0]
+    assert reward(["1"], ["1"]) == [1.0] and log == [1.0, 0.0, 1.0]
+
+
 # -- training and cache ----------------------------------------------------------------------------
 
 def test_training_is_deterministic_whatever_the_thread_count_and_keeps_the_callers_rng():

@@ -13,7 +13,8 @@ prompts and fails others, built without the Hub:
   that it knows the no-carry digits and not yet the carries. Cached on disk (below).
 - ``build_dataset(count, seed, task)``: a ``datasets.Dataset`` of distinct prompts with the columns
   TRL and ``MoPPSGRPOTrainer`` need (``prompt``, ``answer``, ``prompt_id``, ``features``).
-- ``exact_answer_reward``: a TRL reward function, 1.0 iff the completion is the answer.
+- ``exact_answer_reward``: a TRL reward function, 1.0 iff the completion is the answer;
+  ``recording_reward(log)`` is the same, also appending each reward to ``log``.
 - ``success_rates(model, dataset, task)``: each prompt's exact success probability at
   temperature 1, and ``expected_zero_variance_share(rates, generations)``.
 
@@ -181,6 +182,18 @@ def exact_answer_reward(completions, answer, **kwargs) -> list[float]:
             completion = completion[-1]["content"]
         rewards.append(1.0 if answer_words(completion) == str(expected).split() else 0.0)
     return rewards
+
+
+def recording_reward(log: list):
+    """``exact_answer_reward`` that also appends every reward it returns, in call order, to ``log``
+    (a benchmark or test reads the groups back as ``np.reshape(log, (-1, num_generations))``)."""
+
+    def exact_answer(completions, answer, **kwargs) -> list[float]:
+        values = exact_answer_reward(completions, answer)
+        log.extend(values)
+        return values
+
+    return exact_answer
 
 
 # ---------------------------------------------------------------------------------------------------
