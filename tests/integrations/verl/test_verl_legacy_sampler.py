@@ -147,6 +147,11 @@ def test_update_names_a_missing_reward_key(dataset):
         sampler.update(rollout_batch(batch, accs))
 
 
+def test_refuses_dynamic_sampling_it_cannot_run(dataset):
+    with pytest.raises(ValueError, match="mopps.max_num_gen_batches = 4: dynamic sampling through mopps.Refill needs"):
+        MoPPSCurriculumSampler(dataset, data_config(max_num_gen_batches=4))
+
+
 def test_refuses_missing_index(write_parquet, tmp_path):
     rows = verl_rows(8, index_of=lambda i: None if i == 5 else i)
     dataset = rlhf_dataset(write_parquet(rows), str(tmp_path / "cache"))

@@ -52,6 +52,11 @@ class MoPPSCurriculumSampler(_SamplerBase):
     def __init__(self, data_source, data_config) -> None:
         sampler_node = data_config.get("sampler") or {}
         self.config = MoPPSVerlConfig.from_mapping(sampler_node.get("mopps"))
+        if self.config.max_num_gen_batches:
+            # A sampler only orders rows; it cannot see rewards before verl trains on a batch.
+            raise ValueError(f"mopps.max_num_gen_batches = {self.config.max_num_gen_batches}: dynamic sampling through "
+                             "mopps.Refill needs the MoPPS V1 trainer; with this sampler use verl's own filter "
+                             "(algorithm.filter_groups.enable=True, data.gen_batch_size) and max_num_gen_batches=0")
         self.batch_size = int(data_config.get("gen_batch_size") or data_config.get("train_batch_size"))
         self.loop = self.config.build_loop(data_source, self.config.checked_selector())
         if len(self.loop) < self.batch_size:
