@@ -18,8 +18,8 @@ is asked for generation k's prompts before generation k-1 is scored. TRL's sampl
 dataloader, so the number of steps and epochs is exactly that of a plain ``GRPOTrainer`` run.
 
 With ``max_num_gen_batches`` >= 1 (dynamic sampling), step 1-3 become ``mopps.Refill.fill``: TRL
-generates and scores up to that many rounds of B prompts, each round's prompts chosen by
-``loop.next(B)`` and its rewards (gathered, so identical on every process) observed before the next
+generates and scores up to that many rounds of R prompts (``dynamic_sampling_round_prompts``,
+default B), each round's prompts chosen by ``loop.next(R)`` and its rewards (gathered, so identical on every process) observed before the next
 round is chosen; Refill keeps the groups whose successes are not all equal, and the trained
 generation batch is built from the kept groups' rows of every round and process
 (``rollout_rows``), re-padded, in TRL's layout, with ``num_items_in_batch`` recomputed; what fills
@@ -102,9 +102,9 @@ class MoPPSGRPOTrainer(GRPOTrainer):
         # The rows TRL's own dataloader would serve (it drops unused columns when asked to).
         self._rows = self._remove_unused_columns(dataset, description="training")
         self._success_column = self._reward_column(settings.success_reward)
-        self._positions = np.zeros(0, dtype=np.int64)  # (B,) dataset rows of the current generation
+        self._positions = np.zeros(0, dtype=np.int64)  # dataset rows of the current generation (B,) or round (R,)
         self._awaiting_evidence = False
-        self._last_rewards = None  # float (B * num_generations, reward funcs) of the latest training generation
+        self._last_rewards = None  # float (prompts * num_generations, reward funcs) of the latest training generation
         self.refill = self._dynamic_sampling(settings)  # mopps.Refill over the loop, or None
         self._refill_pending = False  # the next training generation is a dynamic-sampling one
 
@@ -145,9 +145,11 @@ class MoPPSGRPOTrainer(GRPOTrainer):
             raise ValueError(f"{name} = {value!r}: {error}") from None
 
     def _dynamic_sampling(self, settings: TrlSelectionSettings) -> Refill | None:
-        """``Refill`` over the loop when ``max_num_gen_batches`` >= 1. Refuses advantage settings that
-        normalise over a whole generation round: the trained batch mixes groups of several rounds, so
-        only per-group advantages stay what TRL computed."""
+        """``Refill`` over the loop when ``max_num_gen_batches`` >= 1 (else None). Refuses, naming the
+        setting: a round size R outside [B, dataset size] or not splitting over the processes;
+        advantage settings that normalise over a whole round (the trained batch mixes groups of several
+        rounds, so only per-group advantages stay what TRL computed); reused log-probs on a model
+        without rotary positions."""
         self._at_cap = settings.dynamic_sampling_at_cap
         self.round_prompts = settings.dynamic_sampling_round_prompts or self.prompts_per_generation
         if not settings.max_num_gen_batches:
