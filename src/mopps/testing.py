@@ -187,37 +187,39 @@ def _seed(factory, id_kind, load_kwargs) -> None:
 
 
 def _round_trip_memory(factory, id_kind, load_kwargs) -> None:
-    uninterrupted = factory(seed=5)
-    reference = _run(uninterrupted, 10, np.random.default_rng(7), id_kind)
-    stopped = factory(seed=5)
-    rng = np.random.default_rng(7)
-    before = _run(stopped, 4, rng, id_kind)
-    resumed = factory(seed=99)
-    _run(resumed, 2, np.random.default_rng(8), id_kind)  # has state of its own, to be replaced
-    resumed.load_state_dict(stopped.state_dict())
-    _require(_same(resumed.state_dict(), stopped.state_dict()),
-             f"after load_state_dict the state differs in {_differences(stopped.state_dict(), resumed.state_dict())}")
-    after = _run(resumed, 6, rng, id_kind)
-    _require(before + after == reference,
-             "a selector restored with load_state_dict chose differently from the one that never stopped")
+    def restored(stopped):
+        resumed = factory(seed=99)
+        _run(resumed, 2, np.random.default_rng(8), id_kind)  # has state of its own, to be replaced
+        resumed.load_state_dict(stopped.state_dict())
+        return resumed
+
+    _resumes_like_uninterrupted(factory, id_kind, restored, "load_state_dict", "restored with load_state_dict")
 
 
 def _round_trip_file(factory, id_kind, load_kwargs) -> None:
-    uninterrupted = factory(seed=5)
-    reference = _run(uninterrupted, 10, np.random.default_rng(7), id_kind)
+    def restored(stopped):
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "state.npz"
+            stopped.save(path)
+            resumed = type(stopped).load(path, **load_kwargs)
+        _require(type(resumed) is type(stopped), f"load returned a {type(resumed).__name__}")
+        return resumed
+
+    _resumes_like_uninterrupted(factory, id_kind, restored, "save/load", "saved and loaded from a file")
+
+
+def _resumes_like_uninterrupted(factory, id_kind, restored, after: str, how: str) -> None:
+    """A selector stopped after 4 rounds and brought back by ``restored(stopped)`` must hold the
+    stopped one's state and make, over the next 6 rounds, the choices of one that never stopped."""
+    reference = _run(factory(seed=5), 10, np.random.default_rng(7), id_kind)
     stopped = factory(seed=5)
     rng = np.random.default_rng(7)
     before = _run(stopped, 4, rng, id_kind)
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "state.npz"
-        stopped.save(path)
-        resumed = type(stopped).load(path, **load_kwargs)
-    _require(type(resumed) is type(stopped), f"load returned a {type(resumed).__name__}")
+    resumed = restored(stopped)
     _require(_same(resumed.state_dict(), stopped.state_dict()),
-             f"after save/load the state differs in {_differences(stopped.state_dict(), resumed.state_dict())}")
-    after = _run(resumed, 6, rng, id_kind)
-    _require(before + after == reference,
-             "a selector saved and loaded from a file chose differently from the one that never stopped")
+             f"after {after} the state differs in {_differences(stopped.state_dict(), resumed.state_dict())}")
+    _require(before + _run(resumed, 6, rng, id_kind) == reference,
+             f"a selector {how} chose differently from the one that never stopped")
 
 
 def _feature_rows(positions) -> np.ndarray:

@@ -103,7 +103,7 @@ def test_bad_columns_and_ids_are_refused_naming_the_row(math_data, tmp_path):
     with pytest.raises(ValueError, match=r"score\[1\] = nan"):
         column_features(missing, numeric=["score"])
     repeated = write_rows(tmp_path / "r.parquet", prompt=prompt, prompt_id=["a", "b", "a"])
-    with pytest.raises(ValueError, match=r"row 2: prompt_id = 'a' occurs in an earlier row"):
+    with pytest.raises(ValueError, match=r"row 2: prompt_id = 'a' occurs earlier too"):
         column_features(repeated, length="chars")
     no_id = write_rows(tmp_path / "n.parquet", prompt=prompt, prompt_id=["a", None, "c"])
     with pytest.raises(ValueError, match="row 1: prompt_id is missing"):

@@ -292,7 +292,7 @@ def test_success_reward_selects_one_reward_function(tmp_path):
         (dict(ts_ratio=0.5), "ts_ratio"),
         (dict(success_rule="acc"), "success_rule"),
         (dict(success_reward="accuracy"), "success_reward"),
-        (dict(id_column="answer"), "id_column = 'answer'.*prompt ids must be unique"),
+        (dict(id_column="answer"), "id_column = 'answer'.*ids must be unique"),
         (dict(id_column="missing"), "id_column"),
         (dict(bandit_sample_strategy="best"), "strategy"),
     ],

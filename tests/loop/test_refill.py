@@ -16,6 +16,11 @@ def scripted(batch, n=8):
     return ids, rewards
 
 
+def failing(batch):
+    """A rollout whose worker died."""
+    raise RuntimeError("rollout worker died")
+
+
 def test_refill_keeps_mixed_groups_refills_and_counts_every_rollout():
     loop = SelectionLoop(Uniform(seed=0), np.arange(60), seed=1)
     result = Refill(loop, max_num_gen_batches=10).fill(5, scripted, batch_size=6)
@@ -58,9 +63,6 @@ def test_a_selector_guides_the_candidates_of_each_refill():
 def test_the_rollout_error_propagates_and_bad_rollouts_are_refused():
     loop = SelectionLoop(Uniform(seed=0), np.arange(10), seed=0)
 
-    def failing(batch):
-        raise RuntimeError("rollout worker died")
-
     with pytest.raises(RuntimeError):
         Refill(loop).fill(2, failing)
     with pytest.raises(ValueError, match=r"rewards\[0\]"):
@@ -102,9 +104,6 @@ def test_a_refused_rollout_return_is_named_and_leaves_the_loop_as_it_was(bad_ret
 
 def test_a_rollout_that_raises_opens_no_prediction():
     loop = SelectionLoop(Uniform(seed=0), np.arange(10), seed=0)
-
-    def failing(batch):
-        raise RuntimeError("rollout worker died")
 
     with pytest.raises(RuntimeError):
         Refill(loop).fill(2, failing)

@@ -92,6 +92,16 @@ def _checked_python_ids(values: list, name: str) -> list:
     return values
 
 
+def require_unique(kind: str | None, ids, located) -> None:
+    """Raise ``ValueError`` at the first id of ``ids`` (normalized, of ``kind``) that occurred
+    earlier: "``located(position)`` = value occurs earlier too; ids must be unique".
+    ``located``: position -> where it is, e.g. ``lambda i: f"ids[{i}]"`` or ``f"row {i}: prompt_id"``."""
+    position = first_duplicate(kind, ids)
+    if position >= 0:
+        value = ids[position] if kind == STR_KIND else int(ids[position])
+        raise ValueError(f"{located(position)} = {value!r} occurs earlier too; ids must be unique")
+
+
 def first_duplicate(kind: str | None, ids) -> int:
     """Position of the first id that already occurred earlier in ``ids``, or -1 if all are unique."""
     if kind is None or len(ids) < 2:

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from mopps.core.id_index import INT_KIND, first_duplicate, normalize_ids
+from mopps.core.id_index import normalize_ids, require_unique
 
 ID_KEYS = ("prompt_id", "index", "verl")
 _ID_COLUMNS = {"prompt_id": ("extra_info.prompt_id", "prompt_id"), "index": ("extra_info.index", "index")}
@@ -114,10 +114,7 @@ def prompt_ids(table, id_key: str = "prompt_id"):
     kind, ids = normalize_ids(values, name)
     if kind is None:
         raise ValueError("the data has no rows")
-    duplicate = first_duplicate(kind, ids)
-    if duplicate >= 0:
-        value = int(ids[duplicate]) if kind == INT_KIND else ids[duplicate]
-        raise ValueError(f"row {duplicate}: {name} = {value!r} occurs in an earlier row too; ids must be unique")
+    require_unique(kind, ids, lambda row: f"row {row}: {name}")
     return kind, ids
 
 

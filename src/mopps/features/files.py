@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from mopps.core.id_index import INT_KIND, first_duplicate, normalize_ids
+from mopps.core.id_index import INT_KIND, normalize_ids, require_unique
 from mopps.storage import atomic_write
 
 FEATURES_FORMAT = "mopps.features"
@@ -66,10 +66,7 @@ def check_features(ids, X) -> tuple[str, Any, np.ndarray]:
     kind, ids = normalize_ids(ids, "ids")
     if kind is None:
         raise ValueError("ids is empty; a feature set needs at least one prompt")
-    duplicate = first_duplicate(kind, ids)
-    if duplicate >= 0:
-        value = int(ids[duplicate]) if kind == INT_KIND else ids[duplicate]
-        raise ValueError(f"ids[{duplicate}] = {value!r} occurs earlier too; ids must be unique")
+    require_unique(kind, ids, lambda position: f"ids[{position}]")
     try:
         # Values beyond float32's range become inf here and are reported as such just below.
         with np.errstate(over="ignore"):

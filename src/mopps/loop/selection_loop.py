@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from mopps.core.evidence import SuccessRule, group_rollouts, select_ids
-from mopps.core.id_index import STR_KIND, IdIndex, first_duplicate, normalize_ids
+from mopps.core.id_index import STR_KIND, IdIndex, normalize_ids, require_unique
 from mopps.core.metrics import GROUP_KEYS, PREDICTION_KEYS, group_metrics, prediction_metrics
 from mopps.core.validation import as_feature_matrix, check_integer, check_number, check_same_length
 from mopps.loop.ledger import PredictionLedger
@@ -95,9 +95,7 @@ class SelectionLoop:
         kind, ids = normalize_ids(prompt_ids, "prompt_ids")
         if kind is None:
             raise ValueError("prompt_ids is empty; the loop needs at least one prompt")
-        position = first_duplicate(kind, ids)
-        if position >= 0:
-            raise ValueError(f"prompt_ids[{position}] = {_shown(ids[position])} occurs earlier too; prompt ids must be unique")
+        require_unique(kind, ids, lambda position: f"prompt_ids[{position}]")
         ts_ratio = check_number(ts_ratio, "ts_ratio", minimum=1.0)
         if not isinstance(learn, (bool, np.bool_)):
             raise ValueError(f"learn = {learn!r}; learn must be True or False")

@@ -49,7 +49,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from mopps.core.evidence import sum_by_id
-from mopps.core.id_index import STR_KIND, first_duplicate, normalize_ids
+from mopps.core.id_index import STR_KIND, first_duplicate, normalize_ids, require_unique
 from mopps.core.validation import (
     check_count,
     check_integer,
@@ -237,11 +237,7 @@ class Selector(ABC):
     def _normalize_candidates(self, candidate_ids):
         kind, ids = normalize_ids(candidate_ids, "candidate_ids")
         self._check_kind(kind, "candidate_ids")
-        position = first_duplicate(kind, ids)
-        if position >= 0:
-            raise ValueError(
-                f"candidate_ids[{position}] = {ids[position]!r} occurs earlier too; candidate ids must be unique"
-            )
+        require_unique(kind, ids, lambda position: f"candidate_ids[{position}]")
         return kind, ids
 
 

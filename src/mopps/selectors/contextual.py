@@ -43,7 +43,7 @@ from mopps.core.contextual import (
     sigmoid,
     thompson_logits,
 )
-from mopps.core.id_index import IdLookup, first_duplicate, normalize_ids
+from mopps.core.id_index import IdLookup, first_duplicate, normalize_ids, require_unique
 from mopps.core.selection import topk_toward_target
 from mopps.core.validation import as_feature_matrix, check_integer, check_probability, check_same_length
 from mopps.selectors.base import Selector
@@ -168,9 +168,7 @@ class ContextualMoPPS(Selector):
                 f"features has {array.shape[1]} columns but this selector's features have "
                 f"{len(state.feature_matrix)}; every call must pass the same width"
             )
-        position = first_duplicate(kind, normalized)
-        if position >= 0:
-            raise ValueError(f"ids[{position}] = {_shown(normalized[position])} occurs earlier too; ids must be unique")
+        require_unique(kind, normalized, lambda position: f"ids[{position}]")
         if kind is None:
             return
         if array.shape[1] == 0:

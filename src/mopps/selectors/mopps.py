@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from mopps.core import table
-from mopps.core.id_index import IdLookup, first_duplicate, normalize_ids
+from mopps.core.id_index import IdLookup, first_duplicate, normalize_ids, require_unique
 from mopps.core.posterior import credible_interval, posterior_mean, thompson_sample
 from mopps.core.selection import (
     largest_learnability,
@@ -108,9 +108,7 @@ class MoPPS(Selector):
         weight = float(weight)
         if not (np.isfinite(weight) and weight >= 0.0):
             raise ValueError(f"weight = {weight}; weight must be finite and >= 0")
-        position = first_duplicate(kind, normalized)
-        if position >= 0:
-            raise ValueError(f"ids[{position}] = {normalized[position]!r} occurs earlier too; ids must be unique")
+        require_unique(kind, normalized, lambda position: f"ids[{position}]")
         if kind is None:
             return
         alpha = self.prior[0] + weight * successes
