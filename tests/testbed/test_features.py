@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mopps.testbed.features import pool_features
-from mopps.testbed.grpo import GRPOConfig, make_pools
+from mopps.testbed.grpo import TestbedConfig, make_pools
 from mopps.testbed.methods import METHODS, build_method
 from mopps.testbed.policy import Policy
 from mopps.testbed.task import AdditionTask
@@ -15,7 +15,7 @@ from mopps.testbed.warmstart import WarmStartConfig
 @pytest.fixture(scope="module")
 def small():
     warm = WarmStartConfig(task=AdditionTask(2), width=16, layers=1, heads=2)
-    config = GRPOConfig(train_pool_size=40, test_size=10, batch_size=4, ts_ratio=2, warm_start=warm)
+    config = TestbedConfig(train_pool_size=40, test_size=10, batch_size=4, ts_ratio=2, warm_start=warm)
     task, train, _ = make_pools(config)
     torch.manual_seed(0)
     return task, train, Policy(warm.policy_config())

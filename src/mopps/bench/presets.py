@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from mopps.testbed.grpo import GRPOConfig
+from mopps.testbed.grpo import TestbedConfig
 from mopps.testbed.task import AdditionTask, SortTask, load_task
 from mopps.testbed.warmstart import WarmStartConfig
 
@@ -30,7 +30,7 @@ class Preset:
     default, and ``warm_starts``, the calibrated warm start of each built-in task it supports."""
 
     name: str
-    config: GRPOConfig
+    config: TestbedConfig
     seeds: tuple[int, ...]
     description: str
     default_task: str
@@ -52,22 +52,22 @@ _TINY = {
 
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 
-def _preset(name: str, config: GRPOConfig, seeds: tuple[int, ...], description: str, default_task: str,
+def _preset(name: str, config: TestbedConfig, seeds: tuple[int, ...], description: str, default_task: str,
             warm_starts: dict[str, WarmStartConfig]) -> Preset:
     return Preset(name, replace(config, warm_start=warm_starts[default_task]), seeds, description, default_task,
                   warm_starts)
 
 
 PRESETS = {
-    "recurring": _preset("recurring", GRPOConfig(train_pool_size=640, steps=400), DEFAULT_SEEDS,
+    "recurring": _preset("recurring", TestbedConfig(train_pool_size=640, steps=400), DEFAULT_SEEDS,
                          "paper's regime: 640 training prompts, each rolled out 20 times on average",
                          "addition", _STANDARD),
-    "fresh": _preset("fresh", GRPOConfig(train_pool_size=20000, steps=400), DEFAULT_SEEDS,
+    "fresh": _preset("fresh", TestbedConfig(train_pool_size=20000, steps=400), DEFAULT_SEEDS,
                      "20,000 training prompts, each rolled out 0.64 times on average", "addition", _STANDARD),
-    "transfer": _preset("transfer", GRPOConfig(train_pool_size=1280, steps=250, batch_size=64), DEFAULT_SEEDS,
+    "transfer": _preset("transfer", TestbedConfig(train_pool_size=1280, steps=250, batch_size=64), DEFAULT_SEEDS,
                         "sorting, 1,280 prompts rolled out 12.5 times each, 64 per update; an update moves "
                         "untrained prompts ~40% as much as trained ones", "sort", {"sort": _TRANSFER_SORT}),
-    "tiny": _preset("tiny", GRPOConfig(train_pool_size=64, test_size=64, steps=4, batch_size=4, group_size=4,
+    "tiny": _preset("tiny", TestbedConfig(train_pool_size=64, test_size=64, steps=4, batch_size=4, group_size=4,
                                        ts_ratio=4, ds_max_gen_batches=3, eval_every=2, influence_every=2,
                                        influence_probe=8, influence_reservoir=16), (0,), "CI smoke test", "addition", _TINY),
 }
@@ -84,7 +84,7 @@ QUICK_MAP_STEPS = 100
 
 def resolve(name: str, task: str | None = None, quick: bool = False, steps: int | None = None,
             seeds: tuple[int, ...] | None = None, warm_start_steps: int | None = None,
-            regime_map: bool = False) -> tuple[GRPOConfig, tuple[int, ...]]:
+            regime_map: bool = False) -> tuple[TestbedConfig, tuple[int, ...]]:
     """The config and seeds for preset ``name`` on ``task`` (a built-in name the preset calibrates,
     ``module:Class`` for a user's task, or None for the preset's own), with ``--map`` / ``--quick`` /
     ``--steps`` / ``--seeds`` / ``--warm-start-steps`` applied (``--map`` shortens runs and takes

@@ -36,14 +36,14 @@ from mopps.bench.plots import method_colors
 from mopps.bench.report import write_outputs
 from mopps.bench.runner import run_jobs
 from mopps.bench.summary import summarize
-from mopps.testbed.grpo import GRPOConfig, config_dict
+from mopps.testbed.grpo import TestbedConfig, config_dict
 
 MAP_VISITS = (0.5, 1.5, 4.0, 10.0, 30.0)  # target visits per prompt of the points, before rounding the pool
 MAP_FIGURES = ("speedup_vs_uniform", "steps_to_target", "final_accuracy", "rollouts_vs_uniform",
                "mean_spearman_candidates")
 
 
-def map_configs(config: GRPOConfig, visits: tuple[float, ...] = MAP_VISITS) -> list[GRPOConfig]:
+def map_configs(config: TestbedConfig, visits: tuple[float, ...] = MAP_VISITS) -> list[TestbedConfig]:
     """One config per point, pool = round(steps x B / visits) but at least ts_ratio x B (candidates must
     be distinct prompts); points that round to the same pool are kept once; fewest visits first."""
     groups = config.steps * config.batch_size
@@ -54,7 +54,7 @@ def map_configs(config: GRPOConfig, visits: tuple[float, ...] = MAP_VISITS) -> l
     return [replace(config, train_pool_size=pool) for pool in pools]
 
 
-def run_map(header: dict, configs: list[GRPOConfig], seeds: list[int], methods: list[str], out: Path,
+def run_map(header: dict, configs: list[TestbedConfig], seeds: list[int], methods: list[str], out: Path,
             workers: int = 2, show_progress: bool = True) -> dict:
     """Run every (pool size, method, seed), write each point's bench files under ``out/pool-<size>/``
     and ``out/map.json``; return the map document (``points``: one ``map_point`` per pool size)."""
@@ -74,7 +74,7 @@ def run_map(header: dict, configs: list[GRPOConfig], seeds: list[int], methods: 
     return map_document
 
 
-def map_point(config: GRPOConfig, document: dict) -> dict:
+def map_point(config: TestbedConfig, document: dict) -> dict:
     """One point of the map from its pool size's bench ``document`` (``summarize``): pool size, visits
     per prompt (steps x B / pool), the target and its interval, Uniform's self-influence ratio,
     ``uniform_improved`` (None without Uniform), and per method the ``MAP_FIGURES`` with intervals,

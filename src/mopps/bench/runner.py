@@ -16,12 +16,12 @@ import time
 from dataclasses import replace
 from typing import Callable, TextIO
 
-from mopps.testbed.grpo import GRPOConfig
+from mopps.testbed.grpo import TestbedConfig
 
 _PROGRESS = None  # in a worker: the parent's queue, one item per finished step
 LOG_INTERVAL_S = 5.0  # seconds between progress lines when the output is not a terminal
 
-Job = tuple[GRPOConfig, str, int]  # (config, method, seed)
+Job = tuple[TestbedConfig, str, int]  # (config, method, seed)
 
 
 class LineProgress:
@@ -134,7 +134,7 @@ def run_jobs(jobs: list[Job], workers: int = 2, show_progress: bool = True) -> l
     return results
 
 
-def run_all(config: GRPOConfig, methods: list[str], seeds: list[int], workers: int = 2,
+def run_all(config: TestbedConfig, methods: list[str], seeds: list[int], workers: int = 2,
             show_progress: bool = True) -> dict[str, list[dict]]:
     """Every method under every seed: ``{method: [run result per seed, in seed order]}``."""
     jobs = [(config, method, seed) for method in methods for seed in seeds]

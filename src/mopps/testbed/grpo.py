@@ -34,7 +34,7 @@ from mopps.testbed.warmstart import WarmStartConfig, load_warm_start
 
 
 @dataclass(frozen=True)
-class GRPOConfig:
+class TestbedConfig:
     """Every hyperparameter of one run. The same config is used for every selector."""
 
     # -- prompts --
@@ -93,7 +93,7 @@ class Pool:
         return exact_success_rate(policy, self.prompts[index], self.answers[index], self.mask[index]).numpy()
 
 
-def make_pools(config: GRPOConfig) -> tuple[Task, Pool, Pool]:
+def make_pools(config: TestbedConfig) -> tuple[Task, Pool, Pool]:
     """The task, the training pool and the disjoint test set, fixed by ``pool_seed``."""
     task = config.warm_start.task
     rng = np.random.default_rng(config.pool_seed)
@@ -119,7 +119,7 @@ def completion_mask(completions: torch.Tensor, eos: int) -> torch.Tensor:
     return before_eos.float()
 
 
-def grpo_update(policy, optimizer, config: GRPOConfig, eos: int, prompts: torch.Tensor, completions: torch.Tensor,
+def grpo_update(policy, optimizer, config: TestbedConfig, eos: int, prompts: torch.Tensor, completions: torch.Tensor,
                 rewards: np.ndarray, generator: torch.Generator) -> None:
     """One GRPO step on G groups of n rollouts: ``prompts`` (G*n, P), ``completions`` (G*n, L),
     ``rewards`` float (G*n,) grouped by prompt."""
@@ -151,7 +151,7 @@ class InfluenceProbe:
     reservoir prompt nearest to it in exact rate before the update, so both sides start at the same p.
     The ``_logit`` keys give the same changes on the logit scale."""
 
-    def __init__(self, config: GRPOConfig, train_pool: Pool, test_pool: Pool) -> None:
+    def __init__(self, config: TestbedConfig, train_pool: Pool, test_pool: Pool) -> None:
         self.train_pool, self.test_pool = train_pool, test_pool
         self.reservoir = np.arange(min(max(config.influence_reservoir, config.influence_probe), len(test_pool)))
         self.probe_size = min(config.influence_probe, len(test_pool))
@@ -181,7 +181,7 @@ INFLUENCE_KEYS = ("influence_trained", "influence_untrained", "influence_matched
                   "influence_logit_matched")
 
 
-def run(config: GRPOConfig, method_name: str, on_step: Callable[[int], None] | None = None) -> dict:
+def run(config: TestbedConfig, method_name: str, on_step: Callable[[int], None] | None = None) -> dict:
     """Train from the warm start with the selector ``method_name``; return the measured curves.
 
     Returns ``{"evals": [row, ...], "steps": [row, ...], "visits": int array (pool,), "calibration":
@@ -286,7 +286,7 @@ def run(config: GRPOConfig, method_name: str, on_step: Callable[[int], None] | N
     return {"evals": evals, "steps": steps, "visits": visits, "calibration": calibration}
 
 
-def config_dict(config: GRPOConfig) -> dict:
+def config_dict(config: TestbedConfig) -> dict:
     """The config as plain JSON-able data (for results files); the task appears as ``task_key``."""
     task = config.warm_start.task
     data = asdict(replace(config, warm_start=replace(config.warm_start, task=None)))
