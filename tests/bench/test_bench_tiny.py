@@ -119,10 +119,12 @@ def test_rollout_accounting(bench):
             assert np.array_equal(cumulative, np.cumsum(batches) * per_batch), method
             if method == "ds" or method.endswith("_ds"):  # refill: DAPO, or selection-guided
                 assert np.all((batches >= 1) & (batches <= config["ds_max_gen_batches"]))
-                assert np.all(trained <= config["batch_size"])
-                # Kept groups are informative by construction.
-                shares = np.array([float(row["zero_variance_share"]) for row in rows if int(row["trained_groups"])])
-                assert np.all(shares == 0.0)
+                # The at-cap rule "fill" (the default) trains B groups every step.
+                assert np.all(trained == config["batch_size"])
+                # Kept groups are informative by construction: before the cap every trained group is;
+                # only a step that hit the cap trains zero-variance groups (with advantage 0).
+                shares = np.array([float(row["zero_variance_share"]) for row in rows])
+                assert np.all(shares[batches < config["ds_max_gen_batches"]] == 0.0)
             else:
                 assert np.all(batches == 1) and np.all(trained == config["batch_size"])
 

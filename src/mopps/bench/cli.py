@@ -42,7 +42,9 @@ def register(subparsers) -> None:
     parser.add_argument("--seeds", type=_int_list, default=None, help="comma-separated RL seeds (default: the preset's)")
     parser.add_argument("--steps", type=int, default=None, help="GRPO steps per run (default: the preset's)")
     parser.add_argument("--selectors", default=None,
-                        help="comma-separated subset of the methods (default: all; see docs/bench.md)")
+                        help="comma-separated subset of the methods (default: every selector; the gain-curve "
+                             "instruments oracle_noise:<fresh|persistent|visit>:<sd>, oracle_pilot:<m> and "
+                             "oracle_informative on request; see docs/bench.md)")
     parser.add_argument("--map", action="store_true",
                         help="regime map: run every selector at several pool sizes (visits per prompt ~0.5 to ~30) "
                              "and plot speedup vs Uniform against visits per prompt")
@@ -56,15 +58,18 @@ def register(subparsers) -> None:
 def handle_bench(args) -> int:
     """Run the bench (or the regime map) described by ``args``; print the report; return the exit code."""
     from mopps.bench.presets import QUICK_METHODS, resolve
-    from mopps.testbed.methods import METHODS
+    from mopps.testbed.methods import INSTRUMENT_PATTERNS, METHODS, is_method
 
     if args.selectors is None:
         methods = list(QUICK_METHODS if args.quick else METHODS)
     else:
         methods = [name.strip() for name in args.selectors.split(",")]
-    unknown = [name for name in methods if name not in METHODS]
+    unknown = [name for name in methods if not is_method(name)]
     if unknown or not methods:
-        raise SystemExit(f"mopps bench: --selectors = {args.selectors!r}; unknown {unknown}; choose from {', '.join(METHODS)}")
+        raise SystemExit(f"mopps bench: --selectors = {args.selectors!r}; unknown {unknown}; choose from "
+                         f"{', '.join(METHODS)} or the instruments {', '.join(INSTRUMENT_PATTERNS)}")
+    if len(set(methods)) != len(methods):
+        raise SystemExit(f"mopps bench: --selectors = {args.selectors!r} names a method twice")
     for flag, value in (("--steps", args.steps), ("--workers", args.workers), ("--warm-start-steps", args.warm_start_steps)):
         if value is not None and value < 1:
             raise SystemExit(f"mopps bench: {flag} = {value}; it must be >= 1")
@@ -95,7 +100,8 @@ def handle_bench(args) -> int:
     from mopps.bench.summary import summarize
     from mopps.testbed.grpo import config_dict
 
-    results = run_all(config, methods, list(seeds), workers=args.workers, show_progress=not args.no_progress)
+    results = run_all(config, methods, list(seeds), workers=args.workers, show_progress=not args.no_progress,
+                      log_dir=out / "evidence")
     document = summarize({"preset": args.preset, "quick": args.quick, **config_dict(config)}, list(seeds), results)
     write_outputs(out, document, results)
     plots = write_plots(out, document, results)

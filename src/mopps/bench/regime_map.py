@@ -58,7 +58,7 @@ def run_map(header: dict, configs: list[TestbedConfig], seeds: list[int], method
             workers: int = 2, show_progress: bool = True) -> dict:
     """Run every (pool size, method, seed), write each point's bench files under ``out/pool-<size>/``
     and ``out/map.json``; return the map document (``points``: one ``map_point`` per pool size)."""
-    jobs = [(config, method, seed) for config in configs for method in methods for seed in seeds]
+    jobs = [(config, method, seed, None) for config in configs for method in methods for seed in seeds]
     finished = iter(run_jobs(jobs, workers, show_progress))
     points = []
     for config in configs:

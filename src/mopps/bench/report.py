@@ -4,6 +4,7 @@ the answer first (which selector, how much faster, how sure), then the tables be
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 from pathlib import Path
@@ -15,13 +16,15 @@ CURVE_COLUMNS = ("method", "seed", "step", "rollouts", "test_accuracy", "pool_ac
 STEP_COLUMNS = ("method", "seed", "step", "rollouts", "trained_groups", "generation_batches",
                 "zero_variance_share", "batch_success_rate", "spearman_candidates", "brier_candidates",
                 "logloss_candidates", "spearman_selected", "influence_trained", "influence_untrained",
-                "influence_matched", "influence_logit_trained", "influence_logit_matched")
+                "influence_matched", "influence_logit_trained", "influence_logit_matched", "retrained_share",
+                "revisit_gap", "revisit_drift", "revisit_change", "trained_exact_mean", "trained_zero_variance")
 CEILING = "oracle"  # knows the exact rates: a ceiling, never "the best selector"
 
 
 def write_outputs(out: Path, document: dict, results: dict[str, list[dict]]) -> None:
-    """``results.json`` (the summary document), ``curves.csv`` (one row per evaluation of every run)
-    and ``steps.csv`` (one row per step of every run) under ``out``."""
+    """``results.json`` (the summary document), ``curves.csv`` (one row per evaluation of every run),
+    ``steps.csv`` (one row per step of every run) and ``runs.json.gz`` (every run's whole result,
+    {method: [run per seed]}, so a summary can be recomputed: ``mopps bench --resummarize``) under ``out``."""
     # Through the project's one writer: an hour of bench results is never left as a torn file.
     atomic_write(out / "results.json", lambda handle: handle.write((json.dumps(document, indent=2) + "\n").encode()))
     seeds = document["seeds"]
@@ -34,6 +37,28 @@ def write_outputs(out: Path, document: dict, results: dict[str, list[dict]]) -> 
                 for row in run[key]:
                     writer.writerow({"method": method, "seed": seed, **row})
         atomic_write(out / name, lambda handle: handle.write(text.getvalue().encode()))
+    raw = gzip.compress(json.dumps({"seeds": seeds, "config": document["config"], "runs": results},
+                                   default=_plain_number).encode(), mtime=0)
+    atomic_write(out / RUNS_FILE, lambda handle: handle.write(raw))
+
+
+RUNS_FILE = "runs.json.gz"
+
+
+def read_runs(out: Path) -> tuple[dict, list[int], dict[str, list[dict]]]:
+    """``(config, seeds, results)`` from the ``runs.json.gz`` that ``write_outputs`` wrote in ``out``."""
+    try:
+        document = json.loads(gzip.decompress(Path(out, RUNS_FILE).read_bytes()))
+        return document["config"], document["seeds"], document["runs"]
+    except (OSError, EOFError, ValueError, KeyError) as error:
+        raise ValueError(f"{Path(out, RUNS_FILE)}: not a readable bench runs file ({error})") from None
+
+
+def _plain_number(value):
+    """JSON for numpy scalars and NaN-free floats left in a run's rows."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def _number(value, digits: int = 2, suffix: str = "", missing: str = "never") -> str:

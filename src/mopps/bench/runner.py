@@ -14,6 +14,7 @@ import queue
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Callable, TextIO
 
 from mopps.testbed.grpo import TestbedConfig
@@ -21,7 +22,13 @@ from mopps.testbed.grpo import TestbedConfig
 _PROGRESS = None  # in a worker: the parent's queue, one item per finished step
 LOG_INTERVAL_S = 5.0  # seconds between progress lines when the output is not a terminal
 
-Job = tuple[TestbedConfig, str, int]  # (config, method, seed)
+Job = tuple[TestbedConfig, str, int, "Path | None"]  # (config, method, seed, evidence log path or None)
+
+
+def evidence_log_path(folder: Path, method: str, seed: int) -> Path:
+    """Where a run's evidence log goes under ``folder``: ``<method>-seed<seed>.npz`` (':' of an
+    instrument's name written as '_')."""
+    return Path(folder) / f"{method.replace(':', '_')}-seed{seed}.npz"
 
 
 class LineProgress:
@@ -90,8 +97,8 @@ def _plain(result: dict) -> dict:
 def _run_job(job: Job) -> dict:
     from mopps.testbed.grpo import run
 
-    config, method, seed = job
-    return _plain(run(replace(config, seed=seed), method, on_step=lambda _: _PROGRESS.put(1)))
+    config, method, seed, log = job
+    return _plain(run(replace(config, seed=seed), method, on_step=lambda _: _PROGRESS.put(1), evidence_log=log))
 
 
 def run_jobs(jobs: list[Job], workers: int = 2, show_progress: bool = True) -> list[dict]:
@@ -102,16 +109,17 @@ def run_jobs(jobs: list[Job], workers: int = 2, show_progress: bool = True) -> l
     from mopps.testbed.warmstart import load_warm_start
 
     torch.set_num_threads(1)
-    for warm_start in {config.warm_start.key(): config.warm_start for config, _, _ in jobs}.values():
+    for warm_start in {config.warm_start.key(): config.warm_start for config, *_ in jobs}.values():
         load_warm_start(warm_start)
-    bar = progress_bar(sum(config.steps for config, _, _ in jobs), show_progress)
+    bar = progress_bar(sum(config.steps for config, *_ in jobs), show_progress)
     if workers <= 1:
         from mopps.testbed.grpo import run
 
         results = []
-        for config, method, seed in jobs:
+        for config, method, seed, log in jobs:
             bar.set_postfix_str(f"{method} seed {seed}")
-            results.append(_plain(run(replace(config, seed=seed), method, on_step=lambda _: bar.update(1))))
+            results.append(_plain(run(replace(config, seed=seed), method, on_step=lambda _: bar.update(1),
+                                      evidence_log=log)))
     else:
         context = multiprocessing.get_context("spawn")
         # Spawned workers read these when numpy loads: one BLAS thread each, as one torch thread (BLAS
@@ -135,8 +143,10 @@ def run_jobs(jobs: list[Job], workers: int = 2, show_progress: bool = True) -> l
 
 
 def run_all(config: TestbedConfig, methods: list[str], seeds: list[int], workers: int = 2,
-            show_progress: bool = True) -> dict[str, list[dict]]:
-    """Every method under every seed: ``{method: [run result per seed, in seed order]}``."""
-    jobs = [(config, method, seed) for method in methods for seed in seeds]
+            show_progress: bool = True, log_dir: Path | None = None) -> dict[str, list[dict]]:
+    """Every method under every seed: ``{method: [run result per seed, in seed order]}``; with
+    ``log_dir``, each run's evidence log is written there (``evidence_log_path``)."""
+    jobs = [(config, method, seed, None if log_dir is None else evidence_log_path(log_dir, method, seed))
+            for method in methods for seed in seeds]
     results = iter(run_jobs(jobs, workers, show_progress))
     return {method: [next(results) for _ in seeds] for method in methods}

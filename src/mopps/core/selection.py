@@ -82,3 +82,26 @@ def informative_groups(successes: np.ndarray, trials: np.ndarray) -> np.ndarray:
     group that is all wrong but mixes formatting rewards carries no GRPO signal on correctness.
     """
     return (successes > 0.0) & (successes < trials)
+
+
+def mixed_group_probability(rates: np.ndarray, group_size: int) -> np.ndarray:
+    """float (m,): the chance that a group of ``group_size`` rollouts of a prompt with success rate
+    ``rates`` (m,) is mixed (neither all successes nor all failures), 1 - p^n - (1 - p)^n. A mixed
+    group is one whose GRPO advantage is not zero."""
+    rates = np.clip(np.asarray(rates, dtype=np.float64), 0.0, 1.0)
+    return 1.0 - rates**group_size - (1.0 - rates) ** group_size
+
+
+def informative_draw(rates: np.ndarray, k: int, group_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``k`` distinct candidates drawn without replacement with probability proportional to
+    ``mixed_group_probability(rates, group_size)``: a softer objective than the k nearest to 0.5,
+    which spreads the batch over every candidate that can give a mixed group.
+
+    Successive draws without replacement are sampled in one pass by the Gumbel-top-k trick
+    (Kool et al. 2019): the k largest of log w + Gumbel noise. A weight of 0 (a rate of exactly 0 or
+    1) is floored at 1e-300, so such candidates come only after every positive one, in random order.
+    Returns ``(index (k,), keys (n,))``: positions, largest key first, and the perturbed log-weights.
+    """
+    weights = mixed_group_probability(rates, group_size)
+    keys = np.log(np.maximum(weights, 1e-300)) + rng.gumbel(size=len(weights))
+    return _smallest(-keys, k), keys

@@ -215,6 +215,8 @@ class Refill:
             loop.stream.epoch, loop.stream.offset, loop.step = saved[:3]
             loop.ledger.truncate(saved[3])
             loop.selector.rng.bit_generator.state = saved[4]
+            if loop.evidence_log is not None:
+                loop.evidence_log.truncate_after(saved[2])
             raise
         return evidence, batch
 

@@ -24,6 +24,7 @@ from mopps.core.evidence import SuccessRule, group_rollouts, select_ids
 from mopps.core.id_index import STR_KIND, IdIndex, normalize_ids, require_unique
 from mopps.core.metrics import GROUP_KEYS, PREDICTION_KEYS, group_metrics, prediction_metrics
 from mopps.core.validation import as_feature_matrix, check_integer, check_number, check_same_length
+from mopps.loop.evidence_log import EvidenceLog
 from mopps.loop.ledger import PredictionLedger
 from mopps.loop.stream import CandidateStream
 from mopps.selectors.base import Selection, Selector
@@ -84,10 +85,12 @@ class SelectionLoop:
     (``round(ts_ratio * k)`` per ``next(k)``, at most N; 1 = the selector sees exactly k). ``seed``:
     int >= 0, orders the candidates (give every process the same). ``learn``: False keeps the
     selector's posterior as it is (predictions are still logged; the reference's ``bandit_no_update``).
+    ``evidence_log``: a ``mopps.loop.EvidenceLog`` that records every selection and every piece of
+    evidence (for ``mopps replay``), or None; the host calls its ``flush`` (e.g. at checkpoints).
     """
 
     def __init__(self, selector: Selector, prompt_ids, rule: SuccessRule = SuccessRule(), ts_ratio: float = 1.0,
-                 seed: int = 0, learn: bool = True) -> None:
+                 seed: int = 0, learn: bool = True, evidence_log: EvidenceLog | None = None) -> None:
         if not isinstance(selector, Selector):
             raise ValueError(f"selector is a {type(selector).__name__}; it must be a mopps.Selector")
         if not isinstance(rule, SuccessRule):
@@ -99,6 +102,9 @@ class SelectionLoop:
         ts_ratio = check_number(ts_ratio, "ts_ratio", minimum=1.0)
         if not isinstance(learn, (bool, np.bool_)):
             raise ValueError(f"learn = {learn!r}; learn must be True or False")
+        if evidence_log is not None and not isinstance(evidence_log, EvidenceLog):
+            raise ValueError(f"evidence_log is a {type(evidence_log).__name__}; it must be a mopps.loop.EvidenceLog or None")
+        self.evidence_log = evidence_log
         self.selector = selector
         self.rule = rule
         self.ts_ratio = ts_ratio
@@ -137,6 +143,9 @@ class SelectionLoop:
         predicted = None if selection.predicted_rate is None else selection.predicted_rate[selection.index]
         self.step += 1
         self.ledger.record(self.id_kind, selection.ids, predicted, self.step)
+        if self.evidence_log is not None:
+            self.evidence_log.record_selection(self.step, self.ids_at(candidates), selection.index,
+                                               selection.predicted_rate)
         return Batch(positions, selection.ids, predicted, self.step, candidates, selection)
 
     def ids_at(self, positions) -> Any:
@@ -170,6 +179,10 @@ class SelectionLoop:
             judged_ids = select_ids(evidence.kind, evidence.ids, judged)
             self.selector.update(judged_ids, evidence.successes[judged], evidence.trials[judged])
         found, predicted, chosen_step = self.ledger.settle(evidence.kind, evidence.ids)
+        if self.evidence_log is not None and judged.any():
+            self.evidence_log.record_outcomes(np.where(found, chosen_step, self.step)[judged],
+                                              select_ids(evidence.kind, evidence.ids, judged),
+                                              evidence.successes[judged], evidence.trials[judged])
         self.rollouts += int(evidence.trials.sum())
         self.rollouts_without_verdict += evidence.rollouts_without_verdict
         return self._metrics(evidence, judged, found, predicted, chosen_step)
@@ -284,6 +297,8 @@ class SelectionLoop:
         self.stream.epoch, self.stream.offset = epoch, offset
         self.ledger = ledger
         self.step, self.rollouts, self.rollouts_without_verdict = step, rollouts, without_verdict
+        if self.evidence_log is not None:
+            self.evidence_log.truncate_after(step)  # the steps after the checkpoint are redone
 
     def save(self, path) -> None:
         """Write ``state_dict()`` atomically to ``path`` (``mopps.storage``)."""

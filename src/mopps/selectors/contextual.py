@@ -44,11 +44,12 @@ from mopps.core.contextual import (
     thompson_logits,
 )
 from mopps.core.id_index import IdLookup, first_duplicate, normalize_ids, require_unique
-from mopps.core.selection import topk_toward_target
+from mopps.core.selection import informative_draw, topk_toward_target
 from mopps.core.validation import as_feature_matrix, check_integer, check_probability, check_same_length
 from mopps.selectors.base import Selector
 
 TRAINING_RULES = ("mixed", "all")
+CONTEXTUAL_STRATEGIES = ("topk", "informative")  # how the k are chosen from the predictions
 # Model features are clipped to this many standard deviations (of the first add_features batch). A
 # linear logit cannot use a prompt 10^3 sd out (its logit variance would be ~10^6 and the evidence
 # updates lose all precision: NaN at 3000 sd in a 40-step stress run); |x| <= 30 stayed finite in
@@ -94,7 +95,10 @@ class ContextualMoPPS(Selector):
     rolled-out prompts count as trained on: ``"mixed"`` (default: only groups whose successes are
     neither 0 nor all; an all-equal group has zero GRPO advantage and does not move the policy) or
     ``"all"``. ``model``: a ``mopps.core.contextual.ContextualModel`` (or a dict of its fields)
-    with the priors and dynamics. ``seed``: the selector's generator.
+    with the priors and dynamics. ``strategy``: ``"topk"`` (default: the k draws nearest ``target``)
+    or ``"informative"`` (k drawn without replacement, each weighted by the chance 1 - p^n - (1 - p)^n
+    that its group of ``group_size`` rollouts is mixed, p its predictive mean; ``temperature`` and
+    ``target`` are then unused). ``seed``: the selector's generator.
 
     Time is counted in ``update`` calls (``step``): one call per policy update. Under dynamic
     sampling several calls fall in one policy update, which ages the model a little faster.
@@ -102,8 +106,13 @@ class ContextualMoPPS(Selector):
 
     def __init__(self, target: float = 0.5, temperature: float = 0.25, feature_dim: int = 64,
                  projection_seed: int = 0, training_rule: str = "mixed",
-                 model: ContextualModel | dict | None = None, seed: int | None = 0) -> None:
+                 model: ContextualModel | dict | None = None, strategy: str = "topk", group_size: int = 8,
+                 seed: int | None = 0) -> None:
         self.target = check_probability(target, "target")
+        if strategy not in CONTEXTUAL_STRATEGIES:
+            raise ValueError(f"strategy = {strategy!r}; strategy must be one of {CONTEXTUAL_STRATEGIES}")
+        self.strategy = strategy
+        self.group_size = check_integer(group_size, "group_size", minimum=2)
         self.temperature = _check_number(temperature, "temperature", minimum=0.0)
         self.feature_dim = check_integer(feature_dim, "feature_dim", minimum=1)
         self.projection_seed = check_integer(projection_seed, "projection_seed")
@@ -240,6 +249,9 @@ class ContextualMoPPS(Selector):
     def _choose(self, state, kind, ids, k, rng):
         rows, u_mean, u_var = self._gather(state, self._slots(state, kind, ids), np.float32)
         predicted = expected_rate(*logit_moments(state.theta_mean, state.theta_cov, rows, u_mean, u_var))
+        if self.strategy == "informative":
+            index, keys = informative_draw(predicted, k, self.group_size, rng)
+            return index, keys, predicted
         if self.temperature == 0.0:
             return topk_toward_target(predicted, k, self.target), predicted, predicted
         draws = sigmoid(thompson_logits(state.theta_mean, state.theta_cov, rows, u_mean, u_var, rng,
@@ -331,6 +343,8 @@ class ContextualMoPPS(Selector):
             "projection_seed": self.projection_seed,
             "training_rule": self.training_rule,
             "model": asdict(self.model),
+            # Only where they differ from the defaults, so states saved before they existed still load.
+            **({"strategy": self.strategy, "group_size": self.group_size} if self.strategy != "topk" else {}),
         }
 
     def _restore(self, arrays: dict[str, Any]) -> ContextualState:

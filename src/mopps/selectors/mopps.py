@@ -24,6 +24,7 @@ from mopps.core import table
 from mopps.core.id_index import IdLookup, first_duplicate, normalize_ids, require_unique
 from mopps.core.posterior import credible_interval, posterior_mean, thompson_sample
 from mopps.core.selection import (
+    informative_draw,
     largest_learnability,
     threshold_band,
     topk_toward_target,
@@ -33,13 +34,14 @@ from mopps.core.table import PosteriorState
 from mopps.core.validation import (
     as_float_array,
     check_band,
+    check_integer,
     check_observations,
     check_probability,
     check_same_length,
 )
 from mopps.selectors.base import Selector
 
-STRATEGIES = ("topk", "threshold", "learnability", "greedy_mean", "uniform")
+STRATEGIES = ("topk", "threshold", "learnability", "greedy_mean", "uniform", "informative")
 
 
 class MoPPS(Selector):
@@ -49,12 +51,16 @@ class MoPPS(Selector):
     toward (reference: (1, 1)). ``discount``: lambda in [0, 1] (reference ``bandit_decay_ratio``: 1.0
     for MATH, 0.5 for Countdown/Geo3k). ``target``: gamma* in [0, 1] (``bandit_target_mean``, 0.5).
     ``strategy``: one of ``STRATEGIES``. ``band``: (low, high) for ``"threshold"`` (0.3, 0.7).
+    ``group_size``: rollouts per prompt n, for ``"informative"`` (a draw of k without replacement,
+    each candidate weighted by the chance 1 - p^n - (1 - p)^n that its group is mixed, p its
+    posterior mean; ``mopps.core.selection.informative_draw``).
     ``seed``: seed of the selector's generator (its state is saved with the selector).
     """
 
 
     def __init__(self, prior=(1.0, 1.0), discount: float = 1.0, target: float = 0.5,
-                 strategy: str = "topk", band=(0.3, 0.7), seed: int | None = 0) -> None:
+                 strategy: str = "topk", band=(0.3, 0.7), group_size: int = 8,
+                 seed: int | None = 0) -> None:
         prior_alpha, prior_beta = _check_prior(prior)
         self.discount = check_probability(discount, "discount")
         self.target = check_probability(target, "target")
@@ -62,6 +68,7 @@ class MoPPS(Selector):
             raise ValueError(f"strategy = {strategy!r}; strategy must be one of {STRATEGIES}")
         self.strategy = strategy
         self.band = check_band(band)
+        self.group_size = check_integer(group_size, "group_size", minimum=2)
         self.prior = (prior_alpha, prior_beta)
         self._lookup = IdLookup()  # id -> slot of ``state.ids``, derived, never saved
         super().__init__(seed)
@@ -132,6 +139,9 @@ class MoPPS(Selector):
             return index, scores, predicted
         if self.strategy == "greedy_mean":
             return topk_toward_target(predicted, k, self.target), predicted, predicted
+        if self.strategy == "informative":
+            index, keys = informative_draw(predicted, k, self.group_size, rng)
+            return index, keys, predicted
         draws = thompson_sample(alpha, beta, rng)
         if self.strategy == "topk":
             index = topk_toward_target(draws, k, self.target)
@@ -151,6 +161,8 @@ class MoPPS(Selector):
             "target": self.target,
             "strategy": self.strategy,
             "band": list(self.band),
+            # Only where it matters, so states saved before group_size existed still load.
+            **({"group_size": self.group_size} if self.strategy == "informative" else {}),
         }
 
     def _restore(self, arrays: dict[str, Any]) -> PosteriorState:

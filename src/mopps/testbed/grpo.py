@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -24,7 +25,7 @@ import torch
 
 from mopps.core.evidence import SuccessRule
 from mopps.core.metrics import spearman
-from mopps.loop import Refill, SelectionLoop
+from mopps.loop import AT_CAP, EvidenceLog, Refill, SelectionLoop
 from mopps.testbed.features import pool_features
 from mopps.testbed.measure import calibration_counts, logit, nearest_by_rate, prediction_scores
 from mopps.testbed.methods import build_method
@@ -54,6 +55,7 @@ class TestbedConfig:
     # -- selection --
     ts_ratio: int = 8  # candidates per trained prompt for MoPPS / oracle / history (B_hat = ts_ratio * B)
     ds_max_gen_batches: int = 10  # DS refill cap: generation batches of B per step at most
+    ds_at_cap: str = "fill"  # DS at the cap: mopps.loop.AT_CAP ("fill": top up with advantage-0 groups)
     # -- measurement --
     eval_every: int = 10  # steps between test / pool accuracy evaluations
     pool_eval_size: int = 2000  # pool accuracy is measured on the first this-many pool prompts (a uniform sample)
@@ -69,6 +71,8 @@ class TestbedConfig:
                      "influence_reservoir"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} = {getattr(self, name)}; {name} must be >= 1")
+        if self.ds_at_cap not in AT_CAP:
+            raise ValueError(f"ds_at_cap = {self.ds_at_cap!r}; ds_at_cap must be one of {AT_CAP}")
         if self.batch_size * self.ts_ratio > self.train_pool_size:
             raise ValueError(f"ts_ratio * batch_size = {self.ts_ratio * self.batch_size} exceeds "
                              f"train_pool_size = {self.train_pool_size}; candidates must be distinct prompts")
@@ -120,13 +124,16 @@ def completion_mask(completions: torch.Tensor, eos: int) -> torch.Tensor:
 
 
 def grpo_update(policy, optimizer, config: TestbedConfig, eos: int, prompts: torch.Tensor, completions: torch.Tensor,
-                rewards: np.ndarray, generator: torch.Generator) -> None:
+                rewards: np.ndarray, generator: torch.Generator, without_advantage: np.ndarray | None = None) -> None:
     """One GRPO step on G groups of n rollouts: ``prompts`` (G*n, P), ``completions`` (G*n, L),
-    ``rewards`` float (G*n,) grouped by prompt."""
+    ``rewards`` float (G*n,) grouped by prompt; ``without_advantage``: bool (G,) or None, groups
+    whose advantage is forced to 0 (dynamic sampling's fill groups)."""
     n = config.group_size
     grouped = torch.from_numpy(rewards).view(-1, n)
     # Group-normalised advantage (GRPO); zero-variance groups get 0 and only dilute the token mean.
     advantages = ((grouped - grouped.mean(1, keepdim=True)) / (grouped.std(1, keepdim=True) + config.advantage_eps))
+    if without_advantage is not None:
+        advantages[torch.from_numpy(np.asarray(without_advantage, dtype=bool))] = 0.0
     advantages = advantages.reshape(-1, 1).float()
     mask = completion_mask(completions, eos)
     with torch.no_grad():
@@ -181,7 +188,12 @@ INFLUENCE_KEYS = ("influence_trained", "influence_untrained", "influence_matched
                   "influence_logit_matched")
 
 
-def run(config: TestbedConfig, method_name: str, on_step: Callable[[int], None] | None = None) -> dict:
+RATE_BINS = 10  # equal-width bins of the exact rate for the selection diagnostics
+PHASES = 4  # the run split into this many equal spans of steps for the same diagnostics
+
+
+def run(config: TestbedConfig, method_name: str, on_step: Callable[[int], None] | None = None,
+        evidence_log: Path | None = None) -> dict:
     """Train from the warm start with the selector ``method_name``; return the measured curves.
 
     Returns ``{"evals": [row, ...], "steps": [row, ...], "visits": int array (pool,), "calibration":
@@ -191,17 +203,38 @@ def run(config: TestbedConfig, method_name: str, on_step: Callable[[int], None] 
     scores against the exact rates over the candidates (``*_candidates``) and over the chosen batch
     (``spearman_selected``, range-restricted), and self-influence (``InfluenceProbe``).
     ``calibration`` sums ``calibration_counts`` over every step's candidates.
-    ``on_step(step)`` is called after every step (progress bars).
+
+    Selection diagnostics (how a selector differs from another beyond its prediction): per step,
+    ``retrained_share`` (share of the trained batch trained before), ``revisit_gap`` (mean steps since
+    those prompts were last trained), ``revisit_drift`` / ``revisit_change`` (mean absolute / signed
+    change of their exact rate since they were last chosen), ``trained_exact_mean`` and
+    ``trained_zero_variance`` (the trained batch's mean exact rate and its expected zero-variance
+    share, p^n + (1 - p)^n, from exact rates); per run, ``trained_rate_hist`` and
+    ``candidate_rate_hist``: int (PHASES, RATE_BINS), how many trained prompts and how many
+    candidates had an exact rate in each bin, per quarter of the run (their ratio is the selection
+    frequency as a function of the exact rate; DS runs have no candidate histogram).
+
+    ``evidence_log``: a path; the run's evidence stream (``mopps.loop.EvidenceLog``: candidates,
+    predictions, outcomes, the candidates' exact rates, the pool sample's exact rates at every
+    evaluation) is written there (a file already there is replaced). DS rounds are logged without
+    exact rates. ``on_step(step)`` is called after every step (progress bars).
     """
     task, train_pool, test_pool = make_pools(config)
     policy = load_warm_start(config.warm_start)
     optimizer = torch.optim.Adam(policy.parameters(), lr=config.learning_rate)
     generator = torch.Generator().manual_seed(config.seed)
     method = build_method(method_name, config.seed, config.ts_ratio, config.ds_max_gen_batches,
-                          lambda ids: train_pool.exact_rates(policy, ids))
+                          lambda ids: train_pool.exact_rates(policy, ids), num_prompts=len(train_pool),
+                          group_size=config.group_size)
+    log = None
+    if evidence_log is not None:
+        Path(evidence_log).unlink(missing_ok=True)
+        log = EvidenceLog(evidence_log, meta={"source": "testbed", "method": method_name, "seed": config.seed,
+                                              "group_size": config.group_size, "batch_size": config.batch_size,
+                                              "config": config_dict(config)})
     # Pool prompt i has id i; a rollout succeeds when its reward is 1 (an exact answer).
     loop = SelectionLoop(method.selector, np.arange(len(train_pool)), rule=SuccessRule("threshold", 1.0),
-                         ts_ratio=method.candidates, seed=config.seed)
+                         ts_ratio=method.candidates, seed=config.seed, evidence_log=log)
     if method.features is not None:
         # Computed once from the frozen warm start, before any RL update (what a user has).
         loop.add_features(np.arange(len(train_pool)), pool_features(method.features, task, train_pool, policy))
@@ -214,6 +247,10 @@ def run(config: TestbedConfig, method_name: str, on_step: Callable[[int], None] 
     visits = np.zeros(len(train_pool), dtype=np.int64)  # rollout groups per pool prompt
     rollouts = 0
     calibration = calibration_counts(None, np.zeros(0))
+    last_trained = np.full(len(train_pool), -1, dtype=np.int64)  # step each prompt was last trained
+    rate_when_chosen = np.full(len(train_pool), np.nan)  # its exact rate when it was last chosen
+    trained_hist = np.zeros((PHASES, RATE_BINS), dtype=np.int64)
+    candidate_hist = np.zeros((PHASES, RATE_BINS), dtype=np.int64)
     start = time.perf_counter()
 
     def evaluate(step: int) -> None:
@@ -226,6 +263,8 @@ def run(config: TestbedConfig, method_name: str, on_step: Callable[[int], None] 
             "pool_zero_variance": float(np.mean(pool_rates**n + (1.0 - pool_rates) ** n)),
             "wall_time": time.perf_counter() - start,
         })
+        if log is not None:
+            log.record_pool(step, pool_sample, pool_rates)
 
     evaluate(0)
     for step in range(1, config.steps + 1):
@@ -243,22 +282,32 @@ def run(config: TestbedConfig, method_name: str, on_step: Callable[[int], None] 
             rollouts += result.rollouts
             for round_ in result.rounds:
                 visits[round_.batch.positions] += 1
-            # The trained batch: the kept groups' own rollouts (rows p*n .. p*n+n-1 of their round).
-            chosen = result.kept_positions
-            kept_rows = [(result.rounds[r].batch.step, np.arange(p * n, (p + 1) * n)) for r, p in result.kept]
-            no_rollouts = torch.zeros((0, task.answer_length), dtype=torch.int64)
-            completions = torch.cat([generated[at][0][rows] for at, rows in kept_rows] or [no_rollouts])
-            rewards = np.concatenate([generated[at][1][rows] for at, rows in kept_rows] or [np.zeros(0)])
+            # The trained batch: B groups by the loop's at-cap rule (``RefillResult.trained_groups``),
+            # each its own round's rows p*n .. p*n+n-1; a group that only fills the batch gets advantage 0.
+            trained = result.trained_groups(B, config.ds_at_cap)
+            chosen = trained.positions
+            group_rows = [(result.rounds[r].batch.step, np.arange(p * n, (p + 1) * n)) for r, p in trained.groups]
+            completions = torch.cat([generated[at][0][rows] for at, rows in group_rows])
+            rewards = np.concatenate([generated[at][1][rows] for at, rows in group_rows])
+            without_advantage = ~trained.kept
             scores = prediction_scores(None, np.zeros(0))
+            chosen_exact = train_pool.exact_rates(policy, chosen) if len(chosen) else np.zeros(0)
             row.update(spearman_selected=float("nan"), generation_batches=len(result.rounds))
         else:
             batch = loop.next(B)
+            without_advantage = None
             exact = train_pool.exact_rates(policy, batch.candidates)
             chosen = batch.positions
             completions, rewards = rollout(policy, task, train_pool, chosen, n, generator)
             loop.observe(np.repeat(batch.ids, n), rewards)
-            rollouts += B * n
+            # A pilot oracle's screening rollouts are paid for: they count on the rollout axis.
+            rollouts += B * n + method.screening_rollouts * len(batch.candidates)
             visits[chosen] += 1
+            chosen_exact = exact[batch.selection.index]
+            phase = min((step - 1) * PHASES // config.steps, PHASES - 1)
+            candidate_hist[phase] += np.bincount(_rate_bin(exact), minlength=RATE_BINS)
+            if log is not None:
+                log.record_exact(batch.step, batch.candidates, exact)
             predicted, index = batch.selection.predicted_rate, batch.selection.index
             scores = prediction_scores(predicted, exact)
             calibration += calibration_counts(predicted, exact)
@@ -267,6 +316,9 @@ def run(config: TestbedConfig, method_name: str, on_step: Callable[[int], None] 
                 generation_batches=1,
             )
         row.update({f"{name}_candidates": value for name, value in scores.items()})
+        row.update(_revisit_diagnostics(step, chosen, chosen_exact, last_trained, rate_when_chosen, n))
+        trained_hist[min((step - 1) * PHASES // config.steps, PHASES - 1)] += np.bincount(
+            _rate_bin(chosen_exact), minlength=RATE_BINS)
         successes = rewards.reshape(-1, n).sum(1)
         row.update(trained_groups=len(chosen), rollouts=rollouts,
                    zero_variance_share=float(np.mean((successes == 0) | (successes == n))) if len(chosen) else float("nan"),
@@ -276,14 +328,45 @@ def run(config: TestbedConfig, method_name: str, on_step: Callable[[int], None] 
             influence.before(policy, chosen)
         if len(chosen):
             grpo_update(policy, optimizer, config, task.eos, train_pool.prompts[np.repeat(chosen, n)], completions,
-                        rewards, generator)
+                        rewards, generator, without_advantage)
         row.update(influence.after(policy) if measure_influence else dict.fromkeys(INFLUENCE_KEYS, float("nan")))
         steps.append(row)
         if step % config.eval_every == 0 or step == config.steps:
             evaluate(step)
         if on_step is not None:
             on_step(step)
-    return {"evals": evals, "steps": steps, "visits": visits, "calibration": calibration}
+    if log is not None:
+        log.flush()
+    return {"evals": evals, "steps": steps, "visits": visits, "calibration": calibration,
+            "trained_rate_hist": trained_hist, "candidate_rate_hist": candidate_hist}
+
+
+def _rate_bin(rates: np.ndarray) -> np.ndarray:
+    """int64 (m,): the RATE_BINS equal-width bin of each exact rate in [0, 1]."""
+    return np.clip((np.asarray(rates) * RATE_BINS).astype(np.int64), 0, RATE_BINS - 1)
+
+
+def _revisit_diagnostics(step: int, chosen: np.ndarray, chosen_exact: np.ndarray, last_trained: np.ndarray,
+                         rate_when_chosen: np.ndarray, group_size: int) -> dict[str, float]:
+    """The step's retraining figures (``run``'s docstring) for the trained pool ids ``chosen`` (k,)
+    with exact rates ``chosen_exact`` (k,); updates ``last_trained`` and ``rate_when_chosen`` in place."""
+    nan = float("nan")
+    if len(chosen) == 0:
+        return dict.fromkeys(("retrained_share", "revisit_gap", "revisit_drift", "revisit_change",
+                              "trained_exact_mean", "trained_zero_variance"), nan)
+    seen = last_trained[chosen] >= 0
+    change = chosen_exact[seen] - rate_when_chosen[chosen[seen]]
+    figures = {
+        "retrained_share": float(seen.mean()),
+        "revisit_gap": float(np.mean(step - last_trained[chosen[seen]])) if seen.any() else nan,
+        "revisit_drift": float(np.abs(change).mean()) if seen.any() else nan,
+        "revisit_change": float(change.mean()) if seen.any() else nan,
+        "trained_exact_mean": float(chosen_exact.mean()),
+        "trained_zero_variance": float(np.mean(chosen_exact**group_size + (1.0 - chosen_exact) ** group_size)),
+    }
+    last_trained[chosen] = step
+    rate_when_chosen[chosen] = chosen_exact
+    return figures
 
 
 def config_dict(config: TestbedConfig) -> dict:

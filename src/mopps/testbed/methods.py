@@ -7,6 +7,14 @@ candidates would be the same distribution). DS is Uniform choosing each generati
 ``mopps_ds`` and ``contextual_ds`` are the same refill with each generation batch pre-selected from
 ``ts_ratio`` times as many candidates. ``features`` names the per-prompt features the run registers
 with the selector before training (``mopps.testbed.features``), or None.
+
+``mopps_informative`` and ``contextual_informative`` draw the batch in proportion to the predicted
+chance that a group is mixed instead of taking the k nearest 0.5 (``strategy="informative"``).
+
+The gain-curve instruments (``mopps.testbed.instruments``; not selectors a user would run) are named
+with parameters: ``oracle_noise:<kind>:<sd>`` (kind ``fresh``, ``persistent`` or ``visit``, sd in
+logit units), ``oracle_pilot:<m>`` (m fresh rollouts per candidate, counted as rollouts), and
+``oracle_informative``.
 """
 
 from __future__ import annotations
@@ -17,9 +25,16 @@ from typing import Callable
 import numpy as np
 
 from mopps.selectors import ContextualMoPPS, HistoryFilter, MoPPS, Oracle, Selector, Uniform
+from mopps.testbed.instruments import NOISE_KINDS, InformativeOracle, NoisyOracle, PilotOracle
 
 METHODS = ("uniform", "ds", "mopps", "mopps_lambda0.5", "mopps_threshold", "history", "oracle", "contextual",
-           "contextual_nofeatures", "contextual_taskfeatures", "mopps_ds", "contextual_ds")
+           "contextual_nofeatures", "contextual_taskfeatures", "mopps_ds", "contextual_ds", "mopps_informative",
+           "contextual_informative", "oracle_informative")
+# Instruments with parameters: the name's prefix, then the parameters after ':'.
+INSTRUMENT_PATTERNS = ("oracle_noise:<fresh|persistent|visit>:<sd>", "oracle_pilot:<m>")
+# The gain curve's default points: three noise kinds x three sizes, and the pilot estimate from 8 rollouts.
+GAIN_CURVE = tuple(f"oracle_noise:{kind}:{sd}" for kind in NOISE_KINDS for sd in ("0.5", "1", "2")) \
+    + ("oracle_pilot:8", "oracle_informative")
 
 
 @dataclass(frozen=True)
@@ -32,15 +47,62 @@ class Method:
     candidates: int
     max_num_gen_batches: int | None = None
     features: str | None = None
+    screening_rollouts: int = 0  # rollouts spent per candidate before selection (the pilot oracle)
+
+
+def is_method(name: str) -> bool:
+    """Whether ``name`` is one of ``METHODS`` or a well-formed instrument name."""
+    try:
+        parse_instrument(name)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_instrument(name: str) -> tuple[str, tuple]:
+    """``(prefix, parameters)`` of a method name: ``("oracle_noise", (kind, sd))``,
+    ``("oracle_pilot", (m,))``, or ``(name, ())`` for a name of ``METHODS``; ``ValueError`` naming the
+    method otherwise."""
+    prefix, _, rest = name.partition(":")
+    parts = rest.split(":") if rest else []
+    try:
+        if prefix == "oracle_noise" and len(parts) == 2 and parts[0] in NOISE_KINDS:
+            sd = float(parts[1])
+            if np.isfinite(sd) and sd >= 0.0:
+                return prefix, (parts[0], sd)
+        elif prefix == "oracle_pilot" and len(parts) == 1 and int(parts[0]) >= 1:
+            return prefix, (int(parts[0]),)
+        elif not parts and name in METHODS:
+            return name, ()
+    except ValueError:
+        pass
+    raise ValueError(f"method = {name!r}; method must be one of {METHODS} or {INSTRUMENT_PATTERNS} "
+                     "(sd >= 0, m >= 1)")
 
 
 def build_method(name: str, seed: int, ts_ratio: int, ds_max_gen_batches: int,
-                 success_rate: Callable[[np.ndarray], np.ndarray]) -> Method:
-    """The selector called ``name`` (one of ``METHODS``), seeded with ``seed``.
+                 success_rate: Callable[[np.ndarray], np.ndarray], num_prompts: int = 1,
+                 group_size: int = 8) -> Method:
+    """The selector called ``name`` (one of ``METHODS`` or an instrument name), seeded with ``seed``.
 
     ``success_rate(ids)`` returns exact success rates of pool ids under the current policy; only the
-    oracle uses it.
+    oracles use it. ``num_prompts``: pool size (ids 0 .. num_prompts - 1; the noisy oracles keep a
+    noise per prompt); ``group_size``: rollouts per prompt n.
     """
+    prefix, parameters = parse_instrument(name)
+    if prefix == "oracle_noise":
+        kind, sd = parameters
+        return Method(NoisyOracle(success_rate, kind, sd, num_prompts, seed=seed), ts_ratio)
+    if prefix == "oracle_pilot":
+        (rollouts,) = parameters
+        return Method(PilotOracle(success_rate, rollouts, seed=seed), ts_ratio, screening_rollouts=rollouts)
+    if name == "oracle_informative":
+        return Method(InformativeOracle(success_rate, group_size, seed=seed), ts_ratio)
+    if name == "mopps_informative":
+        return Method(MoPPS(discount=0.5, strategy="informative", group_size=group_size, seed=seed), ts_ratio)
+    if name == "contextual_informative":
+        return Method(ContextualMoPPS(strategy="informative", group_size=group_size, seed=seed), ts_ratio,
+                      features="generic")
     if name == "uniform":
         return Method(Uniform(seed=seed), 1)
     if name == "ds":

@@ -1,0 +1,204 @@
+"""The evidence log: a run's whole selection and evidence stream, so any selector can be replayed on it
+offline (``mopps replay``) and scored on prediction, not training.
+
+A log holds four tables of columns (numpy arrays of equal length within a table):
+
+- ``candidates``: one row per candidate offered to the selector per selection step:
+  ``step`` (int64, the loop's batch number, 1, 2, ...), ``prompt_id`` (int64 or str),
+  ``chosen`` (bool: rolled out), ``predicted_rate`` (float32, the running selector's prediction; NaN
+  when it makes none).
+- ``outcomes``: one row per rolled-out prompt: ``step`` (the step that chose it; the evidence's own
+  step when it was never chosen), ``prompt_id``, ``successes`` and ``trials`` (float32: rollouts
+  with a verdict judged a success by the loop's rule, and rollouts with a verdict).
+- ``exact``: where the host knows the exact rate (the embedded testbed): ``step``, ``prompt_id``,
+  ``exact_rate`` (float32) of each candidate at its selection.
+- ``pool``: the exact rate of a fixed sample of the pool every few steps: ``step`` (the policy
+  step after which it was measured; 0 = before training), ``prompt_id``, ``exact_rate``.
+
+Joined on (step, prompt_id), the first three give one row per prompt per step: step, prompt id,
+successes, trials, predicted rate, and the exact rate where known (``EvidenceStream.rows``).
+``meta`` holds JSON: the source (``"testbed"``, ``"trl"``, ``"verl"``), group size, selector, seed.
+
+The file is a compressed ``.npz`` with a ``__meta__`` member (``format`` = ``mopps.evidence-log``,
+``version`` = 1), written atomically through ``mopps.storage`` on ``flush``. A log opened on an
+existing file continues it: a host that resumes from a checkpoint at step s calls
+``truncate_after(s)`` (the loop does on ``load_state_dict``), so rows of steps redone after the
+checkpoint are written once.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mopps.storage import atomic_write
+
+LOG_FORMAT = "mopps.evidence-log"
+LOG_VERSION = 1
+TABLES = {
+    "candidates": ("step", "prompt_id", "chosen", "predicted_rate"),
+    "outcomes": ("step", "prompt_id", "successes", "trials"),
+    "exact": ("step", "prompt_id", "exact_rate"),
+    "pool": ("step", "prompt_id", "exact_rate"),
+}
+_DTYPES = {"step": np.int64, "chosen": bool, "predicted_rate": np.float32, "successes": np.float32,
+           "trials": np.float32, "exact_rate": np.float32}
+
+
+def _column(name: str, values) -> np.ndarray:
+    if name == "prompt_id":
+        values = values if isinstance(values, np.ndarray) else np.asarray(list(values))
+        return values.astype(np.int64) if values.dtype.kind in "iu" else values.astype(str)
+    return np.asarray(values, dtype=_DTYPES[name])
+
+
+@dataclass
+class EvidenceStream:
+    """A log read back: ``tables`` {table: {column: array}} and ``meta`` (dict)."""
+
+    tables: dict[str, dict[str, np.ndarray]]
+    meta: dict[str, Any]
+
+    def steps(self) -> np.ndarray:
+        """int64: the selection steps, in order."""
+        return np.unique(self.tables["candidates"]["step"])
+
+    def has_exact(self) -> bool:
+        return len(self.tables["exact"]["step"]) > 0
+
+    def rows(self) -> dict[str, np.ndarray]:
+        """One row per candidate per step: step, prompt_id, chosen, predicted_rate, successes and
+        trials (NaN / 0 for a candidate not rolled out), exact_rate (NaN where unknown)."""
+        candidates = self.tables["candidates"]
+        keys = _keys(candidates["step"], candidates["prompt_id"])
+        result = {name: candidates[name] for name in TABLES["candidates"]}
+        successes = np.full(len(keys), np.nan, dtype=np.float32)
+        trials = np.zeros(len(keys), dtype=np.float32)
+        outcomes = self.tables["outcomes"]
+        at = _lookup(keys, _keys(outcomes["step"], outcomes["prompt_id"]))
+        found = at >= 0
+        successes[at[found]], trials[at[found]] = outcomes["successes"][found], outcomes["trials"][found]
+        exact = np.full(len(keys), np.nan, dtype=np.float32)
+        table = self.tables["exact"]
+        at = _lookup(keys, _keys(table["step"], table["prompt_id"]))
+        exact[at[at >= 0]] = table["exact_rate"][at >= 0]
+        result.update(successes=successes, trials=trials, exact_rate=exact)
+        return result
+
+
+def _keys(steps: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """One comparable key per (step, id) row."""
+    return np.array([f"{step}\x00{prompt}" for step, prompt in zip(steps.tolist(), ids.tolist())], dtype=object) \
+        if ids.dtype.kind not in "iu" else np.stack([steps, ids.astype(np.int64)], axis=1).view(
+            [("step", np.int64), ("id", np.int64)]).ravel()
+
+
+def _lookup(keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """int64 (q,): the position of each query in ``keys`` (unique), -1 where absent."""
+    if len(keys) == 0 or len(queries) == 0:
+        return np.full(len(queries), -1, dtype=np.int64)
+    order = np.argsort(keys, kind="stable")
+    position = np.clip(np.searchsorted(keys[order], queries), 0, len(keys) - 1)
+    return np.where(keys[order][position] == queries, order[position], -1).astype(np.int64)
+
+
+class EvidenceLog:
+    """Collects a run's evidence stream in memory and writes it to ``path`` on ``flush`` (atomic).
+
+    ``meta``: JSON-able facts about the run (source, group size, selector, seed, ...). An existing
+    log at ``path`` is read and continued (``ValueError`` naming the file if it is not a log)."""
+
+    def __init__(self, path, meta: dict[str, Any] | None = None) -> None:
+        self.path = Path(path)
+        self.meta = dict(meta or {})
+        self._parts: dict[str, list[dict[str, np.ndarray]]] = {table: [] for table in TABLES}
+        if self.path.exists():
+            previous = read_evidence_log(self.path)
+            self.meta = {**previous.meta, **self.meta}
+            for table, columns in previous.tables.items():
+                self._parts[table].append(columns)
+
+    def _append(self, table: str, **columns) -> None:
+        length = {len(np.atleast_1d(value)) for value in columns.values() if np.ndim(value) > 0}
+        size = length.pop() if length else 1
+        self._parts[table].append({name: _column(name, np.broadcast_to(columns[name], (size,))
+                                                 if np.ndim(columns[name]) == 0 else columns[name])
+                                   for name in TABLES[table]})
+
+    def record_selection(self, step: int, candidate_ids, chosen_index: np.ndarray,
+                         predicted_rate: np.ndarray | None) -> None:
+        """The candidates (n,) offered at ``step``, which were chosen (positions (k,)), and the
+        selector's prediction of each (n,) or None."""
+        chosen = np.zeros(len(candidate_ids), dtype=bool)
+        chosen[np.asarray(chosen_index, dtype=np.int64)] = True
+        predicted = np.full(len(chosen), np.nan) if predicted_rate is None else predicted_rate
+        self._append("candidates", step=step, prompt_id=candidate_ids, chosen=chosen, predicted_rate=predicted)
+
+    def record_outcomes(self, steps: np.ndarray, prompt_ids, successes: np.ndarray, trials: np.ndarray) -> None:
+        """Evidence of rolled-out prompts (m,), each with the step that chose it."""
+        if len(successes):
+            self._append("outcomes", step=steps, prompt_id=prompt_ids, successes=successes, trials=trials)
+
+    def record_exact(self, step: int, prompt_ids, exact_rate: np.ndarray) -> None:
+        """Exact rates of the candidates of ``step`` at their selection (a testbed's knowledge)."""
+        self._append("exact", step=step, prompt_id=prompt_ids, exact_rate=exact_rate)
+
+    def record_pool(self, step: int, prompt_ids, exact_rate: np.ndarray) -> None:
+        """Exact rates of a sample of the pool measured after policy step ``step``."""
+        self._append("pool", step=step, prompt_id=prompt_ids, exact_rate=exact_rate)
+
+    def truncate_after(self, step: int) -> None:
+        """Drop rows of selection steps after ``step`` (and pool rows measured after it): a resumed
+        run redoes them."""
+        for table, parts in self._parts.items():
+            self._parts[table] = [{name: values[part["step"] <= step] for name, values in part.items()}
+                                  for part in parts]
+
+    def tables(self) -> dict[str, dict[str, np.ndarray]]:
+        """Every table so far, columns concatenated."""
+        result = {}
+        for table, columns in TABLES.items():
+            parts = self._parts[table]
+            result[table] = {name: np.concatenate([part[name] for part in parts]) if parts
+                             else _column(name, np.zeros(0, dtype=np.int64)) for name in columns}
+        return result
+
+    def flush(self) -> None:
+        """Write everything recorded so far to ``path`` atomically (compressed)."""
+        tables = self.tables()
+        for table in tables:  # one part per table from now on: later flushes concatenate less
+            self._parts[table] = [tables[table]]
+        members = {f"{table}/{name}": values for table, columns in tables.items() for name, values in columns.items()}
+        header = {"format": LOG_FORMAT, "version": LOG_VERSION, "meta": self.meta}
+        members["__meta__"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.path, lambda handle: np.savez_compressed(handle, **members))
+
+
+def read_evidence_log(path) -> EvidenceStream:
+    """The log at ``path``; ``ValueError`` naming the file if it is truncated, not a log, or of
+    another version."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            header = json.loads(bytes(archive["__meta__"]).decode())
+            if header.get("format") != LOG_FORMAT:
+                raise ValueError(f"it is not a mopps evidence log (format {header.get('format')!r})")
+            if header.get("version") != LOG_VERSION:
+                raise ValueError(f"evidence log version {header.get('version')} is not supported "
+                                 f"(this mopps reads version {LOG_VERSION})")
+            tables = {table: {name: archive[f"{table}/{name}"] for name in columns} for table, columns in TABLES.items()}
+    except (OSError, KeyError, zipfile.BadZipFile, EOFError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not a readable mopps evidence log ({type(error).__name__}: {error})") from None
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+    for table, columns in tables.items():
+        if len({len(values) for values in columns.values()}) > 1:
+            raise ValueError(f"{path}: the columns of table {table!r} differ in length")
+    return EvidenceStream(tables, header.get("meta", {}))
+
