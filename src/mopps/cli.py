@@ -1,6 +1,7 @@
 """The ``mopps`` command: parses arguments and hands each subcommand to the layer that owns it.
 
 Subcommands: ``mopps bench`` (the embedded RL testbed benchmark, ``mopps.bench.cli``),
+``mopps replay`` (selectors scored offline on a logged evidence stream, ``mopps.bench.replay``),
 ``mopps data`` (task data preparation, ``mopps.tasks.cli``) and ``mopps features`` (per-prompt
 features for contextual selectors, ``mopps.features.cli``). Each layer registers its own parser;
 heavy imports (torch, datasets) happen inside the handlers, so ``mopps --help`` is instant.
@@ -12,6 +13,7 @@ import argparse
 import sys
 
 from mopps.bench.cli import register as register_bench
+from mopps.bench.cli import register_replay
 from mopps.features.cli import register as register_features
 from mopps.tasks.cli import register as register_data
 
@@ -23,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True)
     register_bench(subparsers)
+    register_replay(subparsers)
     register_data(subparsers)
     register_features(subparsers)
     return parser

@@ -194,9 +194,9 @@ def test_answer_names_the_best_selector_the_ceiling_and_how_sure():
         "mopps": [_full_run(fast), _full_run(fast), _full_run([0.5, 0.69, 0.76, 0.8])],
         "oracle": [_full_run(fast)] * 3})
     answer = format_answer(document)
-    assert "Best selector at Uniform's rollouts per step: mopps is" in answer
-    assert "resolved: the interval excludes 1" in answer
-    assert "Ceiling (exact oracle, look-ups free): oracle is" in answer
+    assert "Best selector at Uniform's rollouts per step: mopps +" in answer
+    assert "(resolved above Uniform)" in answer and "of the oracle's gain" in answer
+    assert "Ceiling (exact oracle, look-ups free): oracle +" in answer
 
 
 def test_map_marks_each_speedup_measured_never_or_undefined(tmp_path):
@@ -235,3 +235,29 @@ def test_map_marks_each_speedup_measured_never_or_undefined(tmp_path):
         warnings.simplefilter("error")  # no NaN handed to matplotlib, no empty legend
         assert plot_map(tmp_path, document).stat().st_size > 0
         assert plot_map(tmp_path, {**document, "points": points[2:]}).stat().st_size > 0  # all undefined
+
+
+def test_paired_gain_cancels_what_seeds_share():
+    """Seeds differ by a shared offset far larger than the method's gain; pairing on the seed removes
+    it, so the paired interval is tight where per-method intervals would not be."""
+    offsets = [0.0, 0.15, -0.1]
+    base = np.array([0.4, 0.5, 0.55, 0.6, 0.62])
+    results = {"uniform": [_run(base + offset, 1) for offset in offsets],
+               "mopps": [_run(base + offset + np.array([0, 0.02, 0.02, 0.02, 0.02]) + 0.001 * i, 1)
+                         for i, offset in enumerate(offsets)],
+               "oracle": [_run(base + offset + np.array([0, 0.04, 0.04, 0.04, 0.04]), 1) for offset in offsets],
+               "ds": [_run(base + offset + np.array([0, 0.04, 0.04, 0.04, 0.04]), 2) for offset in offsets]}
+    methods = summarize_kind(results, "test_accuracy", Resamples.of(3))["methods"]
+    assert methods["uniform"]["primary_gain"] == 0.0 and methods["uniform"]["primary_gain_ci"] == [0.0, 0.0]
+    # Trapezoids over steps 0..40: the +0.02 holds on 3.5 of 4 intervals.
+    mopps = methods["mopps"]
+    assert mopps["primary_gain"] == pytest.approx(0.02 * 3.5 / 4 + 0.001, abs=1e-9)
+    low, high = mopps["primary_gain_ci"]
+    assert 0.0 < low < mopps["primary_gain"] < high and high - low < 0.01
+    assert mopps["primary_gain_vs_oracle"] == pytest.approx(mopps["primary_gain"] / (0.04 * 3.5 / 4), rel=1e-6)
+    # DS spends twice the rollouts per step: at Uniform's budget it has run half the steps.
+    ds = methods["ds"]
+    assert ds["primary_gain"] == pytest.approx(methods["oracle"]["primary_gain"])
+    assert ds["gain_at_budget"] < ds["primary_gain"]
+    # Reaching half of Uniform's gain (0.4 -> 0.62: level 0.51): Uniform crosses at step 11, mopps earlier.
+    assert 0.0 < mopps["rollouts_to_gain_50"] < 1.0 and methods["uniform"]["rollouts_to_gain_90"] == 1.0

@@ -25,8 +25,11 @@ SELECTORS = {
     "history": (lambda seed: HistoryFilter(seed=seed), {}),
     "contextual": (lambda seed: ContextualMoPPS(seed=seed), {}),
     "contextual_greedy_trend": (lambda seed: ContextualMoPPS(temperature=0.0, model={"trend": True}, seed=seed), {}),
+    "mopps_informative": (lambda seed: MoPPS(discount=0.5, strategy="informative", group_size=4, seed=seed), {}),
+    "contextual_informative": (lambda seed: ContextualMoPPS(strategy="informative", seed=seed), {}),
 }
 
 # Selectors that key learned state by prompt id, so they fix the id kind at first use.
 KEYED_BY_ID = ("mopps_topk", "mopps_discounted", "mopps_threshold", "mopps_learnability", "mopps_greedy_mean",
-               "uniform", "history", "contextual", "contextual_greedy_trend")
+               "uniform", "history", "contextual", "contextual_greedy_trend", "mopps_informative",
+               "contextual_informative")

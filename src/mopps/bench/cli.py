@@ -52,11 +52,16 @@ def register(subparsers) -> None:
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default: runs/bench/<preset>[-<task>][-map][-quick])")
     parser.add_argument("--no-progress", action="store_true", help="hide progress")
+    parser.add_argument("--resummarize", type=Path, default=None, metavar="DIR",
+                        help="run nothing: recompute the summary, tables and plots of the bench in DIR from its "
+                             "runs.json.gz with this version's statistics (writes into DIR)")
     parser.set_defaults(func=handle_bench)
 
 
 def handle_bench(args) -> int:
     """Run the bench (or the regime map) described by ``args``; print the report; return the exit code."""
+    if args.resummarize is not None:
+        return _handle_resummarize(args.resummarize)
     from mopps.bench.presets import QUICK_METHODS, resolve
     from mopps.testbed.methods import INSTRUMENT_PATTERNS, METHODS, is_method
 
@@ -121,4 +126,84 @@ def _handle_map(args, config, seeds: list[int], methods: list[str], out: Path) -
     print()
     print(format_map(document))
     print(f"\nwrote {out / 'map.json'}, {path.name}, and each pool size's results under {out}/pool-<size>/")
+    return 0
+
+
+def _handle_resummarize(out: Path) -> int:
+    from mopps.bench.plots import write_plots
+    from mopps.bench.report import format_report, read_runs, write_outputs
+    from mopps.bench.summary import summarize
+
+    try:
+        config, seeds, results = read_runs(out)
+    except ValueError as error:
+        raise SystemExit(f"mopps bench --resummarize: {error}")
+    document = summarize(config, seeds, results)
+    write_outputs(out, document, results)
+    plots = write_plots(out, document, results)
+    print(format_report(document))
+    print(f"\nwrote {out / 'results.json'}, curves.csv, steps.csv, {', '.join(path.name for path in plots)}")
+    return 0
+
+
+def register_replay(subparsers) -> None:
+    """Add the ``replay`` subcommand: score selectors on logged evidence streams, offline."""
+    parser = subparsers.add_parser(
+        "replay", help="score selectors' predictions on a logged run (an evidence log), offline, in seconds",
+        description="Feeds each evidence log (written by mopps bench, or by the TRL / verl adapters with "
+                    "evidence_log set) to each selector and reports candidate Spearman, Brier, log-loss and "
+                    "the zero-variance share of the batch it would have chosen. The log is not changed by the "
+                    "selectors' choices: they are scored on prediction, not training (docs/bench.md, 'Replay').")
+    parser.add_argument("logs", type=Path, nargs="+", metavar="LOG", help="evidence log files (.npz)")
+    parser.add_argument("--selectors", default=None,
+                        help="comma-separated bench names (default: every built-in selector that needs no exact "
+                             "rates: uniform, mopps, mopps_lambda0.5, mopps_threshold, mopps_informative, history, "
+                             "contextual, contextual_informative)")
+    parser.add_argument("--features", type=Path, default=None,
+                        help="a mopps feature file (mopps features) handed to contextual selectors; without it "
+                             "they predict from evidence alone")
+    parser.add_argument("--seed", type=int, default=None, help="selectors' seed (default: the log's run seed)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the scores as JSON here")
+    parser.set_defaults(func=handle_replay)
+
+
+def handle_replay(args) -> int:
+    """Replay every log through every selector; print the table; return the exit code."""
+    import json
+
+    from mopps.bench.replay import REPLAY_SELECTORS, build_replay_selector, format_replay, replay
+    from mopps.loop.evidence_log import read_evidence_log
+    from mopps.storage import write_json
+
+    names = list(REPLAY_SELECTORS) if args.selectors is None else [n.strip() for n in args.selectors.split(",")]
+    unknown = [name for name in names if name not in REPLAY_SELECTORS]
+    if unknown or not names:
+        raise SystemExit(f"mopps replay: --selectors = {args.selectors!r}; unknown {unknown}; "
+                         f"choose from {', '.join(REPLAY_SELECTORS)}")
+    features = None
+    if args.features is not None:
+        from mopps.features.files import load_features
+
+        try:
+            loaded = load_features(args.features)
+        except (OSError, ValueError) as error:
+            raise SystemExit(f"mopps replay: --features: {error}")
+        features = (loaded.ids, loaded.X)
+    rows, document = [], {}
+    for path in args.logs:
+        try:
+            stream = read_evidence_log(path)
+        except (OSError, ValueError) as error:
+            raise SystemExit(f"mopps replay: {error}")
+        seed = int(stream.meta.get("seed", 0)) if args.seed is None else args.seed
+        group_size = int(stream.meta.get("group_size", 8))
+        for name in names:
+            result = replay(stream, build_replay_selector(name, seed, group_size), features)
+            rows.append((path.name, name, result))
+            document.setdefault(str(path), {})[name] = {**result["scores"], "steps": result["steps"],
+                                                        "exact": result["exact"], "seconds": result["seconds"]}
+    print(format_replay(rows))
+    if args.json is not None:
+        write_json(args.json, json.loads(json.dumps(document).replace("NaN", "null")))
+        print(f"\nwrote {args.json}")
     return 0

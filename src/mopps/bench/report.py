@@ -4,6 +4,7 @@ the answer first (which selector, how much faster, how sure), then the tables be
 from __future__ import annotations
 
 import csv
+import math
 import gzip
 import io
 import json
@@ -87,67 +88,120 @@ def _resolved(interval, level: float = 1.0) -> bool:
     return interval is not None and interval[0] is not None and interval[0] > level
 
 
+def is_instrument(name: str) -> bool:
+    """Whether ``name`` is a gain-curve instrument (an oracle variant; never "the best selector")."""
+    return name.startswith("oracle_")
+
+
+def _gain(row: dict, key: str = "primary_gain") -> str:
+    """A paired gain in accuracy points, ``+0.0123 [lo, hi]``."""
+    value, interval = row.get(key), row.get(f"{key}_ci")
+    if value is None:
+        return "—"
+    text = f"{value:+.4f}"
+    if interval and None not in interval:
+        text += f" [{interval[0]:+.4f}, {interval[1]:+.4f}]"
+    return text
+
+
+def _gain_verdict(row: dict) -> str:
+    interval = row.get("primary_gain_ci")
+    if not interval or None in interval:
+        return ""
+    if interval[0] > 0:
+        return " (resolved above Uniform)"
+    if interval[1] < 0:
+        return " (resolved below Uniform)"
+    return " (not resolved from Uniform)"
+
+
 def format_answer(document: dict) -> str:
-    """The lead paragraph: the best selector against Uniform with its interval and how sure that is,
-    the oracle's ceiling, and the methods that spend more rollouts per step (DS) by rollouts."""
+    """The lead paragraph, on the primary figure (``primary_gain``: mean test accuracy over the run
+    minus Uniform's on the same seed): the best selector with its paired interval and its share of
+    the oracle's gain, the oracle's ceiling, the methods that spend more rollouts per step (DS, by
+    their gain at Uniform's rollout budget too), and the steps-to-target speedup beside them."""
     methods = document["methods"]
     seeds = len(document["seeds"])
     uniform_rollouts = methods.get("uniform", {}).get("total_rollouts")
-    same_budget = [name for name, row in methods.items()
-                   if name not in ("uniform", CEILING) and row["total_rollouts"] == uniform_rollouts]
-    extra_budget = [name for name, row in methods.items()
-                    if name not in ("uniform", CEILING) and name not in same_budget]
-    how = "90% intervals over seeds (t, bootstrap standard error)" if seeds > 1 else "one seed: no intervals, a run to check the code"
-    lines = [f"Answer (test accuracy, {seeds} seed(s), {how}; target = Uniform's final accuracy "
-             f"{_figure(document, 'target_accuracy', 3)}):"]
+    contenders = [name for name in methods if name not in ("uniform", CEILING) and not is_instrument(name)]
+    same_budget = [name for name in contenders if methods[name]["total_rollouts"] == uniform_rollouts]
+    extra_budget = [name for name in contenders if name not in same_budget]
+    how = ("90% paired intervals over seeds (t)" if seeds > 1 else "one seed: no intervals, a run to check the code")
+    lines = [f"Answer (test accuracy, {seeds} seed(s), {how}; primary figure = mean test accuracy over the run "
+             f"minus Uniform's on the same seed, in accuracy points):"]
     if "uniform" not in methods:
-        return "\n".join(lines + ["  Uniform was not run, so there is no target to compare against."])
+        return "\n".join(lines + ["  Uniform was not run, so there is nothing to pair against."])
     if methods["uniform"]["steps_to_target"] == 0.0:
-        return "\n".join(lines + ["  Uniform ended no higher than it started, so steps to its final accuracy "
-                                   "compare nothing: train longer (--steps) or check the warm start."])
+        return "\n".join(lines + ["  Uniform ended no higher than it started, so gains over it compare nothing: "
+                                   "train longer (--steps) or check the warm start."])
 
-    def speed(name: str) -> str:
+    def describe(name: str) -> str:
         row = methods[name]
-        if row["speedup_vs_uniform"] is None:
-            return f"{name} does not reach the target within the run"
-        text = f"{name} is {_figure(row, 'speedup_vs_uniform', 2, 'x')} as fast as Uniform in steps to the target"
-        if seeds > 1:
-            sure = ("resolved: the interval excludes 1" if _resolved(row.get("speedup_vs_uniform_ci"))
-                    else "not resolved from Uniform")
-            text += f", faster in {100 * row['faster_than_uniform_share']:.0f}% of resamples ({sure})"
-        return text
+        text = f"{name} {_gain(row)}{_gain_verdict(row)}"
+        if name != CEILING and row.get("primary_gain_vs_oracle") is not None:
+            text += f", {_figure(row, 'primary_gain_vs_oracle', 2)} of the oracle's gain"
+        speed = "never reaches Uniform's final accuracy" if row["speedup_vs_uniform"] is None \
+            else f"{_figure(row, 'speedup_vs_uniform', 2, 'x')} in steps to Uniform's final accuracy"
+        return f"{text}; {speed}"
 
     def rank(name: str) -> float:
-        value = methods[name]["speedup_vs_uniform"]
-        return -1.0 if value is None else value
+        value = methods[name].get("primary_gain")
+        return -math.inf if value is None else value
 
     ranked = sorted(same_budget, key=rank, reverse=True)
     if ranked:
-        lines.append("  Best selector at Uniform's rollouts per step: " + speed(ranked[0]))
+        lines.append("  Best selector at Uniform's rollouts per step: " + describe(ranked[0]))
         if ranked[1:]:
-            lines.append("  Then: " + "; ".join(f"{name} {_figure(methods[name], 'speedup_vs_uniform', 2, 'x')}"
-                                                for name in ranked[1:]))
+            lines.append("  Then: " + "; ".join(f"{name} {_gain(methods[name])}" for name in ranked[1:]))
     if CEILING in methods:
-        lines.append("  Ceiling (exact oracle, look-ups free): " + speed(CEILING))
+        lines.append("  Ceiling (exact oracle, look-ups free): " + describe(CEILING))
     for name in extra_budget:
-        text = f"  {speed(name)}; it spends more rollouts per step"
+        text = f"  {describe(name)}; it spends more rollouts per step: gain at Uniform's rollout budget " \
+               f"{_gain(methods[name], 'gain_at_budget')}"
         if methods[name]["rollouts_vs_uniform"] is not None:
-            text += f": {_figure(methods[name], 'rollouts_vs_uniform', 2, 'x')} Uniform's rollouts to the target"
+            text += f", {_figure(methods[name], 'rollouts_vs_uniform', 2, 'x')} Uniform's rollouts to its final accuracy"
         lines.append(text)
-    predicted = [name for name in methods if methods[name].get("mean_spearman_candidates") is not None
-                 and name != CEILING]
+    instruments = [name for name in methods if is_instrument(name)]
+    if instruments:
+        lines.append(f"  Gain-curve instruments (not selectors): {len(instruments)} in the gain-curve table below")
+    predicted = [name for name in contenders + ["uniform"] if methods[name].get("mean_spearman_candidates") is not None]
     if predicted:
         lines.append("  Prediction vs exact rate over the candidates (Spearman): "
                      + "; ".join(f"{name} {_figure(methods[name], 'mean_spearman_candidates')}" for name in predicted))
     return "\n".join(lines)
 
 
+def format_gain_curve(document: dict) -> str:
+    """Every method that predicts, ordered by candidate Spearman, with its paired gain, its share of
+    the oracle's, and the selection diagnostics that tell selectors apart (``docs/bench.md``)."""
+    methods, regime = document["methods"], document.get("regime", {})
+    rows = [name for name, row in methods.items() if row.get("mean_spearman_candidates") is not None]
+    rows.sort(key=lambda name: methods[name]["mean_spearman_candidates"])
+    header = (f"{'method':<30}{'ρ cand':>7}{'primary gain [90%]':>28}{'of oracle':>11}{'zero-var':>10}"
+              f"{'retrained':>11}{'gap':>7}{'drift':>8}{'never seen':>12}")
+    lines = ["Gain against prediction quality: paired primary gain (accuracy points), its share of the oracle's, "
+             "the trained batch's zero-variance share, the share of trained prompts trained before, steps since "
+             "and |Δ exact rate| since their last choice, share of the pool never rolled out", header, "-" * len(header)]
+    for name in rows:
+        row = methods[name]
+        lines.append(f"{name:<30}{_number(row['mean_spearman_candidates']):>7}{_gain(row):>28}"
+                     f"{_number(row.get('primary_gain_vs_oracle'), missing='—'):>11}"
+                     f"{_number(row['mean_zero_variance_share']):>10}"
+                     f"{_number(row.get('mean_retrained_share'), missing='—'):>11}"
+                     f"{_number(row.get('mean_revisit_gap'), 0, missing='—'):>7}"
+                     f"{_number(row.get('mean_revisit_drift'), 3, missing='—'):>8}"
+                     f"{_number(regime.get(name, {}).get('never_rolled_out_share'), missing='—'):>12}")
+    return "\n".join(lines)
+
+
 def format_table(document: dict, block: dict, title: str) -> str:
     """A fixed-width table of one summary block (test or pool accuracy), figures with intervals."""
-    columns = (("final acc", "final_accuracy", 3, ""), ("steps→tgt", "steps_to_target", 0, ""),
+    columns = (("gain (paired)", "primary_gain", 4, ""), ("of oracle", "primary_gain_vs_oracle", 2, ""),
+               ("final acc", "final_accuracy", 3, ""), ("steps→tgt", "steps_to_target", 0, ""),
                ("speedup", "speedup_vs_uniform", 2, "x"), ("ro vs U", "rollouts_vs_uniform", 2, ""),
                ("ro vs DS", "rollouts_vs_ds", 2, ""), ("ro/DS@tgt", "rollouts_vs_ds_at_target", 2, ""),
-               ("st vs orc", "steps_vs_oracle", 2, ""))
+               ("st vs orc", "steps_vs_oracle", 2, ""), ("ro→50% gain", "rollouts_to_gain_50", 2, ""),
+               ("ro→90% gain", "rollouts_to_gain_90", 2, ""))
     cells = {name: [_figure(row, key, digits, suffix) for _, key, digits, suffix in columns]
              + [_count(row["rollouts_to_target"])] for name, row in block["methods"].items()}
     labels = [label for label, *_ in columns] + ["rollouts→tgt"]
@@ -202,6 +256,7 @@ def format_report(document: dict) -> str:
     return "\n\n".join([
         format_answer(document),
         format_table(document, document, "Test accuracy (held-out prompts, exact)"),
+        format_gain_curve(document),
         format_table(document, document["pool"], "Pool accuracy (training prompts, exact)"),
         format_prediction(document),
         format_regime(document),

@@ -15,6 +15,19 @@ kind (``test_accuracy`` or ``pool_accuracy``):
 - ``rollouts_vs_ds_at_target`` = the method's rollouts to the Uniform target / DS's;
 - ``steps_vs_oracle`` = the method's steps to target / the oracle's.
 
+Paired figures (every method against Uniform *on the same seed*: the seed's warm start, pools and
+test set are shared, so their variation cancels in the difference):
+
+- ``primary_gain``: the primary figure. Per seed, the method's mean accuracy over the run (the area
+  under its accuracy-vs-step curve, trapezoids between evaluations, divided by the steps run) minus
+  Uniform's; then the mean over seeds. Accuracy points; 0 for Uniform; larger is better.
+- ``gain_at_budget``: the same on the rollout axis, up to Uniform's total rollouts (a method that
+  spends more rollouts per step, DS or a pilot, is integrated over fewer steps).
+- ``primary_gain_vs_oracle``: ``primary_gain`` / the oracle's (the share of the ceiling's gain).
+- ``rollouts_to_gain_50`` / ``rollouts_to_gain_90``: rollouts the method needs to reach Uniform's
+  start accuracy plus 50% / 90% of Uniform's gain over the run, divided by the rollouts Uniform
+  needs (levels on the steep part of the curve, where a crossing is well defined).
+
 Intervals (``K_ci = [lo, hi]``, 90%): Student-t over seeds with a bootstrap standard error. One
 bootstrap resample draws S seeds with replacement from the S seeds run, the same draw for every method
 (seed k of every method shares pools and warm start), and recomputes every figure from the resampled
@@ -42,7 +55,8 @@ INTERVAL_METHOD = ("Student-t over seeds with a bootstrap standard error (paired
                    "bootstrap percentiles where a resample never reaches the level")
 NONNEGATIVE, PROBABILITY, CORRELATION, ANY = (0.0, math.inf), (0.0, 1.0), (-1.0, 1.0), (-math.inf, math.inf)
 STEP_METRICS = ("spearman_selected", "spearman_candidates", "brier_candidates", "logloss_candidates",
-                "zero_variance_share")
+                "zero_variance_share", "retrained_share", "revisit_gap", "revisit_drift", "revisit_change",
+                "trained_exact_mean", "trained_zero_variance")  # a run without a metric gives null
 
 
 def seed_weights(seeds: int, resamples: int = RESAMPLES) -> np.ndarray:
@@ -121,7 +135,7 @@ def student_t(seeds: int) -> float:
 
 def _seed_matrix(runs: list[dict], table: str, key: str) -> np.ndarray:
     """float (S, rows): ``key`` of every row of ``table`` ("evals" or "steps") of each seed's run."""
-    return np.array([[row[key] for row in run[table]] for run in runs], dtype=np.float64)
+    return np.array([[row.get(key, np.nan) for row in run[table]] for run in runs], dtype=np.float64)
 
 
 def _weighted_mean(weights: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -152,6 +166,41 @@ def curve_band(per_seed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return mean, mean - spread, mean + spread
 
 
+def run_mean_accuracy(steps: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
+    """float (S,): each seed's mean accuracy over the run, the trapezoid area under ``accuracy``
+    (S, E) over ``steps`` (E,) divided by the steps covered."""
+    steps = np.asarray(steps, dtype=np.float64)
+    widths = np.diff(steps)
+    areas = ((accuracy[:, 1:] + accuracy[:, :-1]) / 2.0) @ widths
+    return areas / (steps[-1] - steps[0])
+
+
+def mean_accuracy_to_budget(rollouts: np.ndarray, accuracy: np.ndarray, budget: float, points: int = 401) -> np.ndarray:
+    """float (S,): each seed's mean accuracy over the rollout axis from 0 to ``budget`` (piecewise-linear
+    curves ``accuracy`` (S, E) over ``rollouts`` (S, E), held at their last value past their end)."""
+    grid = np.linspace(0.0, budget, points)
+    return np.array([np.interp(grid, seed_rollouts, seed_accuracy).mean()
+                     for seed_rollouts, seed_accuracy in zip(rollouts, accuracy)])
+
+
+def _paired(results: dict[str, list[dict]], key: str, weights: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+    """Per method, the resampled seed means (1 + R,) of the paired differences from Uniform."""
+    uniform = results["uniform"]
+    steps = np.array([row["step"] for row in uniform[0]["evals"]], dtype=np.float64)
+    budget = float(np.mean(_seed_matrix(uniform, "evals", "rollouts")[:, -1]))
+    baseline_steps = run_mean_accuracy(steps, _seed_matrix(uniform, "evals", key))
+    baseline_budget = mean_accuracy_to_budget(_seed_matrix(uniform, "evals", "rollouts"),
+                                              _seed_matrix(uniform, "evals", key), budget)
+    paired = {}
+    for name, runs in results.items():
+        accuracy, rollouts = _seed_matrix(runs, "evals", key), _seed_matrix(runs, "evals", "rollouts")
+        paired[name] = {
+            "primary_gain": weights @ (run_mean_accuracy(steps, accuracy) - baseline_steps),
+            "gain_at_budget": weights @ (mean_accuracy_to_budget(rollouts, accuracy, budget) - baseline_budget),
+        }
+    return paired
+
+
 def summarize_kind(results: dict[str, list[dict]], key: str, resamples: Resamples) -> dict:
     """The summary block for one accuracy kind over ``results`` {method: [run per seed]}, every figure
     with its interval over the seeds (``resamples``)."""
@@ -172,6 +221,12 @@ def summarize_kind(results: dict[str, list[dict]], key: str, resamples: Resample
         block[figure], block[f"{figure}_ci"] = resamples.interval(values, **options)
 
     uniform_steps, uniform_rollouts = crossing("uniform", target, False), crossing("uniform", target, True)
+    gain_levels = {}
+    if "uniform" in results:
+        start = accuracy["uniform"][:, 0]
+        gain_levels = {share: start + share / 100 * (target - start) for share in (50, 90)}
+    uniform_gain_rollouts = {share: crossing("uniform", level, True) for share, level in gain_levels.items()}
+    paired = _paired(results, key, weights) if "uniform" in results else {}
     oracle_steps = crossing("oracle", target, False)
     ds_rollouts_target, ds_rollouts_own = crossing("ds", target, True), crossing("ds", ds_final, True)
     methods = {}
@@ -192,9 +247,18 @@ def summarize_kind(results: dict[str, list[dict]], key: str, resamples: Resample
         put(row, "rollouts_vs_ds", _ratios(crossing(name, ds_final, True), ds_rollouts_own))
         put(row, "rollouts_vs_ds_at_target", _ratios(method_rollouts, ds_rollouts_target))
         put(row, "steps_vs_oracle", _ratios(method_steps, oracle_steps))
+        if name in paired:
+            for figure, values in paired[name].items():
+                put(row, figure, values, limits=ANY)
+            if "oracle" in paired:
+                put(row, "primary_gain_vs_oracle", _ratios(paired[name]["primary_gain"],
+                                                           paired["oracle"]["primary_gain"]), limits=ANY)
+            for share, level in gain_levels.items():
+                put(row, f"rollouts_to_gain_{share}", _ratios(crossing(name, level, True), uniform_gain_rollouts[share]))
         for metric in STEP_METRICS:
             put(row, f"mean_{metric}", _weighted_mean(weights, per_seed_step_mean(runs, metric)),
-                limits=CORRELATION if metric.startswith("spearman") else NONNEGATIVE)
+                limits=CORRELATION if metric.startswith("spearman") else ANY if metric == "revisit_change"
+                else NONNEGATIVE)
         row["total_rollouts"] = float(np.mean(_seed_matrix(runs, "evals", "rollouts")[:, -1]))
         methods[name] = row
     block: dict = {}
