@@ -375,3 +375,36 @@ def test_countdown_example_runs_tiny_on_cpu(tmp_path, monkeypatch, switches):
                            if "mopps/trained_zero_variance_frac" in entry] == [0.0] * len(rounds)
     else:
         assert rounds == []
+
+
+def test_the_evidence_log_records_every_generation_and_resumes_without_repeats(tmp_path):
+    from mopps.bench.replay import build_replay_selector, replay
+    from mopps.loop import read_evidence_log
+
+    seen: list[int] = []
+    full_log = tmp_path / "full.npz"
+    trainer = make_trainer(tmp_path / "full", reward_funcs=prompt_log_reward(seen), evidence_log=str(full_log),
+                           save_strategy="steps", save_steps=2)
+    trainer.train()
+    stream = read_evidence_log(full_log)
+    assert stream.meta["source"] == "trl" and stream.meta["group_size"] == 4
+    np.testing.assert_array_equal(stream.steps(), [1, 2, 3, 4])
+    rows = stream.rows()
+    assert len(rows["chosen"]) == 4 * 6 and rows["chosen"].sum() == 4 * 2
+    # The chosen candidates are the prompts TRL rolled out, each with its num_generations rollouts.
+    for step in (1, 2, 3, 4):
+        chosen = rows["chosen"] & (rows["step"] == step)
+        assert set(rows["prompt_id"][chosen].tolist()) == set(seen[8 * (step - 1):8 * step:4])
+    np.testing.assert_array_equal(rows["trials"][rows["chosen"]], 4.0)
+    assert replay(stream, build_replay_selector("mopps", 0, 4))["steps"] == 4
+
+    # A run resumed from the step-2 checkpoint into its own copy of the step-2 log writes steps 3-4 once.
+    resumed_log = tmp_path / "resumed.npz"
+    early = read_evidence_log(tmp_path / "full.npz")
+    shutil.copy(full_log, resumed_log)
+    resumed = make_trainer(tmp_path / "resumed", evidence_log=str(resumed_log), save_strategy="steps", save_steps=2)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "full" / "checkpoint-2"))
+    again = read_evidence_log(resumed_log)
+    np.testing.assert_array_equal(np.unique(again.tables["candidates"]["step"], return_counts=True)[1], [6] * 4)
+    for column in ("step", "prompt_id", "chosen"):
+        np.testing.assert_array_equal(again.tables["candidates"][column], early.tables["candidates"][column])

@@ -114,3 +114,14 @@ def test_an_undone_refill_round_leaves_no_row(tmp_path):
     assert len(log.tables()["candidates"]["step"]) == 0
     _run(loop, 1, np.full(40, 0.5), np.random.default_rng(0))
     np.testing.assert_array_equal(np.unique(log.tables()["candidates"]["step"]), [1])
+
+
+def test_a_new_run_never_overwrites_another_runs_log(tmp_path):
+    log = EvidenceLog(tmp_path / "log.npz")
+    _run(_loop(log), 3, np.full(40, 0.5), np.random.default_rng(0))
+    log.flush()
+    before = (tmp_path / "log.npz").read_bytes()
+    loop = _loop(EvidenceLog(tmp_path / "log.npz"))
+    with pytest.raises(ValueError, match="another run's log"):
+        loop.next(4)
+    assert loop.step == 0 and (tmp_path / "log.npz").read_bytes() == before

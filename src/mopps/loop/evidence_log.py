@@ -152,6 +152,19 @@ class EvidenceLog:
         """Exact rates of a sample of the pool measured after policy step ``step``."""
         self._append("pool", step=step, prompt_id=prompt_ids, exact_rate=exact_rate)
 
+    def last_step(self) -> int:
+        """The latest selection step recorded (0 when none)."""
+        steps = [part["step"] for part in self._parts["candidates"] if len(part["step"])]
+        return int(max(values.max() for values in steps)) if steps else 0
+
+    def require_next_step(self, step: int) -> None:
+        """Raise ``ValueError`` unless ``step`` comes after every step recorded: a log that already holds
+        another run's steps is never overwritten (a resumed run first truncates to its checkpoint)."""
+        if step <= self.last_step():
+            raise ValueError(f"evidence_log {self.path} already holds selection steps up to {self.last_step()} "
+                             f"and this run is at step {step}: it is another run's log (or a resume that did "
+                             "not restore the loop's state); give this run its own path")
+
     def truncate_after(self, step: int) -> None:
         """Drop rows of selection steps after ``step`` (and pool rows measured after it): a resumed
         run redoes them."""
@@ -178,6 +191,18 @@ class EvidenceLog:
         members["__meta__"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(self.path, lambda handle: np.savez_compressed(handle, **members))
+
+
+def open_evidence_log(path: str | None, source: str, group_size: int, seed: int | None) -> EvidenceLog | None:
+    """What an adapter makes of its ``evidence_log`` setting: the log at ``path`` (continued if the
+    file exists), or None when ``path`` is None or empty. ``source``: "trl" or "verl"; ``group_size``:
+    rollouts per prompt; ``seed``: the run's selection seed (replay seeds its selectors with it)."""
+    if not path:
+        return None
+    try:
+        return EvidenceLog(path, meta={"source": source, "group_size": int(group_size), "seed": seed})
+    except ValueError as error:
+        raise ValueError(f"evidence_log = {path!r}: {error}") from None
 
 
 def read_evidence_log(path) -> EvidenceStream:

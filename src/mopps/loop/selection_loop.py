@@ -131,6 +131,8 @@ class SelectionLoop:
         k = check_integer(k, "k", minimum=1)
         if k > len(self):
             raise ValueError(f"k = {k} > {len(self)} prompts in the dataset")
+        if self.evidence_log is not None:
+            self.evidence_log.require_next_step(self.step + 1)
         position = (self.stream.epoch, self.stream.offset)
         candidates = self.stream.next(min(int(round(self.ts_ratio * k)), len(self)))
         try:

@@ -112,6 +112,11 @@ class ReferenceSettings:
         None, "Dataset column holding one float vector per prompt, handed to a selector that takes features. Not "
               "with features_path (a prompt's features come from one source).")
 
+    evidence_log: str | None = help_field(
+        None, "Path of the evidence log this run writes (every selection, prediction and outcome; `mopps replay "
+              "LOG` scores any selector on it offline). Written at each checkpoint and when training ends; a "
+              "resumed run continues it. None or empty = no log.")
+
     max_num_gen_batches: int = help_field(
         0, "Dynamic sampling (DAPO's, through mopps.Refill): 0 = off; n >= 1 = each step rolls out generation "
            "batches of B prompts, each chosen by the selector, keeping groups whose successes are not all equal, "
@@ -160,7 +165,7 @@ class ReferenceSettings:
         if self.selector_kwargs and not self.selector_class:
             raise ValueError(f"selector_kwargs = {self.selector_kwargs!r} but selector_class is not set; "
                              "name the selector they are for")
-        for name in ("selector_class", "features_path", "features_column"):
+        for name in ("selector_class", "features_path", "features_column", "evidence_log"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"{name} = {value!r}; {name} must be a string (or None)")

@@ -378,3 +378,40 @@ def test_verdict_mask_is_the_loops_reading_of_has_verdict():
     for bad, named in ((np.array([1.0, np.nan]), "has_verdict[1] = nan"), (np.array([0.7, 1.0]), "has_verdict[0] = 0.7")):
         with pytest.raises(ValueError, match=re.escape(named)):
             verdict_mask(bad)
+
+
+def test_the_evidence_log_is_written_with_checkpoints_and_mopps_replay_reads_it(write_parquet, verl_config,
+                                                                                memory_queue, tmp_path):
+    from mopps.bench.replay import build_replay_selector, replay
+    from mopps.loop import read_evidence_log
+
+    log_path = tmp_path / "evidence.npz"
+    config = verl_config(write_parquet(verl_rows(40)), batch_size=4, ts_ratio=3, bandit_decay_ratio=0.5,
+                         evidence_log=str(log_path))
+    trainer = build_trainer(config)
+    trainer.actor_rollout_wg = StubWorkers()
+    rollouts = ScriptedRollouts(memory_queue, outcomes)
+    trainer.agent_loop_manager = rollouts
+    for step in (1, 2, 3):
+        run_step(trainer, step)
+    trainer._save_checkpoint()
+    stream = read_evidence_log(log_path)
+    assert stream.meta["source"] == "verl" and stream.meta["group_size"] == config.actor_rollout_ref.rollout.n
+    np.testing.assert_array_equal(stream.steps(), [1, 2, 3])
+    rows = stream.rows()
+    assert rows["chosen"].sum() == 12 and len(rows["chosen"]) == 36 and not stream.has_exact()
+    # Outcomes are what the scripted sessions returned, keyed by verl's prompt keys.
+    chosen_ids, trials = rows["prompt_id"][rows["chosen"]], rows["trials"][rows["chosen"]]
+    assert all(key.startswith("countdown/") for key in chosen_ids)
+    np.testing.assert_array_equal(trials, [len(outcomes(int(key.split("/")[1]))) for key in chosen_ids])
+    # Replayed with the run's own selector and seed, MoPPS predicts what it predicted in the run.
+    result = replay(stream, build_replay_selector("mopps_lambda0.5", trainer.mopps_config.seed_or(0), 8))
+    assert result["steps"] == 3 and not result["exact"]
+    replayed = MoPPS(discount=0.5, seed=0)
+    for step in (1, 2, 3):
+        at = stream.tables["candidates"]["step"] == step
+        ids = stream.tables["candidates"]["prompt_id"][at]
+        np.testing.assert_allclose(replayed.predict(ids), stream.tables["candidates"]["predicted_rate"][at], rtol=1e-6)
+        done = stream.tables["outcomes"]["step"] == step
+        replayed.update(stream.tables["outcomes"]["prompt_id"][done], stream.tables["outcomes"]["successes"][done],
+                        stream.tables["outcomes"]["trials"][done])

@@ -48,6 +48,7 @@ from mopps.features import load_features_for
 from mopps.integrations.trl.config import TrlSelectionSettings
 from mopps.integrations.trl.rollout_rows import assemble_rollouts, count_loss_tokens, gather_rollouts
 from mopps.loop import Batch, Refill, SelectionLoop
+from mopps.loop.evidence_log import open_evidence_log
 from mopps.selectors import Selector
 from mopps.storage import load_state, save_state
 
@@ -94,7 +95,9 @@ class MoPPSGRPOTrainer(GRPOTrainer):
         selector = settings.build_selector(default_seed=seed, selector=selector)
         try:
             self.loop = SelectionLoop(selector, prompt_ids, rule=settings.build_success_rule(),
-                                      ts_ratio=settings.ts_ratio, seed=seed, learn=not settings.bandit_no_update)
+                                      ts_ratio=settings.ts_ratio, seed=seed, learn=not settings.bandit_no_update,
+                                      evidence_log=open_evidence_log(settings.evidence_log, "trl",
+                                                                     self.num_generations, seed))
         except ValueError as error:
             raise ValueError(f"{where}: {error}") from None
         settings.apply_prior_file(self.loop.selector, self.loop.prompt_ids, where)
@@ -320,6 +323,14 @@ class MoPPSGRPOTrainer(GRPOTrainer):
 
     # -- checkpoints ---------------------------------------------------------------------------------
 
+    def train(self, *args, **kwargs):
+        """TRL's ``train``; the evidence log (if set) is written when it ends, normally or not."""
+        try:
+            return super().train(*args, **kwargs)
+        finally:
+            if self.loop.evidence_log is not None and self.args.should_save:
+                self.loop.evidence_log.flush()
+
     def _save_checkpoint(self, model, trial) -> None:
         # Written before the model so that a checkpoint pushed to the Hub by super() includes it. Saves
         # happen after an optimizer step; a generation's rewards arrive in its first micro-step, so no
@@ -336,6 +347,8 @@ class MoPPSGRPOTrainer(GRPOTrainer):
                 "generation_positions": self._positions,
                 "micro_step": self._step,
             }, os.path.join(folder, CHECKPOINT_FILE))
+            if self.loop.evidence_log is not None:
+                self.loop.evidence_log.flush()
         super()._save_checkpoint(model, trial)
 
     def _load_optimizer_and_scheduler(self, checkpoint) -> None:

@@ -221,7 +221,8 @@ class MoPPSTrainer(PPOTrainerSync):
     def _init_dataloader(self) -> None:
         super()._init_dataloader()  # verl's dataset (filtered, sub-sampled); its train dataloader stays unused
         # Before verl's _load_checkpoint, so that a resumed run's own loop state wins over the prior file.
-        self.loop = self.mopps_config.build_loop(self.train_dataset, self.selector)
+        self.loop = self.mopps_config.build_loop(self.train_dataset, self.selector,
+                                                 group_size=int(self.config.actor_rollout_ref.rollout.n))
         if self.mopps_config.max_num_gen_batches:
             self.refill = Refill(self.loop, self.mopps_config.max_num_gen_batches)
         logger.info("MoPPS: %d training prompts keyed by data_source/extra_info.index", len(self.loop))
@@ -329,7 +330,17 @@ class MoPPSTrainer(PPOTrainerSync):
         folder = os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}")
         local_mkdir_safe(folder)
         self.loop.save(os.path.join(folder, LOOP_FILE))
+        if self.loop.evidence_log is not None:
+            self.loop.evidence_log.flush()
         super()._save_checkpoint()
+
+    def fit(self, *args, **kwargs):
+        """verl's ``fit``; the evidence log (if set) is written when it ends, normally or not."""
+        try:
+            return super().fit(*args, **kwargs)
+        finally:
+            if self.loop is not None and self.loop.evidence_log is not None:
+                self.loop.evidence_log.flush()
 
     def _load_checkpoint(self) -> None:
         super()._load_checkpoint()
