@@ -20,7 +20,6 @@ signature anyway, and an ``ImportError`` says so more clearly than a half-compat
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -159,9 +158,8 @@ class Refill:
         them (the host keeps the rollouts themselves and assembles the trained batch from ``kept``).
         A prompt is kept at most once per call. If ``rollout`` raises, or returns something
         ``observe`` refuses (a ``ValueError`` naming ``rollout(batch)``'s return), the round it was
-        called for is undone (the loop's candidate stream, step, open predictions and the
-        selector's generator are as before that round's ``next``) and the error propagates; rounds
-        already observed stay learned.
+        called for is undone (``SelectionLoop.atomic``: the loop is as before that round's ``next``)
+        and the error propagates; rounds already observed stay learned.
         """
         k = check_integer(k, "k", minimum=1)
         if batch_size is None:
@@ -190,17 +188,12 @@ class Refill:
                 break
         return RefillResult(rounds, kept, rollouts, len(kept) >= k)
 
-
     def _rolled_out(self, batch_size: int, rollout: Callable[[Batch], tuple[Any, ...]]) -> tuple[Evidence, Batch]:
         """``loop.next(batch_size)``, rolled out and checked; undone if the rollout fails or its
         return is refused, so a bad round opens no prediction and takes no candidates."""
         loop = self.loop
-        # next() appends to the ledger and moves the stream, the step and the selector's generator;
-        # nothing else changes before apply(), so these four restore the loop exactly.
-        saved = (loop.stream.epoch, loop.stream.offset, loop.step, len(loop.ledger),
-                 copy.deepcopy(loop.selector.rng.bit_generator.state))
-        batch = loop.next(batch_size)
-        try:
+        with loop.atomic():
+            batch = loop.next(batch_size)
             records = rollout(batch)
             if not isinstance(records, (tuple, list)) or len(records) not in (2, 3):
                 shown = type(records).__name__ if not isinstance(records, (tuple, list)) \
@@ -211,11 +204,6 @@ class Refill:
                 evidence = loop.evidence(*records)
             except ValueError as error:
                 raise ValueError(f"rollout(batch) returned records observe() refuses: {error}") from None
-        except BaseException:
-            loop.stream.epoch, loop.stream.offset, loop.step = saved[:3]
-            loop.ledger.truncate(saved[3])
-            loop.selector.rng.bit_generator.state = saved[4]
-            raise
         return evidence, batch
 
 
