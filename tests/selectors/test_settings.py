@@ -57,6 +57,7 @@ def test_num_candidates_rounds_and_caps():
     (dict(success_threshold=float("nan")), "success_threshold"),
     (dict(seed=-1), "seed"),
     (dict(seed=1.5), "seed"),
+    (dict(dynamic_sampling_at_cap="drop"), "dynamic_sampling_at_cap = 'drop'"),
 ])
 def test_bad_values_are_refused_naming_the_field(values, field):
     with pytest.raises(ValueError, match=field):

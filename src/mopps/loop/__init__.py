@@ -3,8 +3,8 @@ evidence, metrics, dynamic sampling (``Refill``), and their state."""
 
 from mopps.loop.ledger import PredictionLedger
 from mopps.loop.refill import AT_CAP, Refill, RefillResult, RefillRound, TrainedGroups
-from mopps.loop.selection_loop import Batch, Evidence, SelectionLoop
+from mopps.loop.selection_loop import RUNNING_TOTALS, Batch, Evidence, SelectionLoop
 from mopps.loop.stream import CandidateStream
 
 __all__ = ["AT_CAP", "Batch", "CandidateStream", "Evidence", "PredictionLedger", "Refill", "RefillResult", "RefillRound",
-           "SelectionLoop", "TrainedGroups"]
+           "RUNNING_TOTALS", "SelectionLoop", "TrainedGroups"]

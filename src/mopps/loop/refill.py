@@ -25,12 +25,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from mopps.core.selection import informative_groups
+from mopps.core.selection import AT_CAP, informative_groups
 from mopps.core.validation import check_integer
 from mopps.loop.ledger import sortable_ids
-from mopps.loop.selection_loop import Batch, Evidence, SelectionLoop
-
-AT_CAP = ("fill", "repeat", "raise")  # what RefillResult.trained_groups does when fewer than k groups were kept
+from mopps.loop.selection_loop import RUNNING_TOTALS, Batch, Evidence, SelectionLoop
 
 
 @dataclass(frozen=True)
@@ -88,11 +86,21 @@ class RefillResult:
         return np.array([self.rounds[r].batch.positions[p] for r, p in self.kept], dtype=np.int64)
 
     def metrics(self) -> dict[str, float]:
-        """``mopps/generation_batches`` (rounds rolled out), ``mopps/kept_groups``,
+        """The one set of metrics a host logs for a refill (with ``TrainedGroups.metrics()``).
+
+        Every round counted: each round's loop metrics (``Batch.metrics()`` and its ``observe``'s) as
+        their mean over the rounds that report them (the running totals ``RUNNING_TOTALS``: the last
+        round's), so a metric means per generation batch what it means without dynamic sampling; and the
+        refill's totals: ``mopps/generation_batches`` (rounds rolled out), ``mopps/kept_groups``,
         ``mopps/generated_groups``, ``mopps/kept_share`` (kept / generated groups) and
         ``mopps/generated_rollouts`` (all rounds, with or without a verdict)."""
+        per_round = [{**round_.batch.metrics(), **round_.metrics} for round_ in self.rounds]
+        combined = {name: per_round[-1][name] if name in RUNNING_TOTALS else
+                    float(np.mean([metrics[name] for metrics in per_round if name in metrics]))
+                    for name in dict.fromkeys(name for metrics in per_round for name in metrics)}
         generated = sum(len(round_.batch) for round_ in self.rounds)
-        return {"mopps/generation_batches": float(len(self.rounds)), "mopps/kept_groups": float(len(self.kept)),
+        return {**combined,
+                "mopps/generation_batches": float(len(self.rounds)), "mopps/kept_groups": float(len(self.kept)),
                 "mopps/generated_groups": float(generated),
                 "mopps/kept_share": len(self.kept) / generated if generated else float("nan"),
                 "mopps/generated_rollouts": float(self.rollouts)}

@@ -34,6 +34,9 @@ from mopps.storage import load_state, save_state
 LOOP_STATE_FORMAT = "mopps.loop-state"
 LOOP_STATE_VERSION = 1
 CANDIDATE_STREAM = 0  # child of SeedSequence(seed) that orders the candidates
+# Metrics that count since the run began: a host that averages metrics over a window or over the
+# rounds of a refill logs their latest value instead.
+RUNNING_TOTALS = ("mopps/cumulative_rollouts",)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ reference ``tasksampler.*``     here
 (none)                          ``selector_class`` + ``selector_kwargs``: any ``mopps.Selector``
                                 instead of the built-in MoPPS; ``features_path`` / ``features_column``:
                                 per-prompt features for selectors that take them
-(DAPO's ``max_num_gen_batches``)  ``max_num_gen_batches``: dynamic sampling through ``mopps.Refill``
+(DAPO's ``max_num_gen_batches``)  ``max_num_gen_batches``: dynamic sampling through ``mopps.Refill``;
+                                ``dynamic_sampling_at_cap``: what is trained at its cap
 ==============================  ==================================================================
 
 Defaults are neutral, those of ``mopps.MoPPS``; the paper tunes two per task: ``ts_ratio`` 8 and
@@ -43,6 +44,7 @@ import numpy as np
 
 from mopps.core.evidence import SuccessRule
 from mopps.core.id_index import STR_KIND, normalize_ids
+from mopps.core.selection import AT_CAP
 from mopps.core.validation import check_integer, check_seed
 from mopps.selectors.base import Selector
 from mopps.selectors.mopps import STRATEGIES, MoPPS
@@ -116,6 +118,12 @@ class ReferenceSettings:
         0, "Dynamic sampling (DAPO's, through mopps.Refill): 0 = off; n >= 1 = each step rolls out generation "
            "batches of B prompts, each chosen by the selector, keeping groups whose successes are not all equal, "
            "until B are kept or n batches were rolled out (the reference's cap: 4 MATH, 10 Countdown/Geo3k).")
+    dynamic_sampling_at_cap: str = help_field(
+        "fill", "With max_num_gen_batches >= 1, what is trained when the cap is hit before B informative groups "
+                "were kept (mopps.RefillResult.trained_groups): 'fill' = the kept groups plus rolled-out groups that "
+                "were not kept, with their advantages set to 0 (they keep the batch shape and teach nothing), "
+                "'repeat' = the kept groups repeated in order (every trained group informative; with none kept, as "
+                "'fill'; TRL only), 'raise' = stop with an error (verl's DAPO).")
 
     def __post_init__(self) -> None:
         self.ts_ratio = _number(self.ts_ratio, "ts_ratio")
@@ -152,6 +160,8 @@ class ReferenceSettings:
             )
         self.seed = check_seed(self.seed)
         self.max_num_gen_batches = check_integer(self.max_num_gen_batches, "max_num_gen_batches")
+        if self.dynamic_sampling_at_cap not in AT_CAP:
+            raise ValueError(f"dynamic_sampling_at_cap = {self.dynamic_sampling_at_cap!r}; it must be one of {AT_CAP}")
         try:
             self.build_success_rule()
         except ValueError as error:

@@ -47,7 +47,7 @@ from mopps.core.validation import check_integer
 from mopps.features import load_features_for
 from mopps.integrations.trl.config import TrlSelectionSettings
 from mopps.integrations.trl.rollout_rows import assemble_rollouts, count_loss_tokens, gather_rollouts
-from mopps.loop import Batch, Refill, SelectionLoop
+from mopps.loop import RUNNING_TOTALS, Batch, Refill, SelectionLoop
 from mopps.selectors import Selector
 from mopps.storage import load_state, save_state
 
@@ -55,7 +55,6 @@ CHECKPOINT_FILE = "mopps_loop.npz"
 CHECKPOINT_FORMAT = "mopps.trl-checkpoint"
 CHECKPOINT_VERSION = 2  # version 1: mopps 0.1's mopps_selector.npz + mopps_trainer_state.json
 _VERSION_1_FILES = ("mopps_selector.npz", "mopps_trainer_state.json")
-RUNNING_TOTALS = ("mopps/cumulative_rollouts",)  # logged as the latest value, not a window mean
 
 
 class MoPPSGRPOTrainer(GRPOTrainer):
@@ -197,7 +196,9 @@ class MoPPSGRPOTrainer(GRPOTrainer):
                 self._refill_pending = True
             elif fresh or self._buffered_inputs is None:
                 if fresh:
-                    self._select(self.loop.next(self.prompts_per_generation))
+                    batch = self.loop.next(self.prompts_per_generation)
+                    self._select(batch)
+                    self._record(batch.metrics())
                     self._awaiting_evidence = True
                 generation_batch = self._chosen_rows(len(generation_batch))
         return super()._prepare_inputs(generation_batch)
@@ -206,7 +207,6 @@ class MoPPSGRPOTrainer(GRPOTrainer):
         """Make ``batch`` (from ``loop.next``) the prompts TRL generates for next."""
         self._positions = batch.positions
         self._check_processes_agree()
-        self._record(batch.metrics())
 
     def _generate_and_score_completions(self, inputs):
         if not (self.model.training and self._refill_pending):
@@ -241,8 +241,6 @@ class MoPPSGRPOTrainer(GRPOTrainer):
         if filler.any():
             trained["advantages"][torch.as_tensor(filler, device=trained["advantages"].device)] = 0.0
         self._positions = trained_groups.positions
-        for round_ in result.rounds:
-            self._record(round_.metrics)
         self._record({**result.metrics(), **trained_groups.metrics(), "mopps/trained_rollouts": float(len(rows))})
         start = self.accelerator.process_index * local_size
         local = {key: value[start:start + local_size] for key, value in trained.items()}
