@@ -81,9 +81,9 @@ def test_features_go_through_selector_class_from_the_config(tmp_path):
 
 
 @pytest.mark.parametrize("setting, value, match", [
-    ("features_column", "prompt_id", "features_column = 'prompt_id': the column holds one value per row"),
-    ("features_column", "missing", "features_column = 'missing': train_dataset columns are"),
-    ("features_column", "ragged", "features_column = 'ragged': row 1 holds 3 values but row 0 holds 2"),
+    ("features_column", "prompt_id", "features_column = 'prompt_id': row 0 holds the single value"),
+    ("features_column", "missing", "features_column = 'missing': the training data has no 'missing' column"),
+    ("features_column", "ragged", "features_column = 'ragged': row 1 holds 3 numbers but row 0 holds 2"),
     ("features_path", "other-ids", "features_path = .*none of the 2 prompt ids"),
     ("features_path", "missing", "no feature file"),
 ])

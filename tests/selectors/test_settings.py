@@ -181,6 +181,17 @@ def test_a_ready_selector_or_selector_class_refuses_changed_mopps_fields(field, 
         ReferenceSettings(selector_class="mopps.Uniform", **{field: value}).build_selector()
 
 
+@pytest.mark.parametrize("field", ["features_column", "features_path"])
+def test_features_for_a_selector_that_takes_none_are_refused_naming_the_field(field):
+    from mopps import ContextualMoPPS, Uniform
+
+    settings = ReferenceSettings(**{field: "embedding"})
+    for selector in (None, Uniform(seed=0)):
+        with pytest.raises(ValueError, match=f"{field} = 'embedding' is set but (MoPPS|Uniform) takes no features"):
+            settings.build_selector(selector=selector)
+    assert isinstance(settings.build_selector(selector=ContextualMoPPS(seed=0)), ContextualMoPPS)
+
+
 def test_a_ready_selector_is_used_as_given_and_not_with_a_selector_class(tmp_path):
     from mopps import Uniform
 

@@ -199,8 +199,9 @@ class ReferenceSettings:
         restored from ``bandit_load_path`` when set.
 
         ``default_seed`` is used when ``seed`` is None. Raises ``ValueError`` when a ready selector
-        and ``selector_class`` are both given, or when, with either, a MoPPS field differs from its
-        default (it would configure nothing). The pass-count prior (``bandit_init_path``) needs the
+        and ``selector_class`` are both given, when, with either, a MoPPS field differs from its
+        default (it would configure nothing), or when ``features_column`` / ``features_path`` is set
+        for a selector without ``add_features`` (the features would be dropped). The pass-count prior (``bandit_init_path``) needs the
         adapter's prompt ids; apply it with ``apply_prior_file``.
         """
         if selector is not None:
@@ -223,6 +224,12 @@ class ReferenceSettings:
                              target=self.bandit_target_mean, strategy=self.bandit_sample_strategy,
                              band=(self.bandit_lower_bound, self.bandit_upper_bound),
                              seed=self.seed_or(default_seed))
+        # Features for a selector that cannot take them would be read and dropped: say so instead.
+        for name in ("features_column", "features_path"):
+            if getattr(self, name) and not hasattr(selector, "add_features"):
+                raise ValueError(f"{name} = {getattr(self, name)!r} is set but {type(selector).__name__} takes no "
+                                 "features; use a selector that does (selector_class='mopps.ContextualMoPPS', or "
+                                 "a ready one) or unset it")
         if self.bandit_load_path:
             selector.load_state_dict(load_state(self.bandit_load_path))
         return selector

@@ -308,6 +308,13 @@ def test_features_from_a_parquet_column_reach_the_selector(write_parquet, verl_c
         build_trainer(config)
 
 
+def test_features_for_a_selector_that_takes_none_are_refused(write_parquet, verl_config):
+    # The same policy as TRL's (ReferenceSettings.build_selector): an error naming the key, not a warning.
+    config = verl_config(write_parquet(feature_rows(12)), features_column="extra_info.embedding")
+    with pytest.raises(ValueError, match="mopps.features_column = 'extra_info.embedding' is set but MoPPS takes no"):
+        MoPPSTrainer(config)
+
+
 def test_features_from_a_file_keyed_by_verl_prompt_keys(write_parquet, verl_config, tmp_path):
     from mopps.features import save_features
 

@@ -44,7 +44,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 
 from mopps.core.validation import check_integer
-from mopps.features import load_features_for
+from mopps.features import load_features_for, vector_column
 from mopps.integrations.trl.config import TrlSelectionSettings
 from mopps.integrations.trl.rollout_rows import assemble_rollouts, count_loss_tokens, gather_rollouts
 from mopps.loop import RUNNING_TOTALS, Batch, Refill, SelectionLoop
@@ -132,12 +132,9 @@ class MoPPSGRPOTrainer(GRPOTrainer):
             ("features_path", settings.features_path)
         if not value:
             return
-        if not hasattr(self.loop.selector, "add_features"):
-            raise ValueError(f"{name} = {value!r} is set but {type(self.loop.selector).__name__} takes no features; "
-                             "use a selector that does (selector_class='mopps.ContextualMoPPS' or selector=...)")
         try:
             if name == "features_column":
-                self.loop.add_features(self.loop.prompt_ids, _column_features(dataset, value))
+                self.loop.add_features(self.loop.prompt_ids, vector_column(dataset, value))
             else:
                 self.loop.add_features(*load_features_for(value, self.loop.prompt_ids)[:2])
         except ValueError as error:
@@ -403,18 +400,3 @@ def _prompt_ids(dataset: Dataset, id_column: str | None) -> tuple[Any, str]:
     if id_column not in dataset.column_names:
         raise ValueError(f"id_column = {id_column!r}; train_dataset columns are {dataset.column_names}")
     return dataset[id_column], f"id_column = {id_column!r} (train_dataset[{id_column!r}])"
-
-
-def _column_features(dataset: Dataset, column: str) -> np.ndarray:
-    """The dataset column ``column`` as an (N, d) array: one feature vector of d numbers per row."""
-    if column not in dataset.column_names:
-        raise ValueError(f"train_dataset columns are {dataset.column_names}")
-    features = dataset.with_format("numpy", columns=[column])[:][column]
-    if features.ndim == 1 and features.dtype != object:
-        raise ValueError("the column holds one value per row; each row must be a list of d numbers")
-    if features.ndim != 2:
-        lengths = [np.size(row) for row in features]
-        ragged = int(np.argmax(np.asarray(lengths) != lengths[0]))
-        raise ValueError(f"row {ragged} holds {lengths[ragged]} values but row 0 holds {lengths[0]}; each row must "
-                         "be a list of d numbers, the same d for every row")
-    return features
