@@ -118,7 +118,7 @@ def test_read_pass_counts(tmp_path):
 
 
 def test_both_adapters_share_the_fields_and_defaults():
-    trl = pytest.importorskip("mopps.integrations.trl.config")
+    from mopps.integrations.trl import config as trl
     from mopps.integrations.verl.config import MoPPSVerlConfig
 
     shared = {field.name: field.default for field in fields(ReferenceSettings)}

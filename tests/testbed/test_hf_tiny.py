@@ -14,8 +14,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-pytest.importorskip("transformers")
-pytest.importorskip("datasets")
+pytest.importorskip("transformers", reason="the tiny Hugging Face policy needs the trl extra: pip install -e '.[trl]'")
+pytest.importorskip("datasets", reason="the tiny Hugging Face policy needs the trl extra: pip install -e '.[trl]'")
 
 import torch  # noqa: E402
 
@@ -268,6 +268,7 @@ def test_building_and_loading_never_open_a_network_connection(monkeypatch, tmp_p
 
 # -- the warm-started model ------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_exact_success_rate_matches_sampled_frequency(warm):
     """``success_rates`` predicts how often TRL-style sampling (temperature 1, full vocabulary, decoded
     with special tokens skipped) earns ``exact_answer_reward``."""
@@ -287,11 +288,13 @@ def test_exact_success_rate_matches_sampled_frequency(warm):
     assert abs(frequency - rates[row]) < 4.0 * np.sqrt(rates[row] * (1.0 - rates[row]) / draws)
 
 
+@pytest.mark.slow
 def test_success_rates_do_not_depend_on_batching(warm):
     dataset = build_dataset(20, seed=4)
     np.testing.assert_allclose(success_rates(warm, dataset, chunk=3), success_rates(warm, dataset), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_warm_model_has_mixed_rewards(warm):
     dataset = build_dataset(64, seed=0)
     rates = success_rates(warm, dataset)
