@@ -20,8 +20,8 @@ pytest.importorskip("datasets", reason="the tiny Hugging Face policy needs the t
 import torch  # noqa: E402
 
 from mopps.testbed import hf_tiny  # noqa: E402
+from mopps.testbed.cache import MANIFEST, entry_problem  # noqa: E402
 from mopps.testbed.hf_tiny import (  # noqa: E402
-    MANIFEST,
     TinyConfig,
     build_dataset,
     build_tokenizer,
@@ -220,36 +220,8 @@ def test_damaged_cache_entry_is_rebuilt_not_used(monkeypatch, tmp_path, damage):
     with pytest.warns(RuntimeWarning, match="rebuilding"):
         rebuilt = load_tiny_model(CHEAP)
     assert same_weights(built, rebuilt)
-    assert hf_tiny._cache_problem(path, CHEAP) is None  # the entry is whole again
+    assert entry_problem(path, CHEAP.key()) is None  # the entry is whole again
     assert [item.name for item in tmp_path.iterdir()] == [path.name]
-
-
-def test_a_valid_entry_stored_meanwhile_by_another_process_is_kept(monkeypatch, tmp_path):
-    monkeypatch.setenv("MOPPS_CACHE", str(tmp_path))
-    built = load_tiny_model(CHEAP)
-    path = cache_path(CHEAP)
-    folder = path.stat().st_ino
-    hf_tiny._store(built, CHEAP, path)  # the rename onto a whole entry fails: that entry stays
-    assert path.stat().st_ino == folder and hf_tiny._cache_problem(path, CHEAP) is None
-    assert [item.name for item in tmp_path.iterdir()] == [path.name]
-
-
-def test_a_damaged_entry_moved_aside_meanwhile_by_another_process_is_no_error(monkeypatch, tmp_path):
-    monkeypatch.setenv("MOPPS_CACHE", str(tmp_path))
-    built = load_tiny_model(CHEAP)
-    path = cache_path(CHEAP)
-    _drop_the_manifest(path, "model.safetensors")
-    replace = os.replace
-
-    def raced(source, target):
-        if str(source) == str(path):  # the other process got there first
-            replace(source, tmp_path / "elsewhere")
-        return replace(source, target)
-
-    monkeypatch.setattr(os, "replace", raced)
-    hf_tiny._store(built, CHEAP, path)
-    assert hf_tiny._cache_problem(path, CHEAP) is None
-    assert sorted(item.name for item in tmp_path.iterdir()) == sorted([path.name, "elsewhere"])
 
 
 def test_building_and_loading_never_open_a_network_connection(monkeypatch, tmp_path):
