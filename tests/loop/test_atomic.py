@@ -124,3 +124,17 @@ def test_a_failed_refill_round_is_undone_by_the_loop():
     with pytest.raises(RuntimeError):
         Refill(loop).fill(2, dies)
     assert differing(before, loop.state_dict()) == []
+
+
+def test_a_state_loaded_inside_a_block_that_raises_is_undone_too():
+    rng = np.random.default_rng(2)
+    loop, other = make_loop("mopps_topk", "str"), make_loop("mopps_topk", "str")
+    play(loop, slice(0, 15), rng)
+    play(other, slice(0, 15), rng, rounds=5)
+    before = loop.state_dict()
+    with pytest.raises(Interrupted):
+        with loop.atomic():
+            loop.load_state_dict(other.state_dict())
+            assert differing(before, loop.state_dict())
+            raise Interrupted
+    assert differing(before, loop.state_dict()) == []
