@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import numpy as np
 import pytest
 
-from mopps.storage import atomic_write, load_state, save_state, write_json
+from mopps.storage import (
+    atomic_write,
+    atomic_write_folder,
+    current_umask,
+    load_state,
+    remove_folder,
+    save_state,
+    write_json,
+)
 
 
 def test_a_nested_state_round_trips_with_its_types(tmp_path):
@@ -101,3 +111,32 @@ def test_states_the_loader_refuses_after_reading_name_the_file(tmp_path):
         loop.load(loop_file)
     with pytest.raises(ValueError, match=r"^state\['selector'\]\['arrays'\] is invalid"):
         loop.load_state_dict(broken)
+
+
+def test_a_folder_appears_whole_with_plain_modes_or_not_at_all(tmp_path):
+    def fill(folder):
+        (folder / "a.bin").write_bytes(b"a")
+        (folder / "b.json").write_text("{}")
+
+    atomic_write_folder(tmp_path / "entry", fill)
+    assert sorted(item.name for item in (tmp_path / "entry").iterdir()) == ["a.bin", "b.json"]
+    assert stat.S_IMODE(os.stat(tmp_path / "entry" / "a.bin").st_mode) == 0o666 & ~current_umask()
+    assert stat.S_IMODE(os.stat(tmp_path / "entry").st_mode) == 0o777 & ~current_umask()
+
+    def failing(folder):
+        (folder / "half.bin").write_bytes(b"h")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        atomic_write_folder(tmp_path / "other", failing)
+    assert [item.name for item in tmp_path.iterdir()] == ["entry"]  # no temporary folder left behind
+
+
+def test_an_existing_folder_is_not_replaced_and_remove_folder_takes_it_away(tmp_path):
+    atomic_write_folder(tmp_path / "entry", lambda folder: (folder / "first").write_bytes(b"1"))
+    with pytest.raises(FileExistsError, match="entry exists"):
+        atomic_write_folder(tmp_path / "entry", lambda folder: (folder / "second").write_bytes(b"2"))
+    assert [item.name for item in (tmp_path / "entry").iterdir()] == ["first"]
+    remove_folder(tmp_path / "entry")
+    remove_folder(tmp_path / "entry")  # gone already (another process removed it): no error
+    assert list(tmp_path.iterdir()) == []

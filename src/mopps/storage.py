@@ -1,9 +1,11 @@
 """The one way mopps writes files: atomically, and state as a versioned ``.npz`` readable with numpy.
 
 ``atomic_write(path, write)`` is the only place that creates files for the library (selector and
-loop states, the adapters' checkpoint side files, the testbed's warm-start cache): ``write`` fills a
-temporary file in the same folder, which is flushed and fsynced, then renamed over ``path`` (and the
-folder fsynced), so a crash leaves either the old file or the new one, never a torn one.
+loop states, the adapters' checkpoint side files): ``write`` fills a temporary file in the same
+folder, which is flushed and fsynced, then renamed over ``path`` (and the folder fsynced), so a crash
+leaves either the old file or the new one, never a torn one. ``atomic_write_folder(path, fill)`` does
+the same for a folder of files (the testbed's warm-start cache entries), and ``remove_folder(path)``
+takes one away without a reader ever seeing half of it.
 
 ``save_state(state, path)`` / ``load_state(path)`` store a state: a nested dict whose leaves are
 numpy arrays, lists of str (prompt ids) or JSON scalars (the ``state_dict()`` of a selector or of a
@@ -25,8 +27,10 @@ Read one by hand with ``f = numpy.load(path)``, ``json.loads(bytes(f["__meta__"]
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import struct
 import tempfile
 import zipfile
@@ -66,6 +70,51 @@ def atomic_write(path, write: Callable[[BinaryIO], None]) -> None:
             os.unlink(temporary)
         raise
     _fsync_directory(path.parent)
+
+
+def atomic_write_folder(path, fill: Callable[[Path], None]) -> None:
+    """Create the folder ``path`` holding the files ``fill(folder)`` writes into an empty folder.
+
+    ``fill`` works in a temporary folder beside ``path``; its files are fsynced and given the modes a
+    plain ``mkdir`` / ``open`` would give, then the folder is renamed to ``path``: afterwards ``path``
+    is complete or absent, also after a crash or an exception in ``fill`` (re-raised; the temporary
+    folder is removed). ``FileExistsError`` if a non-empty ``path`` exists (another writer's, say):
+    whether to keep or replace it is the caller's decision (``remove_folder`` first).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        fill(staging)
+        umask = current_umask()
+        for item in staging.iterdir():
+            os.chmod(item, 0o666 & ~umask)  # mkstemp-like 0600 files would hide a shared cache from a team
+            with open(item, "rb") as handle:
+                os.fsync(handle.fileno())
+        os.chmod(staging, 0o777 & ~umask)
+        _fsync_directory(staging)
+        try:
+            os.rename(staging, path)
+        except OSError as error:
+            if path.exists():
+                raise FileExistsError(f"{path} exists; it was not replaced") from error
+            raise
+        _fsync_directory(path.parent)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+
+
+def remove_folder(path) -> None:
+    """Remove the folder ``path``: renamed aside first (so no reader sees it half deleted), then
+    deleted. A folder that is gone already (another process removed it first) is no error."""
+    path = Path(path)
+    aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".removed", dir=path.parent))
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(path, aside / "folder")
+    finally:
+        shutil.rmtree(aside)
 
 
 def write_json(path, payload: Any) -> None:

@@ -64,12 +64,14 @@ def _rows(path):
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow
 def test_files_exist(bench):
     out, _ = bench
     for name in ("results.json", "curves.csv", "steps.csv", "accuracy.png", "selection.png", "calibration.png"):
         assert (out / name).stat().st_size > 0, name
 
 
+@pytest.mark.slow
 def test_schema_every_figure_has_an_interval(bench):
     _, document = bench
     # A task without features (the user's) cannot run contextual_taskfeatures; every other method runs.
@@ -94,6 +96,7 @@ def test_schema_every_figure_has_an_interval(bench):
         assert 0.0 <= row["start_zero_variance"] <= 1.0
 
 
+@pytest.mark.slow
 def test_target_is_uniform_final_and_accuracies_are_probabilities(bench):
     out, document = bench
     curves = _rows(out / "curves.csv")
@@ -104,6 +107,7 @@ def test_target_is_uniform_final_and_accuracies_are_probabilities(bench):
         assert 0.0 <= float(row["test_accuracy"]) <= 1.0 and 0.0 <= float(row["pool_accuracy"]) <= 1.0
 
 
+@pytest.mark.slow
 def test_rollout_accounting(bench):
     out, document = bench
     config = document["config"]
@@ -129,6 +133,7 @@ def test_rollout_accounting(bench):
                 assert np.all(batches == 1) and np.all(trained == config["batch_size"])
 
 
+@pytest.mark.slow
 def test_oracle_predicts_exactly_and_is_calibrated(bench):
     out, document = bench
     rows = [row for row in _rows(out / "steps.csv") if row["method"] == "oracle"]
@@ -143,6 +148,7 @@ def test_oracle_predicts_exactly_and_is_calibrated(bench):
     assert not {"ds", "mopps_ds", "contextual_ds"} & set(document["calibration"])
 
 
+@pytest.mark.slow
 def test_influence_is_measured(bench):
     out, document = bench
     rows = [row for row in _rows(out / "steps.csv") if row["influence_trained"] != ""]
@@ -150,6 +156,7 @@ def test_influence_is_measured(bench):
     assert document["regime"]["uniform"]["influence_trained"] is not None
 
 
+@pytest.mark.slow
 def test_answer_leads_the_report(bench):
     from mopps.bench.report import format_report
 
@@ -174,6 +181,7 @@ MAP_METHOD_KEYS = {key for figure in MAP_FIGURES for key in (figure, f"{figure}_
     "speedup_status", "visits_per_prompt", "faster_than_uniform_share"}
 
 
+@pytest.mark.slow
 def test_regime_map_end_to_end(tmp_path, monkeypatch, capsys):
     # What the map does, not whether 4 tiny steps learn: whether Uniform improves at a pool size is
     # read from that point's own results.json, and the map must agree with it either way.
@@ -217,6 +225,7 @@ def test_regime_map_end_to_end(tmp_path, monkeypatch, capsys):
     assert ("undefined:" in table) == (not all(point["uniform_improved"] for point in points))
 
 
+@pytest.mark.slow
 def test_quick_runs_the_five_answering_selectors_unless_told_otherwise(tmp_path):
     from mopps.bench.presets import QUICK_METHODS
 

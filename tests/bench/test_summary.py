@@ -86,6 +86,7 @@ def test_seed_weights_resample_with_replacement():
     assert np.array_equal(weights, seed_weights(3, 500))  # fixed resamples: reproducible files
 
 
+@pytest.mark.slow
 def test_two_workers_reproduce_one(monkeypatch, tmp_path):
     monkeypatch.setenv("MOPPS_CACHE", str(tmp_path))
     config, seeds = resolve("tiny")

@@ -8,7 +8,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-datasets = pytest.importorskip("datasets")
+datasets = pytest.importorskip("datasets", reason="reading prepared data needs the tasks extra: pip install -e '.[tasks]'")
 
 from _math_rows import LEVELS, PROBLEMS, TYPES  # noqa: E402
 from mopps.tasks.prepare import prepare_countdown, prepare_math, write_prepared  # noqa: E402

@@ -113,3 +113,32 @@ def test_bad_columns_and_ids_are_refused_naming_the_row(math_data, tmp_path):
     (tmp_path / "rows.csv").write_text("prompt_id,level\na,1\n")
     with pytest.raises(ValueError, match="must be a .parquet file"):
         column_features(tmp_path / "rows.csv", length="chars")
+
+
+def test_vector_column_reads_one_vector_per_row_also_inside_a_struct():
+    from datasets import Dataset
+
+    from mopps.features import vector_column
+
+    table = Dataset.from_dict({"features": [[1.0, 2.0], [3.0, 4.0]],
+                               "extra_info": [{"embedding": [0.5]}, {"embedding": [-1.0]}]})
+    np.testing.assert_array_equal(vector_column(table, "features"), [[1.0, 2.0], [3.0, 4.0]])
+    np.testing.assert_array_equal(vector_column(table, "extra_info.embedding"), [[0.5], [-1.0]])
+    assert vector_column(table, "features").dtype == np.float64
+
+
+@pytest.mark.parametrize("columns, column, match", [
+    ({"x": [[1.0, 2.0]]}, "missing", r"no 'missing' column \(columns: \['x'\]\)"),
+    ({"x": [{"a": [1.0]}, {"b": [1.0]}]}, "x.a", "row 1 has no 'a'"),
+    ({"x": [1.0, 2.0]}, "x", r"row 0 holds the single value 1.0; .*\(for one feature: \[x\]\)"),
+    ({"x": [[1.0, 2.0], [1.0, 2.0, 3.0]]}, "x", "row 1 holds 3 numbers but row 0 holds 2"),
+    ({"x": [[], []]}, "x", "row 0 holds 0 numbers"),
+    ({"x": [["a", "b"], ["c", "d"]]}, "x", "must hold numbers"),
+])
+def test_vector_column_names_the_first_bad_row(columns, column, match):
+    from datasets import Dataset
+
+    from mopps.features import vector_column
+
+    with pytest.raises(ValueError, match=match):
+        vector_column(Dataset.from_dict(columns), column)

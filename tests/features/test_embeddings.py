@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
+torch = pytest.importorskip("torch", reason="model embeddings need the features extra: pip install -e '.[features]'")
+pytest.importorskip("transformers", reason="model embeddings need the features extra: pip install -e '.[features]'")
 
 from transformers import AutoModel, AutoTokenizer  # noqa: E402
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("trl")
+pytest.importorskip("trl", reason="the TRL adapter needs the trl extra: pip install -e '.[trl]'")
 
 from trl import GRPOConfig  # noqa: E402
 
@@ -73,6 +73,7 @@ def logged(trainer, key: str) -> list[float]:
     return [entry[key] for entry in trainer.state.log_history if key in entry]
 
 
+@pytest.mark.slow
 def test_posterior_evidence_equals_scored_rollouts_and_batches_are_the_chosen_prompts(tmp_path):
     seen_prompt_ids: list[int] = []
     scored = 0
@@ -105,6 +106,7 @@ def test_posterior_evidence_equals_scored_rollouts_and_batches_are_the_chosen_pr
     assert set(p for choice in selector.choices for p in choice) <= set(range(100, 124))
 
 
+@pytest.mark.slow
 def test_metrics_reach_trl_logs_and_agree_with_trl(tmp_path):
     trainer = make_trainer(tmp_path)
     trainer.train()
@@ -124,6 +126,7 @@ def test_metrics_reach_trl_logs_and_agree_with_trl(tmp_path):
     assert logged(trainer, "mopps/predicted_mean")[0] == pytest.approx(0.5)  # Beta(1, 1) before any evidence
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "schedule",
     [
@@ -146,6 +149,7 @@ def test_every_choice_sees_all_earlier_rewards(tmp_path, schedule):
     assert trainer.loop.rollouts == trainer.args.generation_batch_size * len(selector.steps)
 
 
+@pytest.mark.slow
 def test_evaluate_leaves_selector_untouched(tmp_path):
     eval_prompts: list[int] = []
     trainer = make_trainer(tmp_path, reward_funcs=prompt_log_reward(eval_prompts), max_steps=2)
@@ -157,6 +161,7 @@ def test_evaluate_leaves_selector_untouched(tmp_path):
     assert_same_state(before, trainer.loop.state_dict())  # selector, stream, ledger, counters
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "schedule, same_trajectory",
     [(dict(save_steps=2), True),
@@ -205,6 +210,7 @@ def copy_of(checkpoint, destination):
     return destination
 
 
+@pytest.mark.slow
 def test_resume_needs_a_mopps_checkpoint(tmp_path, one_step_checkpoint):
     checkpoint = copy_of(one_step_checkpoint, tmp_path / "checkpoint-1")
     (checkpoint / CHECKPOINT_FILE).unlink()
@@ -212,6 +218,7 @@ def test_resume_needs_a_mopps_checkpoint(tmp_path, one_step_checkpoint):
         make_trainer(tmp_path / "again", max_steps=2).train(resume_from_checkpoint=str(checkpoint))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "change, match",
     [(dict(ts_ratio=2), "ts_ratio"), (dict(seed=1), "seed"), (dict(id_column=None), "prompt_ids_sha1"),
@@ -231,6 +238,7 @@ def test_resume_with_another_dataset_or_config_is_refused(tmp_path, one_step_che
     (lambda state: state.update(version=1), "not a mopps.trl-checkpoint state of version 2"),
     (lambda state: state["loop"]["stream"].update(offset=99), "stream offset = 99"),
 ])
+@pytest.mark.slow
 def test_a_damaged_checkpoint_is_refused_and_the_loop_kept(tmp_path, one_step_checkpoint, damage, match):
     checkpoint = copy_of(one_step_checkpoint, tmp_path / "checkpoint-1")
     state = load_state(checkpoint / CHECKPOINT_FILE)
@@ -243,6 +251,7 @@ def test_a_damaged_checkpoint_is_refused_and_the_loop_kept(tmp_path, one_step_ch
     assert_same_state(before, trainer.loop.state_dict())
 
 
+@pytest.mark.slow
 def test_checkpoint_of_mopps_0_1_is_refused_with_a_way_to_keep_its_posteriors(tmp_path, one_step_checkpoint):
     # mopps 0.1 wrote the selector (file format 1) and a JSON side file; its candidate order came from
     # another generator, so the run cannot be continued exactly, but its posteriors can seed a new one.
@@ -261,6 +270,7 @@ def test_checkpoint_of_mopps_0_1_is_refused_with_a_way_to_keep_its_posteriors(tm
     np.testing.assert_array_equal(trainer.selector.posterior([5, 6, 9])[0], [5.0, 9.0, 6.0])
 
 
+@pytest.mark.slow
 def test_uniform_selector_plugs_in(tmp_path):
     trainer = make_trainer(tmp_path, selector=Uniform(seed=1), max_steps=2)
     trainer.train()
@@ -274,6 +284,7 @@ def test_prior_file_seeds_posteriors(tmp_path):
     np.testing.assert_allclose(trainer.selector.posterior([100, 101]), ([10.0, 1.0], [4.0, 13.0]))
 
 
+@pytest.mark.slow
 def test_success_reward_selects_one_reward_function(tmp_path):
     def format_bonus(completions, **kwargs):
         return [0.5] * len(completions)
@@ -311,6 +322,7 @@ def test_a_ready_selector_refuses_explicit_selector_settings(tmp_path, explicit)
         make_trainer(tmp_path, selector=Uniform(seed=0), **explicit)
 
 
+@pytest.mark.slow
 def test_a_ready_selector_takes_the_loop_settings(tmp_path):
     # ts_ratio, the success rule and bandit_no_update drive the loop, not the selector's construction.
     trainer = make_trainer(tmp_path, selector=RecordingMoPPS(seed=0), ts_ratio=2, bandit_no_update=True,
@@ -358,9 +370,9 @@ def test_prior_file_that_matches_no_prompt_is_refused(tmp_path, keys):
         make_trainer(tmp_path, bandit_init_path=str(prior))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("switches", [[], ["--dynamic-sampling", "8", "--selector", "uniform"]], ids=["plain", "ds"])
 def test_countdown_example_runs_tiny_on_cpu(tmp_path, monkeypatch, switches):
-    pytest.importorskip("mopps.tasks.countdown")
     example = Path(__file__).resolve().parents[2] / "examples" / "trl_grpo_countdown.py"
     monkeypatch.setattr(sys, "argv", [str(example), "--tiny", "--max-steps", "4", "--output-dir", str(tmp_path),
                                       *switches])

@@ -13,7 +13,7 @@ import pytest
 from mopps.integrations.trl.config import TrlSelectionSettings
 from mopps.selectors.settings import ReferenceSettings
 
-trl = pytest.importorskip("trl")
+trl = pytest.importorskip("trl", reason="the TRL adapter needs the trl extra: pip install -e '.[trl]'")
 
 from mopps.integrations.trl import MoPPSGRPOConfig  # noqa: E402
 

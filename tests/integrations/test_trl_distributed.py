@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("trl")
+pytestmark = pytest.mark.slow  # two-process torchrun launches
+pytest.importorskip("trl", reason="the TRL adapter needs the trl extra: pip install -e '.[trl]'")
 
 from _tiny_trl import rescore  # noqa: E402
 

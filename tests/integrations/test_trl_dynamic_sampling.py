@@ -15,7 +15,7 @@ import itertools
 import numpy as np
 import pytest
 
-pytest.importorskip("trl")
+pytest.importorskip("trl", reason="the TRL adapter needs the trl extra: pip install -e '.[trl]'")
 
 
 from _tiny_trl import (  # noqa: E402
@@ -65,6 +65,7 @@ def constant_one(completions, **kwargs) -> list[float]:
     return [1.0] * len(completions)
 
 
+@pytest.mark.slow
 def test_only_informative_groups_are_trained_and_every_rollout_is_counted(tmp_path):
     scored: list[int] = []
     selector = RecordingMoPPS(seed=0)
@@ -99,6 +100,7 @@ def test_only_informative_groups_are_trained_and_every_rollout_is_counted(tmp_pa
     assert selector.steps == list(range(len(selector.choices)))
 
 
+@pytest.mark.slow
 def test_at_the_cap_fill_trains_the_last_rounds_groups(tmp_path):
     selector = RecordingMoPPS(seed=0)
     trainer = make_trainer(tmp_path, reward_funcs=constant_one, selector=selector, max_num_gen_batches=3,
@@ -111,6 +113,7 @@ def test_at_the_cap_fill_trains_the_last_rounds_groups(tmp_path):
     assert set(logged(trainer, "mopps/trained_zero_variance_frac")) == {1.0}
 
 
+@pytest.mark.slow
 def test_at_the_cap_raise_stops_the_run(tmp_path):
     trainer = make_trainer(tmp_path, reward_funcs=constant_one, max_num_gen_batches=2,
                            dynamic_sampling_at_cap="raise")
@@ -119,6 +122,7 @@ def test_at_the_cap_raise_stops_the_run(tmp_path):
     assert trainer.loop.step == 2  # both rounds were rolled out and learned from
 
 
+@pytest.mark.slow
 def test_at_the_cap_repeat_trains_kept_groups_again(tmp_path):
     selector = RecordingMoPPS(seed=0)
     trainer = make_trainer(tmp_path, reward_funcs=alternating_for_even_ids, selector=selector, max_num_gen_batches=1,
@@ -131,6 +135,7 @@ def test_at_the_cap_repeat_trains_kept_groups_again(tmp_path):
     assert any(len({p % 2 for p in choice}) == 2 for choice in selector.choices), "no step exercised repeat"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "schedule",
     [
@@ -155,6 +160,7 @@ def test_every_schedule_refills_once_per_generation_without_lag(tmp_path, schedu
         assert ((outcomes.min(axis=1) == 0) & (outcomes.max(axis=1) == 1)).all()
 
 
+@pytest.mark.slow
 def test_resume_repeats_the_choices_and_refills_of_an_uninterrupted_run(tmp_path):
     full = RecordingMoPPS(seed=0)
     trainer = make_trainer(tmp_path / "full", selector=full, save_strategy="steps", save_steps=2)
@@ -176,6 +182,7 @@ def test_resume_repeats_the_choices_and_refills_of_an_uninterrupted_run(tmp_path
         np.testing.assert_array_equal(resumed.state_dict()["arrays"][name], values)
 
 
+@pytest.mark.slow
 def test_uniform_is_plain_dapo_dynamic_sampling(tmp_path):
     trainer = make_trainer(tmp_path, selector=Uniform(seed=3), max_steps=3)
     trainer.train()
@@ -197,6 +204,7 @@ def test_an_unknown_at_cap_setting_names_the_field(tmp_path):
         make_trainer(tmp_path, dynamic_sampling_at_cap="drop")
 
 
+@pytest.mark.slow
 def test_reference_log_probs_move_with_their_rows(tmp_path):
     # Before the first optimizer step the policy is the reference, so every trained row's KL is 0
     # exactly when its reference log-probs came along with it (a row paired with another row's
@@ -232,6 +240,7 @@ def test_a_model_without_rotary_positions_is_refused_when_log_probs_are_reused(t
     build(beta=0.0)  # nothing computed before the re-padding is reused: allowed
 
 
+@pytest.mark.slow
 def test_resumed_mid_generation_it_regenerates_the_trained_prompts_without_refilling(tmp_path):
     schedule = dict(save_strategy="steps", save_steps=1, steps_per_generation=2, per_device_train_batch_size=4,
                     max_steps=4)
@@ -257,6 +266,7 @@ def test_resumed_mid_generation_it_regenerates_the_trained_prompts_without_refil
     assert again.loop.step == done + len(resumed.choices)
 
 
+@pytest.mark.slow
 def test_fill_groups_teach_nothing_even_when_a_shaped_reward_varies_within_them(tmp_path):
     # Found in review: groups are kept on the judged reward, but TRL's advantage is over the weighted
     # sum of every reward function, so a filler group with a varying shaped reward had |advantage| 1.3.
@@ -274,6 +284,7 @@ def test_fill_groups_teach_nothing_even_when_a_shaped_reward_varies_within_them(
     assert np.abs(batch["advantages"]).max() == 0.0
 
 
+@pytest.mark.slow
 def test_kept_groups_keep_trls_advantages_next_to_fillers(tmp_path):
     # At a cap of 1 round: the kept even-id groups keep TRL's advantages (+-0.87 for 1, 0, 1, 0), the odd-id
     # fillers get 0.
@@ -290,6 +301,7 @@ def test_kept_groups_keep_trls_advantages_next_to_fillers(tmp_path):
     assert any(len({p % 2 for p in choice}) == 2 for choice in selector.choices), "no step mixed kept and filler"
 
 
+@pytest.mark.slow
 def test_contextual_mopps_with_features_guides_the_refills(tmp_path):
     trainer = make_trainer(tmp_path, selector_class="mopps.ContextualMoPPS", features_column="features", max_steps=3)
     trainer.train()
@@ -300,6 +312,7 @@ def test_contextual_mopps_with_features_guides_the_refills(tmp_path):
         assert ((outcomes.min(axis=1) == 0) & (outcomes.max(axis=1) == 1)).all()
 
 
+@pytest.mark.slow
 def test_wider_rounds_roll_out_more_prompts_and_still_train_b_groups(tmp_path):
     selector = RecordingMoPPS(seed=0)
     scored: list[int] = []

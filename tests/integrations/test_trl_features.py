@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("trl")
+pytest.importorskip("trl", reason="the TRL adapter needs the trl extra: pip install -e '.[trl]'")
 
 
 from _tiny_trl import (  # noqa: E402
@@ -40,6 +40,7 @@ def logged(trainer, key: str) -> list[float]:
     return [entry[key] for entry in trainer.state.log_history if key in entry]
 
 
+@pytest.mark.slow
 def test_features_from_a_column_steer_the_prompts_trl_rolls_out(tmp_path):
     selector = FeatureGreedy(seed=0)
     rolled_out: list[int] = []
@@ -69,21 +70,19 @@ def test_features_from_a_file_keyed_by_prompt_id(tmp_path):
     np.testing.assert_array_equal(X, FEATURES[order] * 10)
 
 
+@pytest.mark.slow
 def test_features_go_through_selector_class_from_the_config(tmp_path):
-    contextual = getattr(mopps, "ContextualMoPPS", None)
-    if contextual is None:
-        pytest.skip("mopps.ContextualMoPPS is not in this tree yet")
     trainer = make_trainer(tmp_path, selector_class="mopps.ContextualMoPPS", features_column="features",
                            max_steps=2)
     trainer.train()
-    assert isinstance(trainer.selector, contextual) and trainer.loop.rollouts == 16
+    assert isinstance(trainer.selector, mopps.ContextualMoPPS) and trainer.loop.rollouts == 16
     assert logged(trainer, "mopps/predicted_mean")
 
 
 @pytest.mark.parametrize("setting, value, match", [
-    ("features_column", "prompt_id", "features_column = 'prompt_id': the column holds one value per row"),
-    ("features_column", "missing", "features_column = 'missing': train_dataset columns are"),
-    ("features_column", "ragged", "features_column = 'ragged': row 1 holds 3 values but row 0 holds 2"),
+    ("features_column", "prompt_id", "features_column = 'prompt_id': row 0 holds the single value"),
+    ("features_column", "missing", "features_column = 'missing': the training data has no 'missing' column"),
+    ("features_column", "ragged", "features_column = 'ragged': row 1 holds 3 numbers but row 0 holds 2"),
     ("features_path", "other-ids", "features_path = .*none of the 2 prompt ids"),
     ("features_path", "missing", "no feature file"),
 ])
@@ -103,6 +102,7 @@ def test_features_for_a_selector_that_takes_none_are_refused(tmp_path):
         make_trainer(tmp_path, features_column="features")
 
 
+@pytest.mark.slow
 def test_a_reward_without_verdict_is_not_evidence(tmp_path):
     # success_reward names the accuracy callable; like mopps.tasks' *_accuracy callables on a grader
     # timeout it returns None (TRL: NaN in rewards_per_func) for every other completion, so each group

@@ -15,7 +15,8 @@ import os
 import numpy as np
 import pytest
 
-pytest.importorskip("trl")
+pytestmark = pytest.mark.slow  # 40-step GRPO runs on the warm-started tiny Qwen2
+pytest.importorskip("trl", reason="the TRL adapter needs the trl extra: pip install -e '.[trl]'")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 

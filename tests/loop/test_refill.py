@@ -168,6 +168,24 @@ def test_trained_groups_repeat_without_kept_groups_fills_and_a_full_result_is_un
     assert all(as_pairs(full.trained_groups(4, at_cap)) == full.kept for at_cap in ("fill", "repeat", "raise"))
 
 
+def test_one_set_of_metrics_counts_every_round():
+    loop = SelectionLoop(Uniform(seed=0), np.arange(60), seed=1)
+    sizes = iter([2, 4, 6])  # rollouts per prompt differ by round; all right, so the cap is hit
+
+    def uneven(batch):
+        size = next(sizes)
+        return np.repeat(np.asarray(batch.ids), size), np.ones(size * len(batch))
+
+    result = Refill(loop, max_num_gen_batches=3).fill(4, uneven)
+    metrics = result.metrics()
+    assert len(result.rounds) == 3 and metrics["mopps/generation_batches"] == 3
+    assert metrics["mopps/rollouts"] == np.mean([round_.metrics["mopps/rollouts"] for round_ in result.rounds])
+    assert metrics["mopps/rollouts"] * 3 == metrics["mopps/generated_rollouts"] == 4 * (2 + 4 + 6)
+    assert metrics["mopps/selected"] == 4 and metrics["mopps/candidates"] == 4
+    assert metrics["mopps/cumulative_rollouts"] == result.rounds[-1].metrics["mopps/cumulative_rollouts"] == 48
+    assert metrics["mopps/brier"] == np.mean([round_.metrics["mopps/brier"] for round_ in result.rounds])
+
+
 def test_the_loop_counts_every_rollout_since_the_run_began():
     loop = SelectionLoop(Uniform(seed=0), np.arange(60), seed=1)
     refill = Refill(loop, max_num_gen_batches=3)

@@ -57,6 +57,7 @@ def test_num_candidates_rounds_and_caps():
     (dict(success_threshold=float("nan")), "success_threshold"),
     (dict(seed=-1), "seed"),
     (dict(seed=1.5), "seed"),
+    (dict(dynamic_sampling_at_cap="drop"), "dynamic_sampling_at_cap = 'drop'"),
 ])
 def test_bad_values_are_refused_naming_the_field(values, field):
     with pytest.raises(ValueError, match=field):
@@ -117,7 +118,7 @@ def test_read_pass_counts(tmp_path):
 
 
 def test_both_adapters_share_the_fields_and_defaults():
-    trl = pytest.importorskip("mopps.integrations.trl.config")
+    from mopps.integrations.trl import config as trl
     from mopps.integrations.verl.config import MoPPSVerlConfig
 
     shared = {field.name: field.default for field in fields(ReferenceSettings)}
@@ -178,6 +179,17 @@ def test_a_ready_selector_or_selector_class_refuses_changed_mopps_fields(field, 
         settings.build_selector(selector=Uniform(seed=0))
     with pytest.raises(ValueError, match=f"{field} = .*but selector_class = 'mopps.Uniform'"):
         ReferenceSettings(selector_class="mopps.Uniform", **{field: value}).build_selector()
+
+
+@pytest.mark.parametrize("field", ["features_column", "features_path"])
+def test_features_for_a_selector_that_takes_none_are_refused_naming_the_field(field):
+    from mopps import ContextualMoPPS, Uniform
+
+    settings = ReferenceSettings(**{field: "embedding"})
+    for selector in (None, Uniform(seed=0)):
+        with pytest.raises(ValueError, match=f"{field} = 'embedding' is set but (MoPPS|Uniform) takes no features"):
+            settings.build_selector(selector=selector)
+    assert isinstance(settings.build_selector(selector=ContextualMoPPS(seed=0)), ContextualMoPPS)
 
 
 def test_a_ready_selector_is_used_as_given_and_not_with_a_selector_class(tmp_path):

@@ -10,12 +10,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from mopps.tasks.math_reward import DEFAULT_CPU_BUDGET_S
 from mopps.tasks.math_verify_worker import HARD_LIMIT_MARGIN_S
 
 HERE = Path(__file__).resolve().parent
 SRC = str(HERE.parents[1] / "src")
 FRESH_PROCESSES = 3
+
+pytestmark = pytest.mark.slow  # three cold graders while busy loops saturate every CPU
 
 
 def test_cold_start_thread_pool_grading_with_saturated_cpus_is_never_wrong():

@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-datasets = pytest.importorskip("datasets")
+datasets = pytest.importorskip("datasets", reason="reading prepared data needs the tasks extra: pip install -e '.[tasks]'")
 from PIL import Image  # noqa: E402
 
 from mopps.tasks import compute_score  # noqa: E402

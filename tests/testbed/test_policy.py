@@ -19,7 +19,7 @@ def tiny(tmp_path_factory):
         patch.setenv("MOPPS_CACHE", str(cache))
         config = PRESETS["tiny"].config
         policy = load_warm_start(config.warm_start)
-        assert (cache / f"warmstart-{config.warm_start.key()}.pt").exists()
+        assert (cache / f"warmstart-{config.warm_start.key()}" / "policy.pt").exists()
     return config, policy
 
 

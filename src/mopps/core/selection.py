@@ -75,6 +75,11 @@ def largest_learnability(scores: np.ndarray, k: int) -> np.ndarray:
     return _smallest(-(scores * (1.0 - scores)), k)
 
 
+# What a host trains on when dynamic sampling hits its cap before k informative groups were kept
+# (``mopps.RefillResult.trained_groups`` applies it; ``ReferenceSettings.dynamic_sampling_at_cap`` names it).
+AT_CAP = ("fill", "repeat", "raise")
+
+
 def informative_groups(successes: np.ndarray, trials: np.ndarray) -> np.ndarray:
     """Bool mask (m,): groups whose binary outcomes are not all equal (0 < successes < trials).
 

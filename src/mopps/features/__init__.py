@@ -10,7 +10,7 @@ This layer sits beside ``tasks``: it reads the files ``mopps data`` writes but i
 ours except ``core``. The loop, the adapters, the testbed and the bench may import it.
 """
 
-from mopps.features.columns import column_features, encode_columns
+from mopps.features.columns import column_features, encode_columns, vector_column
 from mopps.features.embeddings import compute_embedding_features, embed_prompts
 from mopps.features.files import (
     FEATURES_FORMAT,
@@ -23,5 +23,5 @@ from mopps.features.files import (
 
 __all__ = [
     "FEATURES_FORMAT", "FEATURES_VERSION", "Features", "column_features", "compute_embedding_features",
-    "embed_prompts", "encode_columns", "load_features", "load_features_for", "save_features",
+    "embed_prompts", "encode_columns", "load_features", "load_features_for", "save_features", "vector_column",
 ]

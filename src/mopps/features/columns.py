@@ -15,6 +15,9 @@ length. :func:`encode_columns` turns such columns into a float32 matrix:
 The means and stds go into the file's metadata (``encoding``), so the same transformation can be
 applied to other rows by hand. Standardisation uses the rows of one file: build the features of
 the training split, which is what a selector ranks.
+
+:func:`vector_column` reads a column that already holds a feature vector per row (the TRL and verl
+adapters' ``features_column``).
 """
 
 from __future__ import annotations
@@ -135,6 +138,40 @@ def column_features(
     if length == "tokens":
         meta["tokenizer"] = getattr(tokenizer, "name_or_path", None)
     return Features(ids, X, meta)
+
+
+def vector_column(table, column: str) -> np.ndarray:
+    """float64 (N, d): the feature vector of each row in ``column`` of ``table`` (a HuggingFace
+    ``datasets.Dataset``, or anything with ``column_names`` whose ``table[name]`` gives one value per
+    row); a dotted path reaches into a struct column (``extra_info.embedding``). Each row must hold a
+    list of d >= 1 numbers, the same d for every row (a column of single numbers is refused: it is
+    more often an id than a feature; write ``[x]`` for one feature). ``ValueError`` naming the first
+    bad row; finiteness is ``SelectionLoop.add_features``'s check."""
+    head, *rest = column.split(".")
+    columns = list(table.column_names)
+    if head not in columns:
+        raise ValueError(f"the training data has no {head!r} column (columns: {columns})")
+    values = list(table[head])
+    for part in rest:
+        for row, value in enumerate(values):
+            if not isinstance(value, Mapping) or value.get(part) is None:  # a struct's missing field is None
+                raise ValueError(f"row {row} has no {part!r} in {value!r}")
+        values = [value[part] for value in values]
+    if not values:
+        raise ValueError("the training data has no rows")
+    single = [row for row, value in enumerate(values) if np.ndim(value) == 0]
+    if single:
+        raise ValueError(f"row {single[0]} holds the single value {values[single[0]]!r}; each row must hold a list "
+                         "of d numbers (for one feature: [x])")
+    widths = np.array([np.size(value) for value in values])
+    ragged = np.flatnonzero((widths != widths[0]) | (widths == 0))
+    if len(ragged):
+        raise ValueError(f"row {ragged[0]} holds {widths[ragged[0]]} numbers but row 0 holds {widths[0]}; every "
+                         "row must hold a list of the same, non-zero number of numbers")
+    try:
+        return np.asarray([np.asarray(value, dtype=np.float64).ravel() for value in values])
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"the column must hold numbers: {error}") from None
 
 
 def _numeric_column(table, name: str) -> np.ndarray:

@@ -165,6 +165,17 @@ class EvidenceLog:
                              f"and this run is at step {step}: it is another run's log (or a resume that did "
                              "not restore the loop's state); give this run its own path")
 
+    def rows_per_table(self) -> dict[str, int]:
+        """How many rows each table holds (``keep_rows`` undoes what was recorded since)."""
+        return {table: sum(len(part["step"]) for part in parts) for table, parts in self._parts.items()}
+
+    def keep_rows(self, rows: dict[str, int]) -> None:
+        """Keep the first ``rows[table]`` rows of each table (from ``rows_per_table``): the loop's undo
+        of an ``atomic`` block that failed."""
+        tables = self.tables()
+        self._parts = {table: [{name: values[:rows[table]] for name, values in tables[table].items()}]
+                       for table in TABLES}
+
     def truncate_after(self, step: int) -> None:
         """Drop rows of selection steps after ``step`` (and pool rows measured after it): a resumed
         run redoes them."""

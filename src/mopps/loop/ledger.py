@@ -65,12 +65,14 @@ class PredictionLedger:
         self.predicted = np.concatenate([self.predicted, predicted])
         self.step = np.concatenate([self.step, np.full(len(predicted), step, dtype=np.int64)])
 
-    def truncate(self, length: int) -> None:
-        """Drop the open predictions recorded after the first ``length`` (undoes ``record`` calls
-        when nothing was settled since: ``Refill`` undoing a failed round)."""
-        self.slots = self.slots[:length]
-        self.predicted = self.predicted[:length]
-        self.step = self.step[:length]
+    def entries(self) -> tuple:
+        """The ledger's contents as they are now, for ``restore_entries`` (``SelectionLoop.atomic``).
+        References, not copies: no method writes into these arrays or lists in place."""
+        return self.id_kind, self._known, self.slots, self.predicted, self.step
+
+    def restore_entries(self, entries: tuple) -> None:
+        """Go back to what ``entries()`` returned (the id lookup rebuilds itself if the ids changed)."""
+        self.id_kind, self._known, self.slots, self.predicted, self.step = entries
 
     def settle(self, kind, ids) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Close the oldest open prediction of each of the unique, normalized ``ids`` (m,).

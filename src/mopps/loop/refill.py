@@ -20,18 +20,15 @@ signature anyway, and an ``ImportError`` says so more clearly than a half-compat
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
-from mopps.core.selection import informative_groups
+from mopps.core.selection import AT_CAP, informative_groups
 from mopps.core.validation import check_integer
 from mopps.loop.ledger import sortable_ids
-from mopps.loop.selection_loop import Batch, Evidence, SelectionLoop
-
-AT_CAP = ("fill", "repeat", "raise")  # what RefillResult.trained_groups does when fewer than k groups were kept
+from mopps.loop.selection_loop import RUNNING_TOTALS, Batch, Evidence, SelectionLoop
 
 
 @dataclass(frozen=True)
@@ -89,11 +86,21 @@ class RefillResult:
         return np.array([self.rounds[r].batch.positions[p] for r, p in self.kept], dtype=np.int64)
 
     def metrics(self) -> dict[str, float]:
-        """``mopps/generation_batches`` (rounds rolled out), ``mopps/kept_groups``,
+        """The one set of metrics a host logs for a refill (with ``TrainedGroups.metrics()``).
+
+        Every round counted: each round's loop metrics (``Batch.metrics()`` and its ``observe``'s) as
+        their mean over the rounds that report them (the running totals ``RUNNING_TOTALS``: the last
+        round's), so a metric means per generation batch what it means without dynamic sampling; and the
+        refill's totals: ``mopps/generation_batches`` (rounds rolled out), ``mopps/kept_groups``,
         ``mopps/generated_groups``, ``mopps/kept_share`` (kept / generated groups) and
         ``mopps/generated_rollouts`` (all rounds, with or without a verdict)."""
+        per_round = [{**round_.batch.metrics(), **round_.metrics} for round_ in self.rounds]
+        combined = {name: per_round[-1][name] if name in RUNNING_TOTALS else
+                    float(np.mean([metrics[name] for metrics in per_round if name in metrics]))
+                    for name in dict.fromkeys(name for metrics in per_round for name in metrics)}
         generated = sum(len(round_.batch) for round_ in self.rounds)
-        return {"mopps/generation_batches": float(len(self.rounds)), "mopps/kept_groups": float(len(self.kept)),
+        return {**combined,
+                "mopps/generation_batches": float(len(self.rounds)), "mopps/kept_groups": float(len(self.kept)),
                 "mopps/generated_groups": float(generated),
                 "mopps/kept_share": len(self.kept) / generated if generated else float("nan"),
                 "mopps/generated_rollouts": float(self.rollouts)}
@@ -159,9 +166,8 @@ class Refill:
         them (the host keeps the rollouts themselves and assembles the trained batch from ``kept``).
         A prompt is kept at most once per call. If ``rollout`` raises, or returns something
         ``observe`` refuses (a ``ValueError`` naming ``rollout(batch)``'s return), the round it was
-        called for is undone (the loop's candidate stream, step, open predictions and the
-        selector's generator are as before that round's ``next``) and the error propagates; rounds
-        already observed stay learned.
+        called for is undone (``SelectionLoop.atomic``: the loop is as before that round's ``next``)
+        and the error propagates; rounds already observed stay learned.
         """
         k = check_integer(k, "k", minimum=1)
         if batch_size is None:
@@ -190,17 +196,12 @@ class Refill:
                 break
         return RefillResult(rounds, kept, rollouts, len(kept) >= k)
 
-
     def _rolled_out(self, batch_size: int, rollout: Callable[[Batch], tuple[Any, ...]]) -> tuple[Evidence, Batch]:
         """``loop.next(batch_size)``, rolled out and checked; undone if the rollout fails or its
         return is refused, so a bad round opens no prediction and takes no candidates."""
         loop = self.loop
-        # next() appends to the ledger and moves the stream, the step and the selector's generator;
-        # nothing else changes before apply(), so these four restore the loop exactly.
-        saved = (loop.stream.epoch, loop.stream.offset, loop.step, len(loop.ledger),
-                 copy.deepcopy(loop.selector.rng.bit_generator.state))
-        batch = loop.next(batch_size)
-        try:
+        with loop.atomic():
+            batch = loop.next(batch_size)
             records = rollout(batch)
             if not isinstance(records, (tuple, list)) or len(records) not in (2, 3):
                 shown = type(records).__name__ if not isinstance(records, (tuple, list)) \
@@ -211,13 +212,6 @@ class Refill:
                 evidence = loop.evidence(*records)
             except ValueError as error:
                 raise ValueError(f"rollout(batch) returned records observe() refuses: {error}") from None
-        except BaseException:
-            loop.stream.epoch, loop.stream.offset, loop.step = saved[:3]
-            loop.ledger.truncate(saved[3])
-            loop.selector.rng.bit_generator.state = saved[4]
-            if loop.evidence_log is not None:
-                loop.evidence_log.truncate_after(saved[2])
-            raise
         return evidence, batch
 
 

@@ -14,9 +14,11 @@ so the two streams are independent even when both use the same integer seed.
 
 from __future__ import annotations
 
+import copy
 import hashlib
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -33,6 +35,9 @@ from mopps.storage import load_state, save_state
 LOOP_STATE_FORMAT = "mopps.loop-state"
 LOOP_STATE_VERSION = 1
 CANDIDATE_STREAM = 0  # child of SeedSequence(seed) that orders the candidates
+# Metrics that count since the run began: a host that averages metrics over a window or over the
+# rounds of a refill logs their latest value instead.
+RUNNING_TOTALS = ("mopps/cumulative_rollouts",)
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,7 @@ class SelectionLoop:
         self.step = 0  # batches chosen
         self.rollouts = 0  # rollouts with a verdict that reached the loop
         self.rollouts_without_verdict = 0
+        self._open_marks: list[_Mark] = []  # of the ``atomic`` blocks now running, outermost first
 
     def __len__(self) -> int:
         """Number of prompts in the dataset."""
@@ -133,21 +139,17 @@ class SelectionLoop:
             raise ValueError(f"k = {k} > {len(self)} prompts in the dataset")
         if self.evidence_log is not None:
             self.evidence_log.require_next_step(self.step + 1)
-        position = (self.stream.epoch, self.stream.offset)
-        candidates = self.stream.next(min(int(round(self.ts_ratio * k)), len(self)))
-        try:
+        # A selector that fails (e.g. an oracle's rate function) must not cost the stream a batch.
+        with self.atomic():
+            candidates = self.stream.next(min(int(round(self.ts_ratio * k)), len(self)))
             selection = self.selector.select(self.ids_at(candidates), k)
-        except BaseException:
-            # A selector that fails (e.g. an oracle's rate function) must not cost the stream a batch.
-            self.stream.epoch, self.stream.offset = position
-            raise
-        positions = candidates[selection.index]
-        predicted = None if selection.predicted_rate is None else selection.predicted_rate[selection.index]
-        self.step += 1
-        self.ledger.record(self.id_kind, selection.ids, predicted, self.step)
-        if self.evidence_log is not None:
-            self.evidence_log.record_selection(self.step, self.ids_at(candidates), selection.index,
-                                               selection.predicted_rate)
+            positions = candidates[selection.index]
+            predicted = None if selection.predicted_rate is None else selection.predicted_rate[selection.index]
+            self.step += 1
+            self.ledger.record(self.id_kind, selection.ids, predicted, self.step)
+            if self.evidence_log is not None:
+                self.evidence_log.record_selection(self.step, self.ids_at(candidates), selection.index,
+                                                   selection.predicted_rate)
         return Batch(positions, selection.ids, predicted, self.step, candidates, selection)
 
     def ids_at(self, positions) -> Any:
@@ -179,6 +181,7 @@ class SelectionLoop:
         judged = evidence.trials > 0
         if self.learn and judged.any():
             judged_ids = select_ids(evidence.kind, evidence.ids, judged)
+            self._before_selector_writes()
             self.selector.update(judged_ids, evidence.successes[judged], evidence.trials[judged])
         found, predicted, chosen_step = self.ledger.settle(evidence.kind, evidence.ids)
         if self.evidence_log is not None and judged.any():
@@ -219,6 +222,7 @@ class SelectionLoop:
         add = getattr(self.selector, "add_features", None)
         if add is None:
             return False
+        self._before_selector_writes()
         add(normalized, features)
         return True
 
@@ -244,6 +248,44 @@ class SelectionLoop:
             report = prediction_metrics(predicted[scored], evidence.successes[scored], evidence.trials[scored])
             metrics.update({f"mopps/{name}": report[name] for name in PREDICTION_KEYS})
         return metrics
+
+    # -- undo ------------------------------------------------------------------------------------
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """A block whose changes to the loop are all undone if it raises: everything ``state_dict()``
+        holds (step, counters, candidate stream, open predictions, the selector's record, generator
+        and step) is as before the block, and the exception propagates.
+
+            with loop.atomic():
+                batch = loop.next(k)
+                records = rollout(batch)          # a failed rollout costs the loop nothing
+                loop.observe(*records)
+
+        Blocks nest (an inner block that raises undoes its own part). Covered are changes made
+        through the loop (``next``, ``observe``/``apply``, ``add_features``, ``load_state_dict``),
+        not a host's direct calls on ``loop.selector``. Cheap when nothing is learned inside: the
+        selector's record is copied only before the loop lets the selector write into it.
+        """
+        mark = _Mark(self)
+        self._open_marks.append(mark)
+        try:
+            yield
+        except BaseException:
+            mark.rewind(self)
+            raise
+        finally:
+            self._open_marks.pop()
+
+    def _before_selector_writes(self) -> None:
+        """Keep a copy of the selector's record for the open marks that share it: ``Selector.update``
+        and ``add_features`` may write into its arrays in place."""
+        current = self.selector.state
+        kept = None
+        for mark in self._open_marks:
+            if mark.selector_record is current:
+                kept = kept if kept is not None else _copied_record(current)
+                mark.selector_record = kept
 
     # -- state -----------------------------------------------------------------------------------
 
@@ -314,6 +356,39 @@ class SelectionLoop:
             self.load_state_dict(state)
         except ValueError as error:
             raise ValueError(f"{path}: {error}") from None
+
+
+class _Mark:
+    """The loop as an ``atomic`` block found it. The selector's ``record`` is held by reference until
+    the loop is about to let the selector write into it (``SelectionLoop._before_selector_writes``
+    swaps in a copy then); the ledger's arrays are never written in place, so references suffice."""
+
+    def __init__(self, loop: SelectionLoop) -> None:
+        self.counters = (loop.step, loop.rollouts, loop.rollouts_without_verdict)
+        self.stream_position = (loop.stream.epoch, loop.stream.offset)
+        self.ledger = loop.ledger
+        self.ledger_entries = loop.ledger.entries()
+        self.selector_record = loop.selector.state
+        self.selector_rng = loop.selector.rng.bit_generator.state  # a fresh dict on every read
+        self.selector_step = loop.selector.step
+        # Not part of the state but kept in step with it: the rows the log held.
+        self.log_rows = None if loop.evidence_log is None else loop.evidence_log.rows_per_table()
+
+    def rewind(self, loop: SelectionLoop) -> None:
+        loop.step, loop.rollouts, loop.rollouts_without_verdict = self.counters
+        loop.stream.epoch, loop.stream.offset = self.stream_position
+        loop.ledger = self.ledger
+        loop.ledger.restore_entries(self.ledger_entries)
+        loop.selector.state = self.selector_record
+        loop.selector.rng.bit_generator.state = self.selector_rng
+        loop.selector.step = self.selector_step
+        if self.log_rows is not None:
+            loop.evidence_log.keep_rows(self.log_rows)
+
+
+def _copied_record(record):
+    """A selector's learned-state record with every field copied (as ``Selector.state_dict`` copies it)."""
+    return record._replace(**{field: copy.copy(value) for field, value in record._asdict().items()})
 
 
 def _shown(prompt_id) -> str:

@@ -22,7 +22,8 @@ reference ``tasksampler.*``     here
 (none)                          ``selector_class`` + ``selector_kwargs``: any ``mopps.Selector``
                                 instead of the built-in MoPPS; ``features_path`` / ``features_column``:
                                 per-prompt features for selectors that take them
-(DAPO's ``max_num_gen_batches``)  ``max_num_gen_batches``: dynamic sampling through ``mopps.Refill``
+(DAPO's ``max_num_gen_batches``)  ``max_num_gen_batches``: dynamic sampling through ``mopps.Refill``;
+                                ``dynamic_sampling_at_cap``: what is trained at its cap
 ==============================  ==================================================================
 
 Defaults are neutral, those of ``mopps.MoPPS``; the paper tunes two per task: ``ts_ratio`` 8 and
@@ -43,6 +44,7 @@ import numpy as np
 
 from mopps.core.evidence import SuccessRule
 from mopps.core.id_index import STR_KIND, normalize_ids
+from mopps.core.selection import AT_CAP
 from mopps.core.validation import check_integer, check_seed
 from mopps.selectors.base import Selector
 from mopps.selectors.mopps import STRATEGIES, MoPPS
@@ -121,6 +123,12 @@ class ReferenceSettings:
         0, "Dynamic sampling (DAPO's, through mopps.Refill): 0 = off; n >= 1 = each step rolls out generation "
            "batches of B prompts, each chosen by the selector, keeping groups whose successes are not all equal, "
            "until B are kept or n batches were rolled out (the reference's cap: 4 MATH, 10 Countdown/Geo3k).")
+    dynamic_sampling_at_cap: str = help_field(
+        "fill", "With max_num_gen_batches >= 1, what is trained when the cap is hit before B informative groups "
+                "were kept (mopps.RefillResult.trained_groups): 'fill' = the kept groups plus rolled-out groups that "
+                "were not kept, with their advantages set to 0 (they keep the batch shape and teach nothing), "
+                "'repeat' = the kept groups repeated in order (every trained group informative; with none kept, as "
+                "'fill'; TRL only), 'raise' = stop with an error (verl's DAPO).")
 
     def __post_init__(self) -> None:
         self.ts_ratio = _number(self.ts_ratio, "ts_ratio")
@@ -157,6 +165,8 @@ class ReferenceSettings:
             )
         self.seed = check_seed(self.seed)
         self.max_num_gen_batches = check_integer(self.max_num_gen_batches, "max_num_gen_batches")
+        if self.dynamic_sampling_at_cap not in AT_CAP:
+            raise ValueError(f"dynamic_sampling_at_cap = {self.dynamic_sampling_at_cap!r}; it must be one of {AT_CAP}")
         try:
             self.build_success_rule()
         except ValueError as error:
@@ -194,8 +204,9 @@ class ReferenceSettings:
         restored from ``bandit_load_path`` when set.
 
         ``default_seed`` is used when ``seed`` is None. Raises ``ValueError`` when a ready selector
-        and ``selector_class`` are both given, or when, with either, a MoPPS field differs from its
-        default (it would configure nothing). The pass-count prior (``bandit_init_path``) needs the
+        and ``selector_class`` are both given, when, with either, a MoPPS field differs from its
+        default (it would configure nothing), or when ``features_column`` / ``features_path`` is set
+        for a selector without ``add_features`` (the features would be dropped). The pass-count prior (``bandit_init_path``) needs the
         adapter's prompt ids; apply it with ``apply_prior_file``.
         """
         if selector is not None:
@@ -218,6 +229,12 @@ class ReferenceSettings:
                              target=self.bandit_target_mean, strategy=self.bandit_sample_strategy,
                              band=(self.bandit_lower_bound, self.bandit_upper_bound),
                              seed=self.seed_or(default_seed))
+        # Features for a selector that cannot take them would be read and dropped: say so instead.
+        for name in ("features_column", "features_path"):
+            if getattr(self, name) and not hasattr(selector, "add_features"):
+                raise ValueError(f"{name} = {getattr(self, name)!r} is set but {type(selector).__name__} takes no "
+                                 "features; use a selector that does (selector_class='mopps.ContextualMoPPS', or "
+                                 "a ready one) or unset it")
         if self.bandit_load_path:
             selector.load_state_dict(load_state(self.bandit_load_path))
         return selector

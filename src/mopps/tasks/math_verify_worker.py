@@ -35,6 +35,7 @@ loop (POSIX only).
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import math
@@ -266,6 +267,20 @@ class MathVerifyProcess:
         with self._lock:
             self._start_if_needed()
 
+    def close(self) -> None:
+        """Stop the child and close its pipes (a later call starts a new one). An object dropped
+        without ``close`` leaves its child running and its pipes open until the interpreter exits."""
+        with self._lock:
+            if self._process is not None and os.getpid() == self._owner_pid:  # a forked copy's child is not ours
+                self._collect(kill=True)
+            self._process, self._ready = None, False
+
+    def __enter__(self) -> "MathVerifyProcess":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
     def wait_ready(self) -> bool:
         """Start the child if needed and wait until it is ready; False if it cannot be."""
         with self._lock:
@@ -434,6 +449,19 @@ class MathVerifyPool:
             process.start()
         return all(process.wait_ready() for process in self._processes) if wait else True
 
+    def close(self) -> None:
+        """Stop every child and close its pipes (a later call starts them again)."""
+        for process in self._processes:
+            process.close()
+        with self._available:
+            self._started = False
+
+    def __enter__(self) -> "MathVerifyPool":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
     def _borrow(self) -> MathVerifyProcess:
         with self._available:
             self._available.wait_for(lambda: self._idle)
@@ -467,6 +495,8 @@ def shared_pool() -> MathVerifyPool:
         if _shared is None:
             size = int(os.environ.get(POOL_SIZE_ENV, min(4, os.cpu_count() or 1)))
             _shared = MathVerifyPool(size)
+            # Children and pipes end with the process that uses them, not in its garbage collection.
+            atexit.register(_shared.close)
         return _shared
 
 

@@ -38,6 +38,8 @@ from mopps.testbed.warmstart import WarmStartConfig, load_warm_start
 class TestbedConfig:
     """Every hyperparameter of one run. The same config is used for every selector."""
 
+    __test__ = False  # a name starting with "Test" that pytest must not collect
+
     # -- prompts --
     train_pool_size: int = 640  # prompts RL may train on (ids 0..train_pool_size-1)
     test_size: int = 1000  # held-out prompts, disjoint from the pool; test accuracy is their mean exact rate

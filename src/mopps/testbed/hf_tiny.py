@@ -26,13 +26,10 @@ and 0.8, 34% above 0.8; by carries, mean 0.86 for no-carry prompts (25), 0.22 wi
 (``expected_zero_variance_share``): 55% with 4 generations, 35% with 8. On 256 prompts (seed 1):
 mean 0.48, 55% and 35%. Sampled frequencies through ``generate`` agree with these exact rates.
 
-Cache: ``tiny-hf-<key>/`` in ``mopps.testbed.warmstart.cache_dir()`` (``$MOPPS_CACHE`` or
-``~/.cache/mopps``), a folder ``from_pretrained`` reads (model and tokenizer) plus ``mopps-cache.json``,
-which records the key and the SHA-256 of every file. ``key`` hashes every setting and
-``CACHE_FORMAT``. The folder is written under a temporary name in the same directory and renamed
-into place, so a crash never leaves a partial entry under the real name; an entry whose manifest is
-missing, of another key or whose files do not match their hashes is rebuilt (with a warning), never
-used.
+Cache: the entry ``tiny-hf-<key>/`` of the testbed's one warm-start cache (``mopps.testbed.cache``:
+``$MOPPS_CACHE`` or ``~/.cache/mopps``; the same key scheme, manifest and integrity check as the
+testbed's own warm start), a folder ``from_pretrained`` reads (model and tokenizer). ``key`` hashes
+every setting, ``CACHE_FORMAT`` and the torch version.
 
 Imports torch, transformers, tokenizers and datasets (the ``trl`` extra). Nothing here touches the
 network: the tokenizer is built in memory and ``from_pretrained`` reads only the local cache folder.
@@ -40,13 +37,6 @@ network: the tokenizer is built in memory and ``from_pretrained`` reads only the
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
-import os
-import shutil
-import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,12 +46,11 @@ from datasets import Dataset
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-from mopps.storage import current_umask
+from mopps.testbed.cache import cache_key, entry_path, load_or_build
 from mopps.testbed.task import AdditionTask, Task, sample_unique, task_features, task_key
-from mopps.testbed.warmstart import cache_dir
 
 CACHE_FORMAT = 1  # bump when the code changes what a config produces
-MANIFEST = "mopps-cache.json"
+CACHE_NAME = "tiny-hf"
 PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
 IGNORE = -100  # transformers' label value for positions without loss
 
@@ -97,10 +86,9 @@ class TinyConfig:
                                  "feature: use carry_share=None")
 
     def key(self) -> str:
-        """Short hash of every setting, the task and ``CACHE_FORMAT``."""
+        """Short hash of every setting, the task, ``CACHE_FORMAT`` and the torch version (``cache_key``)."""
         settings = {name: getattr(self, name) for name in self.__dataclass_fields__ if name != "task"}
-        text = json.dumps({"format": CACHE_FORMAT, "task": task_key(self.task), **settings}, sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return cache_key(CACHE_NAME, CACHE_FORMAT, {"task": task_key(self.task), **settings})
 
     def model_config(self, tokenizer: PreTrainedTokenizerFast) -> Qwen2Config:
         """The ``Qwen2Config`` for ``tokenizer`` (its vocabulary and special tokens)."""
@@ -304,78 +292,24 @@ def _train(config: TinyConfig) -> Qwen2ForCausalLM:
 
 def cache_path(config: TinyConfig) -> Path:
     """The cache folder of ``config``'s model (it may not exist yet)."""
-    return cache_dir() / f"tiny-hf-{config.key()}"
+    return entry_path(CACHE_NAME, config.key())
 
 
 def load_tiny_model(config: TinyConfig = TinyConfig()) -> Qwen2ForCausalLM:
     """The warm-started model for ``config`` in eval mode: read from the cache, or trained once and
     cached (a damaged cache entry is rebuilt, with a ``RuntimeWarning``)."""
-    path = cache_path(config)
-    if path.exists():
-        problem = _cache_problem(path, config)
-        if problem is None:
-            return Qwen2ForCausalLM.from_pretrained(path, local_files_only=True).eval()
-        warnings.warn(f"rebuilding the tiny model cache entry {path}: {problem}", RuntimeWarning, stacklevel=2)
-    model = train_tiny_model(config)
-    _store(model, config, path)
-    return model
+
+    def write(model: Qwen2ForCausalLM, folder: Path) -> None:
+        model.save_pretrained(folder)
+        build_tokenizer(config.task).save_pretrained(folder)
+
+    return load_or_build(CACHE_NAME, config.key(), repr(config), lambda: train_tiny_model(config), write,
+                         lambda folder: Qwen2ForCausalLM.from_pretrained(folder, local_files_only=True).eval())
 
 
 def load_tiny_policy(config: TinyConfig = TinyConfig()) -> tuple[Qwen2ForCausalLM, PreTrainedTokenizerFast]:
     """``(load_tiny_model(config), build_tokenizer(config.task))``."""
     return load_tiny_model(config), build_tokenizer(config.task)
-
-
-def _file_hashes(folder: Path) -> dict[str, str]:
-    return {item.name: hashlib.sha256(item.read_bytes()).hexdigest()
-            for item in sorted(folder.iterdir()) if item.is_file() and item.name != MANIFEST}
-
-
-def _cache_problem(path: Path, config: TinyConfig) -> str | None:
-    """Why the cache entry ``path`` cannot be used for ``config``, or None if it can."""
-    try:
-        manifest = json.loads((path / MANIFEST).read_text())
-    except (OSError, ValueError) as error:
-        return f"no readable {MANIFEST} ({type(error).__name__})"
-    if not isinstance(manifest, dict) or manifest.get("key") != config.key() or manifest.get("format") != CACHE_FORMAT:
-        return f"{MANIFEST} is not for this config"
-    hashes = _file_hashes(path)
-    expected = manifest.get("files") if isinstance(manifest.get("files"), dict) else {}
-    differing = sorted(name for name in set(hashes) | set(expected) if hashes.get(name) != expected.get(name))
-    return f"files missing, added or changed: {', '.join(differing)}" if differing else None
-
-
-def _store(model: Qwen2ForCausalLM, config: TinyConfig, path: Path) -> None:
-    """Write the entry under a temporary name beside ``path``, then rename it into place; a damaged
-    entry at ``path`` is moved aside and deleted first. A valid entry that another process stored in
-    the meantime is kept (both hold the same weights)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
-        model.save_pretrained(staging)
-        build_tokenizer(config.task).save_pretrained(staging)
-        manifest = {"format": CACHE_FORMAT, "key": config.key(), "config": repr(config),
-                    "files": _file_hashes(staging)}
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        # mkdtemp makes a 0700 folder (and safetensors 0600 files): give the modes a plain mkdir/open
-        # would, so a shared cache stays readable by the team.
-        umask = current_umask()
-        os.chmod(staging, 0o777 & ~umask)
-        for item in staging.iterdir():
-            os.chmod(item, 0o666 & ~umask)
-        if path.exists() and _cache_problem(path, config) is not None:
-            damaged = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".damaged", dir=path.parent))
-            with contextlib.suppress(FileNotFoundError):  # another process moved it aside first
-                os.replace(path, damaged / "entry")
-            shutil.rmtree(damaged)
-        try:
-            os.rename(staging, path)
-        except OSError:
-            if _cache_problem(path, config) is not None:  # not another process's good copy: a real failure
-                raise
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
 
 
 # ---------------------------------------------------------------------------------------------------

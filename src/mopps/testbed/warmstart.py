@@ -4,16 +4,13 @@ RL needs a policy that already solves some prompts and fails others. We get one 
 training on freshly sampled problems and stopping early, at ``steps`` chosen so that under uniform
 selection with n = 8 rollouts between 40% and 80% of groups are zero-variance at the start of RL.
 
-The result depends only on ``WarmStartConfig`` (seeded torch and numpy generators, one thread), so
-it is cached as ``warmstart-<hash of the config>.pt`` in ``$MOPPS_CACHE`` or ``~/.cache/mopps``,
-created on first use.
+The result depends only on ``WarmStartConfig`` (seeded torch and numpy generators, one thread) and
+the torch version, so it is cached as the entry ``warmstart-<key>/`` (``policy.pt`` and a manifest) of
+the testbed's one warm-start cache (``mopps.testbed.cache``: ``$MOPPS_CACHE`` or ``~/.cache/mopps``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,11 +18,15 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from mopps.storage import atomic_write
+from mopps.testbed.cache import cache_dir, cache_key, load_or_build
 from mopps.testbed.policy import Policy, PolicyConfig
 from mopps.testbed.task import AdditionTask, Task, task_key
 
 CACHE_FORMAT = 3  # bump when the training code changes what a config produces (2: one thread; 3: any task)
+CACHE_NAME = "warmstart"
+WEIGHTS = "policy.pt"
+
+__all__ = ["WarmStartConfig", "cache_dir", "load_warm_start", "train_warm_start"]
 
 
 @dataclass(frozen=True)
@@ -51,15 +52,9 @@ class WarmStartConfig:
                             self.width, self.layers, self.heads)
 
     def key(self) -> str:
-        """Short hash identifying this config, its task and the cache format."""
+        """Short hash of every setting, the task, ``CACHE_FORMAT`` and the torch version (``cache_key``)."""
         settings = {name: getattr(self, name) for name in self.__dataclass_fields__ if name != "task"}
-        text = json.dumps({"format": CACHE_FORMAT, "task": task_key(self.task), **settings}, sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def cache_dir() -> Path:
-    """``$MOPPS_CACHE`` if set, else ``~/.cache/mopps``."""
-    return Path(os.environ.get("MOPPS_CACHE") or Path.home() / ".cache" / "mopps")
+        return cache_key(CACHE_NAME, CACHE_FORMAT, {"task": task_key(self.task), **settings})
 
 
 def train_warm_start(config: WarmStartConfig) -> Policy:
@@ -98,13 +93,13 @@ def _train(config: WarmStartConfig) -> Policy:
 
 
 def load_warm_start(config: WarmStartConfig) -> Policy:
-    """The warm-started policy for ``config``: read from the cache, or trained once and cached."""
-    path = cache_dir() / f"warmstart-{config.key()}.pt"
-    policy = Policy(config.policy_config())
-    if path.exists():
-        policy.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    """The warm-started policy for ``config``: read from the cache, or trained once and cached (a
+    damaged cache entry is rebuilt, with a ``RuntimeWarning``)."""
+
+    def read(folder: Path) -> Policy:
+        policy = Policy(config.policy_config())
+        policy.load_state_dict(torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True))
         return policy
-    policy = train_warm_start(config)
-    # Atomic: two workers training the same config cannot tear the file.
-    atomic_write(path, lambda handle: torch.save(policy.state_dict(), handle))
-    return policy
+
+    return load_or_build(CACHE_NAME, config.key(), repr(config), lambda: train_warm_start(config),
+                         lambda policy, folder: torch.save(policy.state_dict(), folder / WEIGHTS), read)

@@ -65,7 +65,12 @@ class MemoryQueue:
                 self.fields[partition_id][key] = fields[i]
 
     def kv_batch_get(self, keys, partition_id, select_fields):
-        return {field: [self.fields[partition_id][key][field] for key in keys] for field in select_fields}
+        """Per field, the values of ``keys``; a tensor field as one jagged nested tensor, as TransferQueue
+        returns variable-length fields."""
+        got = {field: [self.fields[partition_id][key][field] for key in keys] for field in select_fields}
+        return {field: torch.nested.nested_tensor(values, layout=torch.jagged)
+                if values and all(isinstance(value, torch.Tensor) for value in values) else values
+                for field, values in got.items()}
 
     def kv_clear(self, keys, partition_id):
         for key in keys:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.slow  # starts a local Ray node
+ray = pytest.importorskip("ray", reason="verl's trainer runs in Ray actors: pip install -e '.[verl]'")
 pytest.importorskip("transfer_queue", reason="verl's V1 trainer needs TransferQueue (verl's verl-core extra)")
 
 HOOK = "mopps.integrations.verl.trainer.setup_worker"

@@ -7,11 +7,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
 
-pytest.importorskip("verl")
-from hydra import compose, initialize_config_dir  # noqa: E402
-
-from mopps.integrations.verl.config import MoPPSVerlConfig  # noqa: E402
+from mopps.integrations.verl.config import MoPPSVerlConfig
 
 RECIPES = Path(__file__).resolve().parents[3] / "recipes" / "verl"
 VERL_CONFIG_DIR = str(Path(__import__("verl").__file__).parent / "trainer" / "config")
@@ -67,8 +65,8 @@ def test_the_yaml_lists_every_setting_with_the_shared_default():
 def test_a_selector_class_and_its_kwargs_compose_as_overrides():
     with initialize_config_dir(config_dir=str(RECIPES / "config"), version_base=None):
         config = compose("mopps_trainer", overrides=[
-            "mopps.selector_class=mopps.HistoryFilter", "mopps.selector_kwargs={target_zero_variance: 0.1}",
+            "mopps.selector_class=mopps.ContextualMoPPS", "mopps.selector_kwargs={temperature: 0.5}",
             "mopps.features_column=extra_info.embedding"])
     settings = MoPPSVerlConfig.from_mapping(config.mopps)
-    assert settings.selector_kwargs == {"target_zero_variance": 0.1}
-    assert settings.checked_selector().state_dict()["config"]["target_zero_variance"] == 0.1
+    assert settings.selector_kwargs == {"temperature": 0.5}
+    assert settings.checked_selector().state_dict()["config"]["temperature"] == 0.5

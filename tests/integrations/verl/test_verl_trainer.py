@@ -14,6 +14,7 @@ import re
 
 import numpy as np
 import pytest
+import torch
 from _verl_helpers import FeatureRecorder, ScriptedRollouts, verl_rows
 
 pytest.importorskip("transfer_queue", reason="verl's V1 trainer needs TransferQueue (verl's verl-core extra)")
@@ -307,6 +308,13 @@ def test_features_from_a_parquet_column_reach_the_selector(write_parquet, verl_c
         build_trainer(config)
 
 
+def test_features_for_a_selector_that_takes_none_are_refused(write_parquet, verl_config):
+    # The same policy as TRL's (ReferenceSettings.build_selector): an error naming the key, not a warning.
+    config = verl_config(write_parquet(feature_rows(12)), features_column="extra_info.embedding")
+    with pytest.raises(ValueError, match="mopps.features_column = 'extra_info.embedding' is set but MoPPS takes no"):
+        MoPPSTrainer(config)
+
+
 def test_features_from_a_file_keyed_by_verl_prompt_keys(write_parquet, verl_config, tmp_path):
     from mopps.features import save_features
 
@@ -344,7 +352,10 @@ def test_refill_keeps_informative_groups_chosen_by_the_selector_and_learns_from_
                                      for uid in trained)
     rounds = metrics["mopps/generation_batches"]
     assert 2 <= rounds < 6 and len(rollouts.uids) == 4 * rounds and trainer.loop.step == rounds
-    assert metrics["mopps/kept_groups"] == 4 and metrics["mopps/selected"] == 4 * rounds
+    assert metrics["mopps/kept_groups"] == 4 and metrics["mopps/selected"] == 4  # per generation batch
+    # One set of metrics with every round counted: a round's metrics are averaged over the rounds.
+    assert metrics["mopps/rollouts"] * rounds == metrics["mopps/generated_rollouts"]
+    assert metrics["mopps/cumulative_rollouts"] == metrics["mopps/generated_rollouts"]
     assert metrics["mopps/generated_rollouts"] == sum(rollouts.sessions_by_index.values())
     assert metrics["mopps/trained_rollouts"] == len(batch.keys) and metrics["mopps/kept_share"] == 1 / rounds
     assert (metrics["mopps/trained_groups"], metrics["mopps/trained_zero_variance_frac"]) == (4, 0.0)
@@ -363,6 +374,48 @@ def test_refill_at_its_cap_trains_on_the_last_generation_batch(write_parquet, ve
     assert (metrics["mopps/trained_groups"], metrics["mopps/trained_zero_variance_frac"]) == (4, 1.0)
     assert {key.split("_")[0] for key in batch.keys} == set(rollouts.uids[-4:])
     assert memory_queue.tags["train"] == {}
+
+
+def test_refill_at_its_cap_fills_with_groups_not_kept_and_gives_them_advantage_zero(write_parquet, verl_config,
+                                                                                       memory_queue, monkeypatch):
+    # The loop's at-cap rule (RefillResult.trained_groups, 'fill'), as TRL applies it.
+    config = verl_config(write_parquet(verl_rows(40)), batch_size=4, ts_ratio=2, max_num_gen_batches=2)
+    trainer = build_trainer(config)
+    mixed = lambda index: [1.0, 0.0, 0.0] if index % 8 == 0 else [1.0, 1.0, 1.0]  # noqa: E731
+    trainer.agent_loop_manager = rollouts = ScriptedRollouts(memory_queue, mixed)
+    batch, metrics = run_step(trainer, 1)
+    index_of_uid = dict(zip(rollouts.uids, rollouts.submitted_indices))
+    trained = {key.split("_")[0] for key in batch.keys}
+    kept = {uid for uid in trained if index_of_uid[uid] % 8 == 0}
+    assert 0 < len(kept) < 4 and metrics["mopps/kept_groups"] == len(kept)
+    assert len(trained) == 4 and metrics["mopps/trained_zero_variance_frac"] == 1 - len(kept) / 4
+    assert trained - kept <= set(rollouts.uids[4:])  # the filler comes from the latest round first
+    assert memory_queue.tags["train"] == {}  # run_step cleared the trained groups, the refill the others
+
+    def verls_advantages(self, batch, metrics):  # stands in for verl's GRPO: every trajectory gets 1
+        ones = [{"advantages": torch.ones(2)} for _ in batch.keys]
+        memory_queue.kv_batch_put(batch.keys, batch.partition_id, fields=ones)
+        return batch
+
+    monkeypatch.setattr(trainer_module.PPOTrainerSync, "_compute_advantage", verls_advantages)
+    trainer._compute_advantage(batch, {})
+    for key in batch.keys:
+        expected = 1.0 if key.split("_")[0] in kept else 0.0
+        assert memory_queue.fields["train"][key]["advantages"].tolist() == [expected, expected]
+
+
+def test_refill_at_its_cap_raises_when_told_and_refuses_repeat(write_parquet, verl_config, memory_queue):
+    config = verl_config(write_parquet(verl_rows(40)), batch_size=4, max_num_gen_batches=2,
+                         dynamic_sampling_at_cap="raise")
+    trainer = build_trainer(config)
+    trainer.agent_loop_manager = ScriptedRollouts(memory_queue, lambda index: [1.0, 1.0])
+    with pytest.raises(RuntimeError, match="kept 0 informative groups of the 4 wanted after 2 generation batches"):
+        run_step(trainer, 1)
+    assert memory_queue.tags["train"] == {}
+    with pytest.raises(ValueError, match="mopps.dynamic_sampling_at_cap = 'repeat'"):
+        MoPPSTrainer(verl_config(write_parquet(verl_rows(16)), max_num_gen_batches=2, dynamic_sampling_at_cap="repeat"))
+    with pytest.raises(ValueError, match="mopps.dynamic_sampling_at_cap = 'twice'"):
+        MoPPSTrainer(verl_config(write_parquet(verl_rows(16)), max_num_gen_batches=2, dynamic_sampling_at_cap="twice"))
 
 
 def test_refill_refuses_verls_own_dapo_filter(write_parquet, verl_config):

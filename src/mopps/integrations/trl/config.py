@@ -16,7 +16,6 @@ import warnings
 from dataclasses import dataclass
 
 from mopps.core.validation import check_integer
-from mopps.loop.refill import AT_CAP
 from mopps.selectors.settings import ReferenceSettings, help_field
 
 __all__ = ["MoPPSConfig", "TrlSelectionSettings"]
@@ -35,12 +34,6 @@ class TrlSelectionSettings(ReferenceSettings):
         None, "Name of the reward function whose output success_rule judges (e.g. an accuracy reward beside a "
               "format reward; None returned by it = no verdict, not evidence); None = the reward_weights-weighted "
               "sum of all reward functions.")
-    dynamic_sampling_at_cap: str = help_field(
-        "fill", "With max_num_gen_batches >= 1, what is trained when the cap is hit before B informative groups "
-                "were kept: 'fill' = the kept groups plus rolled-out groups that were not kept, with their "
-                "advantages set to 0 (they keep TRL's batch shape and teach nothing), 'repeat' = the kept groups repeated in "
-                "order (every trained group informative; with none kept, as 'fill'), 'raise' = stop with an "
-                "error (verl's DAPO).")
     dynamic_sampling_round_prompts: int | None = help_field(
         None, "With max_num_gen_batches >= 1, prompts rolled out per round (DAPO's gen_batch_size; its recipe rolls "
               "out 3x the trained prompts per round): fewer, larger rounds. At least B = generation_batch_size // "
@@ -51,8 +44,6 @@ class TrlSelectionSettings(ReferenceSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.dynamic_sampling_at_cap not in AT_CAP:
-            raise ValueError(f"dynamic_sampling_at_cap = {self.dynamic_sampling_at_cap!r}; it must be one of {AT_CAP}")
         if self.dynamic_sampling_round_prompts is not None:
             self.dynamic_sampling_round_prompts = check_integer(self.dynamic_sampling_round_prompts,
                                                                 "dynamic_sampling_round_prompts", minimum=1)

@@ -44,10 +44,10 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 
 from mopps.core.validation import check_integer
-from mopps.features import load_features_for
+from mopps.features import load_features_for, vector_column
 from mopps.integrations.trl.config import TrlSelectionSettings
 from mopps.integrations.trl.rollout_rows import assemble_rollouts, count_loss_tokens, gather_rollouts
-from mopps.loop import Batch, Refill, SelectionLoop
+from mopps.loop import RUNNING_TOTALS, Batch, Refill, SelectionLoop
 from mopps.loop.evidence_log import open_evidence_log
 from mopps.selectors import Selector
 from mopps.storage import load_state, save_state
@@ -56,7 +56,6 @@ CHECKPOINT_FILE = "mopps_loop.npz"
 CHECKPOINT_FORMAT = "mopps.trl-checkpoint"
 CHECKPOINT_VERSION = 2  # version 1: mopps 0.1's mopps_selector.npz + mopps_trainer_state.json
 _VERSION_1_FILES = ("mopps_selector.npz", "mopps_trainer_state.json")
-RUNNING_TOTALS = ("mopps/cumulative_rollouts",)  # logged as the latest value, not a window mean
 
 
 class MoPPSGRPOTrainer(GRPOTrainer):
@@ -136,12 +135,9 @@ class MoPPSGRPOTrainer(GRPOTrainer):
             ("features_path", settings.features_path)
         if not value:
             return
-        if not hasattr(self.loop.selector, "add_features"):
-            raise ValueError(f"{name} = {value!r} is set but {type(self.loop.selector).__name__} takes no features; "
-                             "use a selector that does (selector_class='mopps.ContextualMoPPS' or selector=...)")
         try:
             if name == "features_column":
-                self.loop.add_features(self.loop.prompt_ids, _column_features(dataset, value))
+                self.loop.add_features(self.loop.prompt_ids, vector_column(dataset, value))
             else:
                 self.loop.add_features(*load_features_for(value, self.loop.prompt_ids)[:2])
         except ValueError as error:
@@ -200,7 +196,9 @@ class MoPPSGRPOTrainer(GRPOTrainer):
                 self._refill_pending = True
             elif fresh or self._buffered_inputs is None:
                 if fresh:
-                    self._select(self.loop.next(self.prompts_per_generation))
+                    batch = self.loop.next(self.prompts_per_generation)
+                    self._select(batch)
+                    self._record(batch.metrics())
                     self._awaiting_evidence = True
                 generation_batch = self._chosen_rows(len(generation_batch))
         return super()._prepare_inputs(generation_batch)
@@ -209,7 +207,6 @@ class MoPPSGRPOTrainer(GRPOTrainer):
         """Make ``batch`` (from ``loop.next``) the prompts TRL generates for next."""
         self._positions = batch.positions
         self._check_processes_agree()
-        self._record(batch.metrics())
 
     def _generate_and_score_completions(self, inputs):
         if not (self.model.training and self._refill_pending):
@@ -244,8 +241,6 @@ class MoPPSGRPOTrainer(GRPOTrainer):
         if filler.any():
             trained["advantages"][torch.as_tensor(filler, device=trained["advantages"].device)] = 0.0
         self._positions = trained_groups.positions
-        for round_ in result.rounds:
-            self._record(round_.metrics)
         self._record({**result.metrics(), **trained_groups.metrics(), "mopps/trained_rollouts": float(len(rows))})
         start = self.accelerator.process_index * local_size
         local = {key: value[start:start + local_size] for key, value in trained.items()}
@@ -418,18 +413,3 @@ def _prompt_ids(dataset: Dataset, id_column: str | None) -> tuple[Any, str]:
     if id_column not in dataset.column_names:
         raise ValueError(f"id_column = {id_column!r}; train_dataset columns are {dataset.column_names}")
     return dataset[id_column], f"id_column = {id_column!r} (train_dataset[{id_column!r}])"
-
-
-def _column_features(dataset: Dataset, column: str) -> np.ndarray:
-    """The dataset column ``column`` as an (N, d) array: one feature vector of d numbers per row."""
-    if column not in dataset.column_names:
-        raise ValueError(f"train_dataset columns are {dataset.column_names}")
-    features = dataset.with_format("numpy", columns=[column])[:][column]
-    if features.ndim == 1 and features.dtype != object:
-        raise ValueError("the column holds one value per row; each row must be a list of d numbers")
-    if features.ndim != 2:
-        lengths = [np.size(row) for row in features]
-        ragged = int(np.argmax(np.asarray(lengths) != lengths[0]))
-        raise ValueError(f"row {ragged} holds {lengths[ragged]} values but row 0 holds {lengths[0]}; each row must "
-                         "be a list of d numbers, the same d for every row")
-    return features

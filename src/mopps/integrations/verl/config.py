@@ -35,7 +35,7 @@ class MoPPSVerlConfig(ReferenceSettings):
     ``reward_key``: which per-rollout value is judged: a key of the reward function's extra info
     (``"acc"`` from ``mopps.tasks.compute_score``) or ``"score"`` for the summed token-level score.
     ``max_num_gen_batches`` (shared): n >= 1 makes the V1 trainer assemble each training batch with
-    ``mopps.Refill``; at the cap it trains on what was kept (verl pads a short batch).
+    ``mopps.Refill``; ``dynamic_sampling_at_cap`` (shared) says what it trains at the cap.
 
     Here each step offers ``round(ts_ratio * B)`` candidate prompts to the selector; ``seed`` None = 0;
     prompt ids (``bandit_init_path`` keys, feature-file ids) are ``f"{data_source}/{extra_info.index}"``.

@@ -15,7 +15,8 @@ The trainer translates between verl and one ``mopps.SelectionLoop`` (which decid
 
 With ``mopps.max_num_gen_batches`` > 0 the training batch is assembled by ``mopps.Refill`` instead of
 verl's DAPO filter: generation batches of B prompts chosen by the loop, each rolled out to the end and
-observed, until B groups with unequal successes are kept or the cap is hit (``_refill_sample``).
+observed, until B groups with unequal successes are kept or the cap is hit (``_refill_sample``); what
+is trained at the cap is ``mopps.dynamic_sampling_at_cap`` (``RefillResult.trained_groups``, as in TRL).
 
 verl looks trainers up in the Ray actor that runs ``TaskRunnerV1``, so this module must be imported
 there: set ``+ray_kwargs.ray_init.runtime_env.worker_process_setup_hook=
@@ -31,6 +32,7 @@ import uuid
 from collections import Counter
 
 import numpy as np
+import torch
 import transfer_queue as tq
 from tensordict import TensorDict
 
@@ -184,6 +186,7 @@ class MoPPSTrainer(PPOTrainerSync):
         self.loop = None  # built with the dataset (_init_dataloader)
         self.refill = None  # mopps.Refill over the loop when mopps.max_num_gen_batches > 0
         self._prompt_of_uid: dict[str, str] = {}  # uid -> prompt key of every group not yet read back
+        self._filler_uids: set[str] = set()  # groups of the sampled batch that only fill it at the cap
         self._finished: list[tuple[list[str], np.ndarray, np.ndarray]] = []  # rollouts read, not yet observed
         self._selected = Counter()  # mopps/candidates and mopps/selected of this step
         super().__init__(config)
@@ -214,6 +217,11 @@ class MoPPSTrainer(PPOTrainerSync):
                     "itself (mopps.Refill); set algorithm.filter_groups.enable=False, or mopps.max_num_gen_batches=0 "
                     "to keep verl's DAPO filter"
                 )
+            if self.mopps_config.dynamic_sampling_at_cap == "repeat":
+                raise ValueError(
+                    "mopps.dynamic_sampling_at_cap = 'repeat': verl's replay buffer holds each group once (its "
+                    "trajectories are keyed by uid), so the verl trainer cannot train a group twice; use 'fill' or "
+                    "'raise'")
             fill = self._refill_sample
         return ObservingReplayBuffer.adopt(super()._build_replay_buffer(), on_finished=self._rollouts_finished,
                                            reward_key=self.mopps_config.reward_key, fill=fill)
@@ -231,7 +239,9 @@ class MoPPSTrainer(PPOTrainerSync):
 
     def _next_train_batch(self, num_prompts: int | None = None) -> TensorDict:
         """The ``num_prompts`` rows the loop chooses, as verl's dataloader would hand them over."""
-        return self._rows_of(self.loop.next(num_prompts or self.config.data.train_batch_size))
+        batch = self.loop.next(num_prompts or self.config.data.train_batch_size)
+        self._selected.update(batch.metrics())
+        return self._rows_of(batch)
 
     def prepare_step(self) -> dict:
         # With Refill, sampling submits each generation batch itself (_refill_sample).
@@ -239,7 +249,6 @@ class MoPPSTrainer(PPOTrainerSync):
 
     def _rows_of(self, batch: Batch) -> TensorDict:
         """The dataset rows of a loop ``batch`` as verl's dataloader hands them over, each with a fresh uid."""
-        self._selected.update(batch.metrics())
         rows = collate_fn([self.train_dataset[int(position)] for position in batch.positions])
         uids = [str(uuid.uuid4()) for _ in range(len(batch))]  # as verl's _fetch_one_gen_batch
         rows["uid"] = np.array(uids, dtype=object)
@@ -275,10 +284,11 @@ class MoPPSTrainer(PPOTrainerSync):
     def _refill_sample(self, buffer: ObservingReplayBuffer, batch_size: int):
         """verl's training batch from ``mopps.Refill``: generation batches of ``batch_size`` prompts the
         loop chooses, each submitted, waited for and observed, until ``batch_size`` informative groups
-        are kept or ``mopps.max_num_gen_batches`` batches were generated. The other groups are cleared
-        from the queue. At the cap the batch holds what was kept (verl pads a short batch); if nothing
-        was, the last generation batch is trained on as is. Returns ``(KVBatchMeta, metrics)``: the
-        refill's counts and the ``mopps/*`` metrics of the step's first generation batch."""
+        are kept or ``mopps.max_num_gen_batches`` batches were generated. The batch holds the groups
+        ``RefillResult.trained_groups`` names for ``mopps.dynamic_sampling_at_cap`` (groups that only
+        fill it get advantage 0: ``_compute_advantage``); the other groups are cleared from the queue.
+        Returns ``(KVBatchMeta, metrics)``: the refill's one set of metrics (``RefillResult.metrics``,
+        ``TrainedGroups.metrics``, ``mopps/trained_rollouts``)."""
         uids_of_round: list[list[str]] = []
 
         def roll_out(batch: Batch):
@@ -292,14 +302,31 @@ class MoPPSTrainer(PPOTrainerSync):
                                          *read_rewards(keys, self.mopps_config.reward_key))
 
         result = self.refill.fill(batch_size, roll_out, batch_size=batch_size)
-        kept = [uids_of_round[r][p] for r, p in result.kept] or uids_of_round[-1]
         buffer._sync_metadata_from_transfer_queue()
-        buffer._clear_groups(TRAIN_PARTITION, {uid for uids in uids_of_round for uid in uids} - set(kept))
-        batch = buffer._materialize_batch(TRAIN_PARTITION, kept, dict(buffer.partitions[TRAIN_PARTITION]))
-        trained = {"mopps/trained_groups": float(len(kept)), "mopps/trained_rollouts": float(len(batch.keys)),
-                   # kept groups are informative; without any, the last generation batch is all zero-variance
-                   "mopps/trained_zero_variance_frac": 0.0 if result.kept else 1.0}
-        return batch, {**result.rounds[0].metrics, **result.metrics(), **trained}
+        generated = {uid for uids in uids_of_round for uid in uids}
+        try:
+            trained_groups = result.trained_groups(batch_size, self.mopps_config.dynamic_sampling_at_cap)
+        except RuntimeError:
+            buffer._clear_groups(TRAIN_PARTITION, generated)  # at_cap 'raise': the run stops, nothing is trained
+            raise
+        trained = [uids_of_round[r][p] for r, p in trained_groups.groups.tolist()]
+        self._filler_uids = {uid for uid, kept in zip(trained, trained_groups.kept) if not kept}
+        buffer._clear_groups(TRAIN_PARTITION, generated - set(trained))
+        batch = buffer._materialize_batch(TRAIN_PARTITION, trained, dict(buffer.partitions[TRAIN_PARTITION]))
+        return batch, {**result.metrics(), **trained_groups.metrics(), "mopps/trained_rollouts": float(len(batch.keys))}
+
+    def _compute_advantage(self, batch, metrics: dict):
+        # A group that only fills the batch at the cap teaches nothing, whatever a shaped score beside the
+        # judged value says (as in TRL): its trajectories' advantages are set to 0 after verl computed them.
+        batch = super()._compute_advantage(batch, metrics)
+        filler = [key for key in batch.keys if key.split("_", 1)[0] in self._filler_uids]
+        self._filler_uids = set()
+        if filler:
+            advantages = tq.kv_batch_get(keys=filler, partition_id=batch.partition_id,
+                                         select_fields=["advantages"])["advantages"]
+            zeros = TensorDict({"advantages": torch.zeros_like(advantages)}, batch_size=len(filler))
+            tq.kv_batch_put(keys=filler, partition_id=batch.partition_id, fields=zeros)
+        return batch
 
     def observe_finished(self) -> dict[str, float]:
         """Teach the loop every rollout read since the last call (one ``loop.observe``) and return the
