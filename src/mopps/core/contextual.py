@@ -90,7 +90,7 @@ class GlobalLayout:
 @dataclass(frozen=True)
 class ContextualModel:
     """Hyperparameters of the model: priors and dynamics, all on the logit scale, time in steps
-    (one step = one ``update`` of evidence, i.e. one policy update between rollouts).
+    (one step = one policy tick, ``Selector.policy_updated``: one optimiser step of the policy).
 
     ``ability_sd``: prior sd of the ability b at the start (b's prior mean is 0: rate 0.5).
     ``ability_step_sd``: sd of b's random walk per step (how fast the policy's ability may move).
@@ -366,20 +366,30 @@ def decay_counts(counts, elapsed, halflife: float | None) -> np.ndarray:
     return counts * np.exp2(-np.asarray(elapsed, dtype=np.float64) / halflife)
 
 
-def advance_global(layout: GlobalLayout, theta_mean, theta_cov, process_var) -> tuple[np.ndarray, np.ndarray]:
-    """One step of the global dynamics: theta <- F theta + noise, noise ~ N(0, diag(process_var)).
+def advance_global(layout: GlobalLayout, theta_mean, theta_cov, process_var,
+                   ticks: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """``ticks`` steps of the global dynamics: theta <- F theta + noise, noise ~ N(0, diag(process_var)).
 
-    F is the identity, plus b += r when the layout has a trend. ``process_var`` float (D,).
+    F is the identity, plus b += r when the layout has a trend. ``process_var`` float (D,); ``ticks``
+    int >= 1. Closed form, so a long pause costs no more than one step: theta <- F^t theta,
+    Cov <- F^t Cov F^t' + sum_{j<t} F^j Q F^j', where F^t = I + t E (E moves r into b).
     Returns new ``(theta_mean, theta_cov)``.
     """
     mean = np.array(theta_mean, dtype=np.float64)
     cov = np.array(theta_cov, dtype=np.float64)
+    process_var = np.asarray(process_var, dtype=np.float64)
+    ticks = float(ticks)
     if layout.trend:
         b, r = layout.ability, layout.trend_position
-        mean[b] += mean[r]
-        cov[b, :] += cov[r, :]
-        cov[:, b] += cov[:, r]
-    cov[np.diag_indices_from(cov)] += process_var
+        mean[b] += ticks * mean[r]
+        cov[b, :] += ticks * cov[r, :]
+        cov[:, b] += ticks * cov[:, r]
+        # The noise of step j went through F^j: F^j Q F^j' = Q + j (EQ + QE') + j^2 EQE', summed over j < t.
+        first, second = ticks * (ticks - 1.0) / 2.0, (ticks - 1.0) * ticks * (2.0 * ticks - 1.0) / 6.0
+        cov[b, r] += first * process_var[r]
+        cov[r, b] += first * process_var[r]
+        cov[b, b] += second * process_var[r]
+    cov[np.diag_indices_from(cov)] += ticks * process_var
     return mean, 0.5 * (cov + cov.T)
 
 

@@ -161,7 +161,9 @@ class Refill:
         ``observe`` refuses (a ``ValueError`` naming ``rollout(batch)``'s return), the round it was
         called for is undone (the loop's candidate stream, step, open predictions and the
         selector's generator are as before that round's ``next``) and the error propagates; rounds
-        already observed stay learned.
+        already observed stay learned. All rounds come from one policy: with the loop's
+        ``clock="observe"`` the selector is told of one policy update when the fill ends (any
+        round taught it), never one per round.
         """
         k = check_integer(k, "k", minimum=1)
         if batch_size is None:
@@ -174,20 +176,22 @@ class Refill:
         kept: list[tuple[int, int]] = []
         kept_rows = np.zeros(0, dtype=np.int64)
         rollouts = 0
-        for round_index in range(self.max_num_gen_batches):
-            evidence, batch = self._rolled_out(batch_size, rollout)
-            metrics = self.loop.apply(evidence)
-            rollouts += int(evidence.trials.sum()) + evidence.rollouts_without_verdict
-            successes, trials = _aligned(evidence, batch)
-            fresh = informative_groups(successes, trials) & ~np.isin(batch.positions, kept_rows)
-            taken = np.flatnonzero(fresh)[: k - len(kept)]
-            keep = np.zeros(len(batch), dtype=bool)
-            keep[taken] = True
-            kept.extend((round_index, position) for position in taken.tolist())
-            kept_rows = np.concatenate([kept_rows, batch.positions[taken]])
-            rounds.append(RefillRound(batch, successes, trials, keep, metrics))
-            if len(kept) >= k:
-                break
+        # Every round is rolled out with the same policy: one policy update for the whole fill.
+        with self.loop.one_policy_update():
+            for round_index in range(self.max_num_gen_batches):
+                evidence, batch = self._rolled_out(batch_size, rollout)
+                metrics = self.loop.apply(evidence)
+                rollouts += int(evidence.trials.sum()) + evidence.rollouts_without_verdict
+                successes, trials = _aligned(evidence, batch)
+                fresh = informative_groups(successes, trials) & ~np.isin(batch.positions, kept_rows)
+                taken = np.flatnonzero(fresh)[: k - len(kept)]
+                keep = np.zeros(len(batch), dtype=bool)
+                keep[taken] = True
+                kept.extend((round_index, position) for position in taken.tolist())
+                kept_rows = np.concatenate([kept_rows, batch.positions[taken]])
+                rounds.append(RefillRound(batch, successes, trials, keep, metrics))
+                if len(kept) >= k:
+                    break
         return RefillResult(rounds, kept, rollouts, len(kept) >= k)
 
 

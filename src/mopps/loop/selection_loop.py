@@ -3,6 +3,7 @@
     loop = SelectionLoop(MoPPS(seed=0), prompt_ids, rule=SuccessRule("threshold", 1.0), ts_ratio=8, seed=0)
     batch = loop.next(k)                          # dataset positions, ids, prediction of each, step
     metrics = loop.observe(prompt_ids, rewards)   # flat per-rollout records, any order; mopps/* metrics
+    loop.policy_updated()                         # after each optimiser step (clock="host" only)
     host_checkpoint["mopps"] = loop.state_dict()  # everything a host saves (or loop.save(path))
 
 The loop owns the candidate stream (``CandidateStream``, epochs with a dropped tail), the selector,
@@ -10,13 +11,21 @@ the success rule, the ledger of predictions (``PredictionLedger``) and the metri
 translates its rows and rewards. Randomness: the selector draws from its own generator (seeded by
 whoever built it); candidates come from ``SeedSequence(seed)``'s child 0 (``spawn_key=(0, epoch)``),
 so the two streams are independent even when both use the same integer seed.
+
+Time: the selector is told of each policy update (``Selector.policy_updated``, one tick). With
+``clock="observe"`` (the default) the loop assumes one policy update per ``observe`` that taught the
+selector and ticks after it, except inside ``one_policy_update()`` (``Refill.fill`` rolls out all its
+rounds with one policy, so it ticks once). With ``clock="host"`` the host calls
+``loop.policy_updated()`` once per optimiser step and ``observe`` never ticks (the TRL and verl
+adapters do this: one generation may span several optimiser steps).
 """
 
 from __future__ import annotations
 
 import hashlib
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -32,6 +41,7 @@ from mopps.storage import load_state, save_state
 LOOP_STATE_FORMAT = "mopps.loop-state"
 LOOP_STATE_VERSION = 1
 CANDIDATE_STREAM = 0  # child of SeedSequence(seed) that orders the candidates
+CLOCKS = ("observe", "host")  # who tells the selector that the policy was updated
 
 
 @dataclass(frozen=True)
@@ -83,11 +93,14 @@ class SelectionLoop:
     that judges one rollout's reward. ``ts_ratio``: float >= 1, candidates per chosen prompt
     (``round(ts_ratio * k)`` per ``next(k)``, at most N; 1 = the selector sees exactly k). ``seed``:
     int >= 0, orders the candidates (give every process the same). ``learn``: False keeps the
-    selector's posterior as it is (predictions are still logged; the reference's ``bandit_no_update``).
+    selector's posterior as it is (predictions are still logged; the reference's ``bandit_no_update``),
+    and then the selector is not told of policy updates either. ``clock``: ``"observe"`` (one policy
+    update per ``observe`` that taught the selector, one per ``one_policy_update`` block) or
+    ``"host"`` (only ``policy_updated()`` ticks); see the module docstring.
     """
 
     def __init__(self, selector: Selector, prompt_ids, rule: SuccessRule = SuccessRule(), ts_ratio: float = 1.0,
-                 seed: int = 0, learn: bool = True) -> None:
+                 seed: int = 0, learn: bool = True, clock: str = "observe") -> None:
         if not isinstance(selector, Selector):
             raise ValueError(f"selector is a {type(selector).__name__}; it must be a mopps.Selector")
         if not isinstance(rule, SuccessRule):
@@ -99,7 +112,12 @@ class SelectionLoop:
         ts_ratio = check_number(ts_ratio, "ts_ratio", minimum=1.0)
         if not isinstance(learn, (bool, np.bool_)):
             raise ValueError(f"learn = {learn!r}; learn must be True or False")
+        if clock not in CLOCKS:
+            raise ValueError(f"clock = {clock!r}; clock must be one of {CLOCKS}")
         self.selector = selector
+        self.clock = clock
+        self._open_updates = 0  # nesting depth of one_policy_update blocks
+        self._taught_in_update = False  # evidence taught the selector inside the open block
         self.rule = rule
         self.ts_ratio = ts_ratio
         self.seed = check_integer(seed, "seed")
@@ -117,6 +135,39 @@ class SelectionLoop:
     def __len__(self) -> int:
         """Number of prompts in the dataset."""
         return len(self.prompt_ids)
+
+    @property
+    def tick(self) -> int:
+        """Policy updates the selector was told of (``selector.tick``; saved with it)."""
+        return self.selector.tick
+
+    # -- time --------------------------------------------------------------------------------------
+
+    def policy_updated(self, ticks: int = 1) -> None:
+        """The policy was updated ``ticks`` times (int >= 1; one per optimiser step) since the last
+        call. Only with ``clock="host"`` (with ``"observe"`` the loop ticks itself and a second
+        clock would count each update twice); ignored with ``learn=False``."""
+        if self.clock != "host":
+            raise ValueError(f"policy_updated() is for a loop with clock='host'; this loop has clock = "
+                             f"{self.clock!r} and ticks once per observe itself")
+        if isinstance(ticks, (bool, np.bool_)) or not isinstance(ticks, (int, np.integer)) or ticks < 1:
+            raise ValueError(f"ticks = {ticks!r}; ticks must be an integer >= 1")
+        if self.learn:
+            self.selector.policy_updated(int(ticks))
+
+    @contextmanager
+    def one_policy_update(self) -> Iterator[None]:
+        """Evidence observed inside comes from one policy: with ``clock="observe"`` the loop ticks
+        once when the (outermost) block ends, if any of it taught the selector, instead of after each
+        ``observe``. ``Refill.fill`` runs its rounds inside one. With ``clock="host"`` it changes nothing."""
+        self._open_updates += 1
+        try:
+            yield
+        finally:
+            self._open_updates -= 1
+            if self._open_updates == 0 and self._taught_in_update:
+                self._taught_in_update = False
+                self.selector.policy_updated()
 
     # -- choosing --------------------------------------------------------------------------------
 
@@ -169,6 +220,11 @@ class SelectionLoop:
         if self.learn and judged.any():
             judged_ids = select_ids(evidence.kind, evidence.ids, judged)
             self.selector.update(judged_ids, evidence.successes[judged], evidence.trials[judged])
+            if self.clock == "observe":
+                if self._open_updates:
+                    self._taught_in_update = True
+                else:
+                    self.selector.policy_updated()
         found, predicted, chosen_step = self.ledger.settle(evidence.kind, evidence.ids)
         self.rollouts += int(evidence.trials.sum())
         self.rollouts_without_verdict += evidence.rollouts_without_verdict
@@ -234,7 +290,7 @@ class SelectionLoop:
 
     def config(self) -> dict[str, Any]:
         """The loop's settings as JSON (a saved state must match them)."""
-        return {"ts_ratio": self.ts_ratio, "seed": self.seed, "learn": self.learn,
+        return {"ts_ratio": self.ts_ratio, "seed": self.seed, "learn": self.learn, "clock": self.clock,
                 "rule": {"kind": self.rule.kind, "threshold": float(self.rule.threshold)},
                 "num_prompts": len(self), "prompt_ids_sha1": self._fingerprint}
 
@@ -264,11 +320,13 @@ class SelectionLoop:
         if missing:
             raise ValueError(f"loop state lacks {missing}")
         saved = state["config"]
+        if isinstance(saved, dict):
+            saved = {"clock": "observe", **saved}  # loops saved before the clock existed ticked per observe
         for key, value in self.config().items():
             if not isinstance(saved, dict) or saved.get(key) != value:
                 shown = saved.get(key) if isinstance(saved, dict) else saved
                 raise ValueError(f"the saved loop has {key} = {shown!r} but this one has {value!r}; resume with the "
-                                 "same dataset, rule, ts_ratio, seed and learn")
+                                 "same dataset, rule, ts_ratio, seed, learn and clock")
         step = check_integer(state["step"], "state['step']")
         rollouts = check_integer(state["rollouts"], "state['rollouts']")
         without_verdict = check_integer(state["rollouts_without_verdict"], "state['rollouts_without_verdict']")

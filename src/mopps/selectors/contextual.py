@@ -5,7 +5,7 @@ prompt it saw long ago stays where it was. ``ContextualMoPPS`` predicts each pro
 as ability(t) + kappa * trained_i(t) + w . x_i + u_i (``mopps.core.contextual``, equations in
 ``docs/contextual.md``):
 
-- the policy's ability moves every step and carries every prompt with it, seen or unseen;
+- the policy's ability moves with every policy update and carries every prompt with it, seen or unseen;
 - kappa, learned from revisits, is the extra jump of a prompt the policy was just trained on;
 - w maps per-prompt features x_i (``add_features``; e.g. frozen base-model embeddings, metadata) to
   difficulty and is learned online from every prompt's evidence, so unseen prompts get a prediction;
@@ -17,7 +17,7 @@ is closest to ``target``, as MoPPS does with its Beta draws. ``Selection.predict
 posterior predictive mean. Without features it is a MoPPS whose prompts share the policy's drift.
 
 Memory per prompt with features of width d: 4 d bytes of float32 features, 33 bytes of model state
-(residual mean and variance, decayed training count, last-update step, has-features flag) and the
+(residual mean and variance, decayed training count, last-update tick, has-features flag) and the
 id index (8 bytes per id, plus 4 bytes per id value for dense int ids): 301 bytes at d = 64.
 """
 
@@ -61,8 +61,8 @@ class ContextualState(NamedTuple):
     entry (observed or given features), and the global coefficients.
 
     ``id_kind``: "int", "str" or None while empty; ``ids``: int64 array or list of str, unique.
-    ``u_mean``, ``u_var``: float64, the residual's posterior as of ``last_step`` (int64), the step of
-    its last update; ``trained``: float64, decayed training count as of ``last_step``;
+    ``u_mean``, ``u_var``: float64, the residual's posterior as of ``last_tick`` (int64), the policy
+    tick of its last update; ``trained``: float64, decayed training count as of ``last_tick``;
     ``has_features``: bool; ``features``: float32 (n, d), standardized features (zeros where none;
     d = 0 before any). ``theta_mean`` (D,), ``theta_cov`` (D, D): the global coefficients' posterior
     (layout ``GlobalLayout(trend, d)``). ``feature_matrix`` (d_in, d), ``feature_offset`` (d,): the
@@ -74,7 +74,7 @@ class ContextualState(NamedTuple):
     u_mean: np.ndarray
     u_var: np.ndarray
     trained: np.ndarray
-    last_step: np.ndarray
+    last_tick: np.ndarray
     has_features: np.ndarray
     features: np.ndarray
     theta_mean: np.ndarray
@@ -96,8 +96,11 @@ class ContextualMoPPS(Selector):
     ``"all"``. ``model``: a ``mopps.core.contextual.ContextualModel`` (or a dict of its fields)
     with the priors and dynamics. ``seed``: the selector's generator.
 
-    Time is counted in ``update`` calls (``step``): one call per policy update. Under dynamic
-    sampling several calls fall in one policy update, which ages the model a little faster.
+    Time is counted in policy ticks (``policy_updated``; ``SelectionLoop`` sends one per policy
+    update, and one per ``Refill.fill`` however many rounds it rolls out): the ability's random walk
+    and the residuals' and training counts' half-lives are per tick. Evidence (``update``) alone does
+    not age the model, so a host that drives the selector without a loop calls ``policy_updated``
+    after each optimiser step.
     """
 
     def __init__(self, target: float = 0.5, temperature: float = 0.25, feature_dim: int = 64,
@@ -135,7 +138,7 @@ class ContextualMoPPS(Selector):
     def nbytes(self) -> int:
         """Bytes of array memory of the learned state and its id look-up (string ids not counted)."""
         state = self.state
-        arrays = [state.u_mean, state.u_var, state.trained, state.last_step, state.has_features, state.features,
+        arrays = [state.u_mean, state.u_var, state.trained, state.last_tick, state.has_features, state.features,
                   state.theta_mean, state.theta_cov]
         if state.id_kind == "int":
             arrays.append(state.ids)
@@ -261,8 +264,13 @@ class ContextualMoPPS(Selector):
         state.u_mean[slots] = u_mean
         state.u_var[slots] = u_var + trained_now * self.model.jump_extra_sd ** 2
         state.trained[slots] = rows[:, layout.jump] + trained_now
-        state.last_step[slots] = self.step
-        theta_mean, theta_cov = advance_global(layout, theta_mean, theta_cov, self.model.process_var(layout))
+        state.last_tick[slots] = self.tick
+        return state._replace(theta_mean=theta_mean, theta_cov=theta_cov)
+
+    def _advance(self, state, ticks) -> ContextualState:
+        # The per-prompt parts age lazily from ``last_tick``; the shared coefficients move now.
+        theta_mean, theta_cov = advance_global(self.layout(state), state.theta_mean, state.theta_cov,
+                                               self.model.process_var(self.layout(state)), ticks)
         return state._replace(theta_mean=theta_mean, theta_cov=theta_cov)
 
     # -- the per-prompt table ----------------------------------------------------------------------
@@ -286,7 +294,7 @@ class ContextualMoPPS(Selector):
             u_mean, u_var, trained = np.zeros(count), np.full(count, residual_var), np.zeros(count)
             missing, features = np.ones(count, dtype=bool), None
         else:
-            elapsed = self.step - np.take(state.last_step, safe)
+            elapsed = self.tick - np.take(state.last_tick, safe)
             u_mean, u_var = age_residuals(np.take(state.u_mean, safe), np.take(state.u_var, safe), elapsed,
                                           residual_var, self.model.residual_halflife)
             trained = decay_counts(np.take(state.trained, safe), elapsed, self.model.training_halflife)
@@ -317,7 +325,7 @@ class ContextualMoPPS(Selector):
         return state._replace(
             id_kind=kind, ids=ids_after, u_mean=grown(state.u_mean, 0.0),
             u_var=grown(state.u_var, self.model.residual_var), trained=grown(state.trained, 0.0),
-            last_step=grown(state.last_step, 0), has_features=grown(state.has_features, False),
+            last_tick=grown(state.last_tick, 0), has_features=grown(state.has_features, False),
             features=grown(state.features, 0.0),
         ), slots
 
@@ -347,8 +355,12 @@ class ContextualMoPPS(Selector):
         ids = ids.copy() if isinstance(ids, np.ndarray) else list(ids)
         count = len(ids)
         columns = {}
+        if "last_tick" not in arrays and "last_step" in arrays:
+            # Saved before ticks existed: the step of the last update, in the unit ticks continue (the
+            # base class restores tick = step for such states).
+            arrays = {**arrays, "last_tick": arrays["last_step"]}
         for name, dtype in (("u_mean", np.float64), ("u_var", np.float64), ("trained", np.float64),
-                            ("last_step", np.int64), ("has_features", np.bool_)):
+                            ("last_tick", np.int64), ("has_features", np.bool_)):
             values = np.asarray(arrays[name])
             if values.shape != (count,):
                 raise ValueError(f"{name} has shape {values.shape}; expected ({count},)")
