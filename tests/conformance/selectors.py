@@ -22,11 +22,15 @@ SELECTORS = {
     "mopps_greedy_mean": (lambda seed: MoPPS(strategy="greedy_mean", seed=seed), {}),
     "uniform": (lambda seed: Uniform(seed=seed), {}),
     "oracle": (lambda seed: Oracle(true_rate, seed=seed), {"success_rate": true_rate}),
+    "oracle_scheduled": (lambda seed: Oracle(true_rate, target=[[0, 0.8], [4, 0.3]], seed=seed),
+                         {"success_rate": true_rate}),
+    "mopps_scheduled": (lambda seed: MoPPS(target=[[0, 0.8], [4, 0.3]], seed=seed), {}),
     "history": (lambda seed: HistoryFilter(seed=seed), {}),
     "contextual": (lambda seed: ContextualMoPPS(seed=seed), {}),
-    "contextual_greedy_trend": (lambda seed: ContextualMoPPS(temperature=0.0, model={"trend": True}, seed=seed), {}),
+    "contextual_greedy_trend": (lambda seed: ContextualMoPPS(temperature=0.0, model={"trend": True},
+                                                             target=[[1, 0.6], [3, 0.4]], seed=seed), {}),
 }
 
 # Selectors that key learned state by prompt id, so they fix the id kind at first use.
-KEYED_BY_ID = ("mopps_topk", "mopps_discounted", "mopps_threshold", "mopps_learnability", "mopps_greedy_mean",
+KEYED_BY_ID = ("mopps_topk", "mopps_scheduled", "mopps_discounted", "mopps_threshold", "mopps_learnability", "mopps_greedy_mean",
                "uniform", "history", "contextual", "contextual_greedy_trend")

@@ -109,3 +109,38 @@ def test_uniform_learns_but_chooses_at_random():
     for _ in range(2000):
         counts[selector.select(np.arange(10), 2).ids] += 1
     np.testing.assert_allclose(counts / counts.sum(), 0.1, atol=0.015)
+
+
+# -- a target that moves with the policy tick ----------------------------------------------------------
+
+def test_a_target_schedule_moves_with_the_tick_and_continues_after_save_and_load(tmp_path):
+    from mopps import ContextualMoPPS, Oracle
+
+    rates = np.linspace(0.0, 1.0, 101)
+    schedule = [[0, 0.9], [10, 0.1]]
+    for make in (lambda: MoPPS(target=schedule, strategy="greedy_mean", seed=0),
+                 lambda: ContextualMoPPS(target=schedule, temperature=0.0, seed=0),
+                 lambda: Oracle(lambda ids: rates[np.asarray(ids)], target=schedule, seed=0)):
+        selector = make()
+        if not isinstance(selector, Oracle):
+            # Exact knowledge of every rate, so the choice shows the target alone.
+            for _ in range(20):
+                selector.update(np.arange(101), np.round(rates * 64), np.full(101, 64.0))
+        chosen = []
+        for tick in range(12):
+            choice = selector.select(np.arange(101), 1)
+            chosen.append(rates[choice.ids[0]])
+            if tick == 5:
+                path = tmp_path / f"{type(selector).__name__}.npz"
+                selector.save(path)
+                load_kwargs = {"success_rate": selector.success_rate} if isinstance(selector, Oracle) else {}
+                selector = type(selector).load(path, **load_kwargs)
+                assert selector.tick == 5 and selector._config()["target"] == [[0.0, 0.9], [10.0, 0.1]]
+            selector.policy_updated()
+        name = type(selector).__name__
+        assert chosen[0] == pytest.approx(0.9, abs=0.06), name
+        assert chosen[5] == pytest.approx(0.5, abs=0.06), name
+        assert chosen[6] == pytest.approx(0.42, abs=0.06), name  # after the resume, on the same line
+        assert chosen[11] == pytest.approx(0.1, abs=0.06), name
+    with pytest.raises(ValueError, match="target\\[1\\]"):
+        MoPPS(target=[[0, 0.5], [0, 0.4]])

@@ -44,8 +44,9 @@ from mopps.core.contextual import (
     thompson_logits,
 )
 from mopps.core.id_index import IdLookup, first_duplicate, normalize_ids, require_unique
+from mopps.core.schedule import check_target, target_at
 from mopps.core.selection import topk_toward_target
-from mopps.core.validation import as_feature_matrix, check_integer, check_probability, check_same_length
+from mopps.core.validation import as_feature_matrix, check_integer, check_same_length
 from mopps.selectors.base import Selector
 
 TRAINING_RULES = ("mixed", "all")
@@ -86,7 +87,8 @@ class ContextualState(NamedTuple):
 class ContextualMoPPS(Selector):
     """Prompt selector over a shared, drifting logistic model of success rates.
 
-    ``target``: the success rate aimed at (0.5). ``temperature``: width of the Thompson draw
+    ``target``: the success rate aimed at (0.5), or a schedule ``[[tick, rate], ...]`` over the policy
+    tick (``mopps.core.schedule``). ``temperature``: width of the Thompson draw
     relative to the posterior (1: the posterior; 0: no draw, rank the predictive means; default
     0.25, chosen on held-out seeds: ``docs/contextual.md``). ``feature_dim``: features wider than
     this are randomly projected to this many columns. ``projection_seed``: seed of that projection
@@ -106,7 +108,7 @@ class ContextualMoPPS(Selector):
     def __init__(self, target: float = 0.5, temperature: float = 0.25, feature_dim: int = 64,
                  projection_seed: int = 0, training_rule: str = "mixed",
                  model: ContextualModel | dict | None = None, seed: int | None = 0) -> None:
-        self.target = check_probability(target, "target")
+        self.target = check_target(target)
         self.temperature = _check_number(temperature, "temperature", minimum=0.0)
         self.feature_dim = check_integer(feature_dim, "feature_dim", minimum=1)
         self.projection_seed = check_integer(projection_seed, "projection_seed")
@@ -244,10 +246,10 @@ class ContextualMoPPS(Selector):
         rows, u_mean, u_var = self._gather(state, self._slots(state, kind, ids), np.float32)
         predicted = expected_rate(*logit_moments(state.theta_mean, state.theta_cov, rows, u_mean, u_var))
         if self.temperature == 0.0:
-            return topk_toward_target(predicted, k, self.target), predicted, predicted
+            return topk_toward_target(predicted, k, target_at(self.target, self.tick)), predicted, predicted
         draws = sigmoid(thompson_logits(state.theta_mean, state.theta_cov, rows, u_mean, u_var, rng,
                                         self.temperature))
-        return topk_toward_target(draws, k, self.target), draws, predicted
+        return topk_toward_target(draws, k, target_at(self.target, self.tick)), draws, predicted
 
     def _observe(self, state, kind, ids, successes, trials) -> ContextualState:
         state, slots = self._with_entries(state, kind, ids)

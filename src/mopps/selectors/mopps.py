@@ -23,6 +23,7 @@ import numpy as np
 from mopps.core import table
 from mopps.core.id_index import IdLookup, first_duplicate, normalize_ids, require_unique
 from mopps.core.posterior import credible_interval, posterior_mean, thompson_sample
+from mopps.core.schedule import check_target, target_at
 from mopps.core.selection import (
     largest_learnability,
     threshold_band,
@@ -47,7 +48,9 @@ class MoPPS(Selector):
 
     ``prior``: (alpha0, beta0) > 0, the Beta prior of unseen prompts and the point the discount pulls
     toward (reference: (1, 1)). ``discount``: lambda in [0, 1] (reference ``bandit_decay_ratio``: 1.0
-    for MATH, 0.5 for Countdown/Geo3k). ``target``: gamma* in [0, 1] (``bandit_target_mean``, 0.5).
+    for MATH, 0.5 for Countdown/Geo3k). ``target``: gamma* in [0, 1] (``bandit_target_mean``, 0.5), or
+    a schedule ``[[tick, rate], ...]`` over the policy tick, linear between points
+    (``mopps.core.schedule``; saved with the config, so it continues after a resume).
     ``strategy``: one of ``STRATEGIES``. ``band``: (low, high) for ``"threshold"`` (0.3, 0.7).
     ``seed``: seed of the selector's generator (its state is saved with the selector).
     """
@@ -57,7 +60,7 @@ class MoPPS(Selector):
                  strategy: str = "topk", band=(0.3, 0.7), seed: int | None = 0) -> None:
         prior_alpha, prior_beta = _check_prior(prior)
         self.discount = check_probability(discount, "discount")
-        self.target = check_probability(target, "target")
+        self.target = check_target(target)
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy = {strategy!r}; strategy must be one of {STRATEGIES}")
         self.strategy = strategy
@@ -131,10 +134,10 @@ class MoPPS(Selector):
             index, scores = uniform_choice(len(predicted), k, rng)
             return index, scores, predicted
         if self.strategy == "greedy_mean":
-            return topk_toward_target(predicted, k, self.target), predicted, predicted
+            return topk_toward_target(predicted, k, target_at(self.target, self.tick)), predicted, predicted
         draws = thompson_sample(alpha, beta, rng)
         if self.strategy == "topk":
-            index = topk_toward_target(draws, k, self.target)
+            index = topk_toward_target(draws, k, target_at(self.target, self.tick))
         elif self.strategy == "threshold":
             index = threshold_band(draws, k, self.band, rng)
         else:
