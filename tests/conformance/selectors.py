@@ -26,6 +26,10 @@ SELECTORS = {
                          {"success_rate": true_rate}),
     "mopps_scheduled": (lambda seed: MoPPS(target=[[0, 0.8], [4, 0.3]], seed=seed), {}),
     "history": (lambda seed: HistoryFilter(seed=seed), {}),
+    "history_explore": (lambda seed: HistoryFilter(explore=0.3, seed=seed), {}),
+    "mopps_explore": (lambda seed: MoPPS(explore=0.2, seed=seed), {}),
+    "mopps_threshold_explore": (lambda seed: MoPPS(strategy="threshold", explore=0.5, seed=seed), {}),
+    "contextual_explore": (lambda seed: ContextualMoPPS(explore=0.25, seed=seed), {}),
     "contextual": (lambda seed: ContextualMoPPS(seed=seed), {}),
     "contextual_greedy_trend": (lambda seed: ContextualMoPPS(temperature=0.0, model={"trend": True},
                                                              target=[[1, 0.6], [3, 0.4]], seed=seed), {}),
@@ -33,4 +37,5 @@ SELECTORS = {
 
 # Selectors that key learned state by prompt id, so they fix the id kind at first use.
 KEYED_BY_ID = ("mopps_topk", "mopps_scheduled", "mopps_discounted", "mopps_threshold", "mopps_learnability", "mopps_greedy_mean",
-               "uniform", "history", "contextual", "contextual_greedy_trend")
+               "uniform", "history", "contextual", "contextual_greedy_trend", "history_explore", "mopps_explore",
+               "mopps_threshold_explore", "contextual_explore")

@@ -45,7 +45,7 @@ from mopps.core.contextual import (
 )
 from mopps.core.id_index import IdLookup, first_duplicate, normalize_ids, require_unique
 from mopps.core.schedule import check_target, target_at
-from mopps.core.selection import topk_toward_target
+from mopps.core.selection import exploration_slots, topk_toward_target, with_exploration
 from mopps.core.validation import as_feature_matrix, check_integer, check_same_length
 from mopps.selectors.base import Selector
 
@@ -96,7 +96,13 @@ class ContextualMoPPS(Selector):
     rolled-out prompts count as trained on: ``"mixed"`` (default: only groups whose successes are
     neither 0 nor all; an all-equal group has zero GRPO advantage and does not move the policy) or
     ``"all"``. ``model``: a ``mopps.core.contextual.ContextualModel`` (or a dict of its fields)
-    with the priors and dynamics. ``seed``: the selector's generator.
+    with the priors and dynamics. ``explore``: exploration floor in [0, 1], the share of each
+    batch's k chosen uniformly at random among the candidates the draw left out
+    (``mopps.core.selection``): a prompt, or a whole feature bin, the model believes at 0 or 1 is
+    otherwise revisited only as fast as its residual ages (a bin graded 0 by a broken grader teaches
+    the shared weights that the bin is hopeless). Default 0 keeps this selector's measured figures;
+    0.05 is recommended for long runs and is what the recovery tests use (the default of the
+    recommended configuration is for the tuning of issue 18). ``seed``: the selector's generator.
 
     Time is counted in policy ticks (``policy_updated``; ``SelectionLoop`` sends one per policy
     update, and one per ``Refill.fill`` however many rounds it rolls out): the ability's random walk
@@ -107,8 +113,11 @@ class ContextualMoPPS(Selector):
 
     def __init__(self, target: float = 0.5, temperature: float = 0.25, feature_dim: int = 64,
                  projection_seed: int = 0, training_rule: str = "mixed",
-                 model: ContextualModel | dict | None = None, seed: int | None = 0) -> None:
+                 model: ContextualModel | dict | None = None, explore: float = 0.0, seed: int | None = 0) -> None:
         self.target = check_target(target)
+        self.explore = _check_number(explore, "explore", minimum=0.0)
+        if self.explore > 1.0:
+            raise ValueError(f"explore = {explore}; explore must lie in [0, 1]")
         self.temperature = _check_number(temperature, "temperature", minimum=0.0)
         self.feature_dim = check_integer(feature_dim, "feature_dim", minimum=1)
         self.projection_seed = check_integer(projection_seed, "projection_seed")
@@ -246,10 +255,13 @@ class ContextualMoPPS(Selector):
         rows, u_mean, u_var = self._gather(state, self._slots(state, kind, ids), np.float32)
         predicted = expected_rate(*logit_moments(state.theta_mean, state.theta_cov, rows, u_mean, u_var))
         if self.temperature == 0.0:
-            return topk_toward_target(predicted, k, target_at(self.target, self.tick)), predicted, predicted
-        draws = sigmoid(thompson_logits(state.theta_mean, state.theta_cov, rows, u_mean, u_var, rng,
-                                        self.temperature))
-        return topk_toward_target(draws, k, target_at(self.target, self.tick)), draws, predicted
+            scores = predicted
+        else:
+            scores = sigmoid(thompson_logits(state.theta_mean, state.theta_cov, rows, u_mean, u_var, rng,
+                                             self.temperature))
+        explored = exploration_slots(k, self.explore, rng) if self.explore else 0
+        index = topk_toward_target(scores, k - explored, target_at(self.target, self.tick))
+        return with_exploration(index, len(scores), explored, rng), scores, predicted
 
     def _observe(self, state, kind, ids, successes, trials) -> ContextualState:
         state, slots = self._with_entries(state, kind, ids)
@@ -334,7 +346,7 @@ class ContextualMoPPS(Selector):
     # -- state -------------------------------------------------------------------------------------
 
     def _config(self) -> dict[str, Any]:
-        return {
+        config = {
             "target": self.target,
             "temperature": self.temperature,
             "feature_dim": self.feature_dim,
@@ -342,6 +354,10 @@ class ContextualMoPPS(Selector):
             "training_rule": self.training_rule,
             "model": asdict(self.model),
         }
+        # Options newer than the state format are written only when set (old files keep loading).
+        if self.explore:
+            config["explore"] = self.explore
+        return config
 
     def _restore(self, arrays: dict[str, Any]) -> ContextualState:
         kind = arrays["id_kind"]

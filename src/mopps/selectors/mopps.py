@@ -25,10 +25,12 @@ from mopps.core.id_index import IdLookup, first_duplicate, normalize_ids, requir
 from mopps.core.posterior import credible_interval, posterior_mean, thompson_sample
 from mopps.core.schedule import check_target, target_at
 from mopps.core.selection import (
+    exploration_slots,
     largest_learnability,
     threshold_band,
     topk_toward_target,
     uniform_choice,
+    with_exploration,
 )
 from mopps.core.table import PosteriorState
 from mopps.core.validation import (
@@ -52,12 +54,18 @@ class MoPPS(Selector):
     a schedule ``[[tick, rate], ...]`` over the policy tick, linear between points
     (``mopps.core.schedule``; saved with the config, so it continues after a resume).
     ``strategy``: one of ``STRATEGIES``. ``band``: (low, high) for ``"threshold"`` (0.3, 0.7).
+    ``explore``: exploration floor in [0, 1], the share of each batch's k chosen uniformly at random
+    among the candidates the rule left out (``mopps.core.selection``; a prompt believed at 0 or 1 is
+    otherwise never revisited, e.g. after a grader fault is fixed). Default 0: the paper's MoPPS.
+    With ``explore = e > 0`` a candidate the rule never takes is chosen with probability at least
+    floor(e k) / (n - k + floor(e k)) per batch (n candidates). Recommended: 0.05 for long runs in
+    which a grader, the data or the policy may change.
     ``seed``: seed of the selector's generator (its state is saved with the selector).
     """
 
 
     def __init__(self, prior=(1.0, 1.0), discount: float = 1.0, target: float = 0.5,
-                 strategy: str = "topk", band=(0.3, 0.7), seed: int | None = 0) -> None:
+                 strategy: str = "topk", band=(0.3, 0.7), explore: float = 0.0, seed: int | None = 0) -> None:
         prior_alpha, prior_beta = _check_prior(prior)
         self.discount = check_probability(discount, "discount")
         self.target = check_target(target)
@@ -65,6 +73,9 @@ class MoPPS(Selector):
             raise ValueError(f"strategy = {strategy!r}; strategy must be one of {STRATEGIES}")
         self.strategy = strategy
         self.band = check_band(band)
+        self.explore = check_probability(explore, "explore")
+        if self.explore and strategy == "uniform":
+            raise ValueError(f"explore = {explore}; the 'uniform' strategy chooses at random already (explore must be 0)")
         self.prior = (prior_alpha, prior_beta)
         self._lookup = IdLookup()  # id -> slot of ``state.ids``, derived, never saved
         super().__init__(seed)
@@ -133,28 +144,37 @@ class MoPPS(Selector):
         if self.strategy == "uniform":
             index, scores = uniform_choice(len(predicted), k, rng)
             return index, scores, predicted
+        target = target_at(self.target, self.tick)
         if self.strategy == "greedy_mean":
-            return topk_toward_target(predicted, k, target_at(self.target, self.tick)), predicted, predicted
-        draws = thompson_sample(alpha, beta, rng)
-        if self.strategy == "topk":
-            index = topk_toward_target(draws, k, target_at(self.target, self.tick))
-        elif self.strategy == "threshold":
-            index = threshold_band(draws, k, self.band, rng)
+            scores = predicted
         else:
-            index = largest_learnability(draws, k)
-        return index, draws, predicted
+            scores = thompson_sample(alpha, beta, rng)
+        explored = exploration_slots(k, self.explore, rng) if self.explore else 0
+        by_rule = k - explored
+        if self.strategy in ("topk", "greedy_mean"):
+            index = topk_toward_target(scores, by_rule, target)
+        elif self.strategy == "threshold":
+            index = threshold_band(scores, by_rule, self.band, rng)
+        else:
+            index = largest_learnability(scores, by_rule)
+        return with_exploration(index, len(scores), explored, rng), scores, predicted
 
     def _observe(self, state, kind, ids, successes, trials) -> PosteriorState:
         return table.observe(state, self._lookup, kind, ids, successes, trials, self.discount, *self.prior)
 
     def _config(self) -> dict[str, Any]:
-        return {
+        config = {
             "prior": list(self.prior),
             "discount": self.discount,
             "target": self.target,
             "strategy": self.strategy,
             "band": list(self.band),
         }
+        # Options newer than the state format are written only when set, so a default selector's saved
+        # config (and every file saved before them) stays what it was.
+        if self.explore:
+            config["explore"] = self.explore
+        return config
 
     def _restore(self, arrays: dict[str, Any]) -> PosteriorState:
         return _posteriors_from_arrays(arrays)
