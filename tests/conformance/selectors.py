@@ -28,6 +28,9 @@ SELECTORS = {
     "history": (lambda seed: HistoryFilter(seed=seed), {}),
     "history_explore": (lambda seed: HistoryFilter(explore=0.3, seed=seed), {}),
     "mopps_explore": (lambda seed: MoPPS(explore=0.2, seed=seed), {}),
+    "mopps_auto": (lambda seed: MoPPS(discount="auto", seed=seed), {}),
+    "mopps_auto_prior": (lambda seed: MoPPS(discount="auto", prior=(2.0, 1.0), strategy="greedy_mean", seed=seed), {}),
+    "uniform_auto": (lambda seed: Uniform(discount="auto", seed=seed), {}),
     "mopps_threshold_explore": (lambda seed: MoPPS(strategy="threshold", explore=0.5, seed=seed), {}),
     "contextual_explore": (lambda seed: ContextualMoPPS(explore=0.25, seed=seed), {}),
     "contextual": (lambda seed: ContextualMoPPS(seed=seed), {}),
@@ -37,5 +40,5 @@ SELECTORS = {
 
 # Selectors that key learned state by prompt id, so they fix the id kind at first use.
 KEYED_BY_ID = ("mopps_topk", "mopps_scheduled", "mopps_discounted", "mopps_threshold", "mopps_learnability", "mopps_greedy_mean",
-               "uniform", "history", "contextual", "contextual_greedy_trend", "history_explore", "mopps_explore",
+               "uniform", "history", "contextual", "contextual_greedy_trend", "history_explore", "mopps_explore", "mopps_auto", "mopps_auto_prior", "uniform_auto",
                "mopps_threshold_explore", "contextual_explore")

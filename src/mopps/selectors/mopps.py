@@ -33,6 +33,7 @@ from mopps.core.selection import (
     with_exploration,
 )
 from mopps.core.table import PosteriorState
+from mopps.core.drift import drift_variance
 from mopps.core.validation import (
     as_float_array,
     check_band,
@@ -50,7 +51,12 @@ class MoPPS(Selector):
 
     ``prior``: (alpha0, beta0) > 0, the Beta prior of unseen prompts and the point the discount pulls
     toward (reference: (1, 1)). ``discount``: lambda in [0, 1] (reference ``bandit_decay_ratio``: 1.0
-    for MATH, 0.5 for Countdown/Geo3k). ``target``: gamma* in [0, 1] (``bandit_target_mean``, 0.5), or
+    for MATH, 0.5 for Countdown/Geo3k), applied at each update of a prompt as in the paper; or
+    ``"auto"``: learned forgetting (``mopps.core.drift``): the drift variance of success logits per
+    policy tick is estimated from the surprise of every revisit of every prompt, and each prompt's posterior is
+    aged by it over the ticks since its last evidence, both when it is chosen among and when it is
+    updated (a prompt unseen for long forgets more). Time is in ``policy_updated`` ticks, so with
+    ``"auto"`` a host that never ticks gets lambda = 1. ``target``: gamma* in [0, 1] (``bandit_target_mean``, 0.5), or
     a schedule ``[[tick, rate], ...]`` over the policy tick, linear between points
     (``mopps.core.schedule``; saved with the config, so it continues after a resume).
     ``strategy``: one of ``STRATEGIES``. ``band``: (low, high) for ``"threshold"`` (0.3, 0.7).
@@ -67,7 +73,7 @@ class MoPPS(Selector):
     def __init__(self, prior=(1.0, 1.0), discount: float = 1.0, target: float = 0.5,
                  strategy: str = "topk", band=(0.3, 0.7), explore: float = 0.0, seed: int | None = 0) -> None:
         prior_alpha, prior_beta = _check_prior(prior)
-        self.discount = check_probability(discount, "discount")
+        self.discount = "auto" if isinstance(discount, str) and discount == "auto" else _check_discount(discount)
         self.target = check_target(target)
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy = {strategy!r}; strategy must be one of {STRATEGIES}")
@@ -94,7 +100,20 @@ class MoPPS(Selector):
         """``(alpha, beta)`` float arrays (m,) of ``ids``; unseen ids report the prior."""
         kind, normalized = normalize_ids(ids, "ids")
         self._check_kind(kind, "ids")
-        return table.gather(self.state, self._lookup, kind, normalized, *self.prior)
+        return self._gather(self.state, kind, normalized)
+
+    def drift_variance(self) -> float | None:
+        """With ``discount="auto"``: the learned drift variance of success logits, logit^2 per policy
+        tick (``mopps.core.drift``); None with a fixed discount."""
+        if self.discount != "auto":
+            return None
+        return drift_variance(self.state.drift_excess, self.state.drift_gaps)
+
+    def _gather(self, state, kind, ids) -> tuple[np.ndarray, np.ndarray]:
+        """The posteriors of ``ids`` now: as stored, or, with learned forgetting, aged to this tick."""
+        if self.discount == "auto":
+            return table.gather_aged(state, self._lookup, kind, ids, self.tick, *self.prior)
+        return table.gather(state, self._lookup, kind, ids, *self.prior)
 
     def predict(self, ids) -> np.ndarray:
         """Posterior mean success rate, float (m,)."""
@@ -136,10 +155,10 @@ class MoPPS(Selector):
     # -- protocol hooks ----------------------------------------------------------------------------
 
     def initial_state(self) -> PosteriorState:
-        return table.empty_posteriors()
+        return table.empty_posteriors(tracked=self.discount == "auto")
 
     def _choose(self, state, kind, ids, k, rng):
-        alpha, beta = table.gather(state, self._lookup, kind, ids, *self.prior)
+        alpha, beta = self._gather(state, kind, ids)
         predicted = posterior_mean(alpha, beta)
         if self.strategy == "uniform":
             index, scores = uniform_choice(len(predicted), k, rng)
@@ -160,6 +179,8 @@ class MoPPS(Selector):
         return with_exploration(index, len(scores), explored, rng), scores, predicted
 
     def _observe(self, state, kind, ids, successes, trials) -> PosteriorState:
+        if self.discount == "auto":
+            return table.observe_tracked(state, self._lookup, kind, ids, successes, trials, self.tick, *self.prior)
         return table.observe(state, self._lookup, kind, ids, successes, trials, self.discount, *self.prior)
 
     def _config(self) -> dict[str, Any]:
@@ -177,7 +198,7 @@ class MoPPS(Selector):
         return config
 
     def _restore(self, arrays: dict[str, Any]) -> PosteriorState:
-        return _posteriors_from_arrays(arrays)
+        return _posteriors_from_arrays(arrays, tracked=self.discount == "auto")
 
 
 class Uniform(MoPPS):
@@ -203,8 +224,15 @@ def _check_prior(prior) -> tuple[float, float]:
     return prior_alpha, prior_beta
 
 
-def _posteriors_from_arrays(arrays: dict[str, Any]) -> PosteriorState:
-    """Validate a saved ``PosteriorState`` (as a dict) and rebuild it (ValueError on any inconsistency)."""
+def _check_discount(discount) -> float:
+    if isinstance(discount, str):
+        raise ValueError(f"discount = {discount!r}; discount must be a number in [0, 1] or 'auto'")
+    return check_probability(discount, "discount")
+
+
+def _posteriors_from_arrays(arrays: dict[str, Any], tracked: bool = False) -> PosteriorState:
+    """Validate a saved ``PosteriorState`` (as a dict) and rebuild it (ValueError on any inconsistency);
+    ``tracked``: it must hold the learned-forgetting fields (``discount="auto"``), else none."""
     kind = arrays["id_kind"]
     if kind not in (None, "int", "str"):
         raise ValueError(f"id_kind = {kind!r}; it must be None, 'int' or 'str'")
@@ -231,4 +259,22 @@ def _posteriors_from_arrays(arrays: dict[str, Any]) -> PosteriorState:
         if len(values) and values.min() <= 0.0:
             raise ValueError(f"{name} has a value <= 0; Beta parameters must be > 0")
         columns[name] = values.copy()
-    return PosteriorState(kind, ids, **columns)
+    tracked_names = ("last_tick", "drift_excess", "drift_gaps")
+    if not tracked:
+        present = [name for name in tracked_names if arrays.get(name) is not None]
+        if present:
+            raise ValueError(f"{present[0]} is set but this selector's discount is fixed (it belongs to discount='auto')")
+        return PosteriorState(kind, ids, **columns)
+    last_tick = np.asarray(arrays["last_tick"])
+    if last_tick.dtype.kind not in "iu" or last_tick.shape != (len(ids),) or (len(last_tick) and last_tick.min() < -1):
+        raise ValueError(f"last_tick must be {len(ids)} integers >= -1")
+    sums = {}
+    for name in ("drift_excess", "drift_gaps"):
+        value = arrays[name]
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(value):
+            raise ValueError(f"{name} = {value!r}; it must be a finite number")
+        sums[name] = float(value)
+    if sums["drift_gaps"] < 0:
+        raise ValueError(f"drift_gaps = {sums['drift_gaps']}; it must be >= 0")
+    return PosteriorState(kind, ids, **columns, last_tick=last_tick.astype(np.int64), **sums)
