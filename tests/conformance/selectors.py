@@ -33,6 +33,7 @@ SELECTORS = {
     "uniform_auto": (lambda seed: Uniform(discount="auto", seed=seed), {}),
     "mopps_threshold_explore": (lambda seed: MoPPS(strategy="threshold", explore=0.5, seed=seed), {}),
     "contextual_explore": (lambda seed: ContextualMoPPS(explore=0.25, seed=seed), {}),
+    "contextual_auto_halflife": (lambda seed: ContextualMoPPS(model={"residual_halflife": "auto"}, seed=seed), {}),
     "contextual": (lambda seed: ContextualMoPPS(seed=seed), {}),
     "contextual_greedy_trend": (lambda seed: ContextualMoPPS(temperature=0.0, model={"trend": True},
                                                              target=[[1, 0.6], [3, 0.4]], seed=seed), {}),
@@ -41,4 +42,4 @@ SELECTORS = {
 # Selectors that key learned state by prompt id, so they fix the id kind at first use.
 KEYED_BY_ID = ("mopps_topk", "mopps_scheduled", "mopps_discounted", "mopps_threshold", "mopps_learnability", "mopps_greedy_mean",
                "uniform", "history", "contextual", "contextual_greedy_trend", "history_explore", "mopps_explore", "mopps_auto", "mopps_auto_prior", "uniform_auto",
-               "mopps_threshold_explore", "contextual_explore")
+               "mopps_threshold_explore", "contextual_explore", "contextual_auto_halflife")

@@ -413,3 +413,55 @@ def test_a_state_saved_before_ticks_existed_loads_with_time_in_updates():
     resumed.load_state_dict(old)
     assert resumed.tick == 3
     _same_state(resumed.state_dict(), state)
+
+
+# -- learned residual forgetting: residual_halflife="auto" ---------------------------------------------
+
+def _residual_drift_run(selector, logit_sd, seed=0, pool=300, steps=300):
+    """Prompts with features and an own logit that takes a random walk of ``logit_sd`` per tick."""
+    rng = np.random.default_rng(seed)
+    features = rng.standard_normal((pool, 4))
+    weights = rng.standard_normal(4) * 0.5
+    own = rng.normal(0.0, 1.0, pool)
+    selector.add_features(np.arange(pool), features)
+    for _ in range(steps):
+        choice = selector.select(rng.choice(pool, 64, replace=False), 16)
+        rates = 1.0 / (1.0 + np.exp(-(features[choice.ids] @ weights + own[choice.ids])))
+        selector.update(choice.ids, rng.binomial(8, rates).astype(float), np.full(16, 8.0))
+        selector.policy_updated()
+        own = own + rng.normal(0.0, logit_sd, pool)
+    return selector
+
+
+def test_the_residual_half_life_is_learned_from_the_innovations():
+    # Own logits drifting 0.15 per tick: q = 0.0225 logit^2 per tick, an OU half-life toward the
+    # residual prior (sd 1.5) of 2 ln 2 * 2.25 / 0.0225 = 139 ticks (measured: 111 and 166 on seeds 0, 1).
+    drifting = _residual_drift_run(ContextualMoPPS(seed=0, model={"residual_halflife": "auto"}), 0.15)
+    assert 70 < drifting.residual_halflife() < 280
+    # Nothing drifts: the learned half-life is an order longer (measured 1,600).
+    still = _residual_drift_run(ContextualMoPPS(seed=0, model={"residual_halflife": "auto"}), 0.0)
+    assert still.residual_halflife() is None or still.residual_halflife() > 5 * drifting.residual_halflife()
+    # The constant stays the default and is what a fixed model reports.
+    assert ContextualMoPPS().residual_halflife() == 200.0
+    assert ContextualMoPPS().state.drift_moments is None
+
+
+def test_a_learned_half_life_survives_save_and_load_and_bad_moments_are_refused(tmp_path):
+    selector = _residual_drift_run(ContextualMoPPS(seed=0, model={"residual_halflife": "auto"}), 0.15, steps=60)
+    selector.save(tmp_path / "auto.npz")
+    resumed = ContextualMoPPS.load(tmp_path / "auto.npz")
+    assert resumed.residual_halflife() == selector.residual_halflife()
+    _same_state(resumed.state_dict(), selector.state_dict())
+    before = resumed.state_dict()
+    for bad in (np.zeros(4), np.array([1.0, 2.0, np.nan, 0.0, 0.0]), None):
+        state = resumed.state_dict()
+        state["arrays"]["drift_moments"] = bad
+        with pytest.raises(ValueError, match="drift_moments"):
+            resumed.load_state_dict(state)
+    _same_state(resumed.state_dict(), before)
+    fixed = ContextualMoPPS(seed=0).state_dict()
+    fixed["arrays"]["drift_moments"] = np.zeros(5)
+    with pytest.raises(ValueError, match="drift_moments"):
+        ContextualMoPPS(seed=0).load_state_dict(fixed)
+    with pytest.raises(ValueError, match="residual_halflife"):
+        ContextualMoPPS(model={"residual_halflife": "sometimes"})

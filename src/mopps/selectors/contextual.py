@@ -39,7 +39,10 @@ from mopps.core.contextual import (
     design_rows,
     expected_rate,
     fit_feature_transform,
+    halflife_from_drift,
     logit_moments,
+    residual_drift,
+    residual_innovations,
     sigmoid,
     thompson_logits,
 )
@@ -67,7 +70,10 @@ class ContextualState(NamedTuple):
     ``has_features``: bool; ``features``: float32 (n, d), standardized features (zeros where none;
     d = 0 before any). ``theta_mean`` (D,), ``theta_cov`` (D, D): the global coefficients' posterior
     (layout ``GlobalLayout(trend, d)``). ``feature_matrix`` (d_in, d), ``feature_offset`` (d,): the
-    fixed map from raw to model features (None before any).
+    fixed map from raw to model features (None before any). ``drift_moments``: with
+    ``residual_halflife="auto"``, float64 (5,), the summed weighted moments of the revisits'
+    innovation excess (logit^2) against their gaps (ticks) (``mopps.core.contextual.residual_innovations``),
+    from which the residual drift is read; None otherwise. With ``"auto"``, ``last_tick`` is -1 for a prompt that has features but no evidence.
     """
 
     id_kind: str | None
@@ -82,6 +88,7 @@ class ContextualState(NamedTuple):
     theta_cov: np.ndarray
     feature_matrix: np.ndarray | None = None
     feature_offset: np.ndarray | None = None
+    drift_moments: np.ndarray | None = None
 
 
 class ContextualMoPPS(Selector):
@@ -249,7 +256,20 @@ class ContextualMoPPS(Selector):
         theta_mean, theta_cov = self.model.initial_global(layout)
         return ContextualState(None, np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0), np.zeros(0),
                                np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool), np.zeros((0, 0), dtype=np.float32),
-                               theta_mean, theta_cov)
+                               theta_mean, theta_cov,
+                               drift_moments=np.zeros(5) if self._learns_halflife else None)
+
+    @property
+    def _learns_halflife(self) -> bool:
+        return self.model.residual_halflife == "auto"
+
+    def residual_halflife(self, state: ContextualState | None = None) -> float | None:
+        """The residuals' half-life in ticks now: the model's constant, or with ``"auto"`` the one
+        learned so far (None: they do not age)."""
+        state = self.state if state is None else state
+        if not self._learns_halflife:
+            return self.model.residual_halflife
+        return halflife_from_drift(residual_drift(state.drift_moments), self.model.residual_var)
 
     def _choose(self, state, kind, ids, k, rng):
         rows, u_mean, u_var = self._gather(state, self._slots(state, kind, ids), np.float32)
@@ -269,6 +289,15 @@ class ContextualMoPPS(Selector):
         rows, u_mean, u_var = self._gather(state, slots)
         prior_mean, prior_var = logit_moments(state.theta_mean, state.theta_cov, rows, u_mean, u_var)
         site_mean, site_var = binomial_site(prior_mean, prior_var, successes, trials)
+        if self._learns_halflife:
+            # Surprise against the residual as it was left (not aged), at revisits a tick or more later.
+            last = state.last_tick[slots]
+            elapsed = self.tick - last
+            revisit = (last >= 0) & (elapsed >= 1)
+            moments = residual_innovations(site_mean[revisit], site_var[revisit], (prior_mean - u_mean)[revisit],
+                                           (prior_var - u_var)[revisit], state.u_mean[slots][revisit],
+                                           state.u_var[slots][revisit], elapsed[revisit])
+            state = state._replace(drift_moments=state.drift_moments + moments)
         theta_mean, theta_cov, u_mean, u_var = assimilate(state.theta_mean, state.theta_cov, rows, u_mean, u_var,
                                                           site_mean, site_var)
         if self.training_rule == "mixed":
@@ -310,7 +339,7 @@ class ContextualMoPPS(Selector):
         else:
             elapsed = self.tick - np.take(state.last_tick, safe)
             u_mean, u_var = age_residuals(np.take(state.u_mean, safe), np.take(state.u_var, safe), elapsed,
-                                          residual_var, self.model.residual_halflife)
+                                          residual_var, self.residual_halflife(state))
             trained = decay_counts(np.take(state.trained, safe), elapsed, self.model.training_halflife)
             missing = ~np.take(state.has_features, safe)
             # np.take copies whole rows ~3x faster than fancy indexing (the select path's largest copy).
@@ -339,7 +368,9 @@ class ContextualMoPPS(Selector):
         return state._replace(
             id_kind=kind, ids=ids_after, u_mean=grown(state.u_mean, 0.0),
             u_var=grown(state.u_var, self.model.residual_var), trained=grown(state.trained, 0.0),
-            last_tick=grown(state.last_tick, 0), has_features=grown(state.has_features, False),
+            # Entries without evidence: -1 lets the learned half-life leave first visits out (its
+            # estimator needs a residual that evidence set); the fixed one ages a prior residual to itself.
+            last_tick=grown(state.last_tick, -1 if self._learns_halflife else 0), has_features=grown(state.has_features, False),
             features=grown(state.features, 0.0),
         ), slots
 
@@ -407,8 +438,18 @@ class ContextualMoPPS(Selector):
         if not (np.all(np.isfinite(theta_mean)) and np.all(np.isfinite(theta_cov))
                 and np.allclose(theta_cov, theta_cov.T) and np.all(np.linalg.eigvalsh(theta_cov) > 0.0)):
             raise ValueError("theta_cov must be a finite, symmetric, positive definite matrix")
+        moments = arrays.get("drift_moments")
+        if not self._learns_halflife:
+            if moments is not None:
+                raise ValueError("drift_moments is set but this model's residual half-life is fixed")
+        else:
+            moments = np.array(moments, dtype=np.float64)
+            if moments.shape != (5,) or not np.all(np.isfinite(moments)) or moments[0] < 0 or moments[2] < 0:
+                raise ValueError("drift_moments must be 5 finite numbers with non-negative weights")
+        if columns["last_tick"].size and columns["last_tick"].min() < -1:
+            raise ValueError("last_tick must be >= -1")
         return ContextualState(kind, ids, features=features, theta_mean=theta_mean, theta_cov=theta_cov,
-                               feature_matrix=matrix, feature_offset=offset, **columns)
+                               feature_matrix=matrix, feature_offset=offset, drift_moments=moments, **columns)
 
 
 def _feature_array(features) -> np.ndarray:
