@@ -125,3 +125,20 @@ def test_a_bin_graded_0_by_a_broken_grader_is_recovered_after_the_fix(make, feat
     assert share >= 0.1 and 0.3 <= predicted <= 0.7, (share, predicted)
     control_share, control_predicted = _broken_grader(make(0.0), features)
     assert control_share < share
+
+
+def test_history_filter_with_a_floor_still_takes_prompts_it_always_skips():
+    def hard_prompts_chosen(explore):
+        # Skip probabilities pinned at 1: a prompt whose last group was all wrong is never kept while
+        # enough others are, unless the floor takes it.
+        selector = HistoryFilter(initial_skip=1.0, min_skip=1.0, explore=explore, seed=0)
+        selector.update(np.arange(20), np.zeros(20), np.full(20, 8.0))
+        chosen = 0
+        for _ in range(50):
+            choice = selector.select(np.arange(POOL), K)
+            chosen += int(np.sum(np.asarray(choice.ids) < 20))
+        return chosen
+
+    assert hard_prompts_chosen(0.0) == 0
+    # 2 of 10 slots a batch over the 92 candidates left out, 20 of them hard: about 22 in 50 batches.
+    assert hard_prompts_chosen(0.2) > 5

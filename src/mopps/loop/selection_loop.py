@@ -150,10 +150,9 @@ class SelectionLoop:
         if self.clock != "host":
             raise ValueError(f"policy_updated() is for a loop with clock='host'; this loop has clock = "
                              f"{self.clock!r} and ticks once per observe itself")
-        if isinstance(ticks, (bool, np.bool_)) or not isinstance(ticks, (int, np.integer)) or ticks < 1:
-            raise ValueError(f"ticks = {ticks!r}; ticks must be an integer >= 1")
+        ticks = check_integer(ticks, "ticks", minimum=1)
         if self.learn:
-            self.selector.policy_updated(int(ticks))
+            self.selector.policy_updated(ticks)
 
     @contextmanager
     def one_policy_update(self) -> Iterator[None]:
