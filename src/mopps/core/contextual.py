@@ -143,9 +143,10 @@ class ContextualModel:
             value = getattr(self, name)
             if name == "residual_halflife" and isinstance(value, str) and value == "auto":
                 continue
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer))
+            if value is not None and (isinstance(value, bool)
+                                      or not isinstance(value, (int, float, np.floating, np.integer))
                                       or not np.isfinite(value) or value <= 0):
-                allowed = "a number > 0, None (never) or 'auto'" if name == "residual_halflife" else "a number > 0 or None (never)"
+                allowed = "a number > 0 or None (never)" + (" or 'auto'" if name == "residual_halflife" else "")
                 raise ValueError(f"{name} = {value!r}; {name} must be {allowed}")
 
     @property

@@ -1,7 +1,8 @@
 """Selection rules: choose ``k`` of ``n`` candidates from per-candidate scores. Pure functions.
 
 Every rule returns int64 positions (k,) into the candidate array, with no repeats. Rules that need
-randomness take an explicit ``numpy.random.Generator``.
+randomness take an explicit ``numpy.random.Generator``. Scores are usually success rates in [0, 1]:
+Thompson draws (MoPPS), posterior means (the greedy ablation) or exact rates (the oracle).
 
 Exploration floor (``exploration_slots`` + ``with_exploration``, the ``explore`` option of the
 learning selectors): of each batch's k, the rule chooses k - e and e go uniformly at random to the
@@ -9,8 +10,7 @@ candidates it left out, e = explore * k rounded at random (expected share exactl
 candidate the rule would never choose (a prompt believed at 0 or 1) is then chosen with probability
 e / (n - k + e) per batch in which it is a candidate. Chosen over an epsilon-mix of each slot because
 an explored slot is never spent on a prompt the rule took anyway, the share does not vary from batch
-to batch beyond one slot, and the bound above is exact; it costs one draw of e of the rest. Scores are usually success rates in [0, 1]:
-Thompson draws (MoPPS), posterior means (the greedy ablation) or exact rates (the oracle).
+to batch beyond one slot, and the bound above is exact; it costs one draw of e of the rest.
 """
 
 from __future__ import annotations

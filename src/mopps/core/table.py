@@ -5,8 +5,9 @@ ids, alpha, beta and optional per-prompt priors. Entries are created when a prom
 (or given an offline prior); a prompt never observed reports the prior. Id -> slot look-ups go
 through an ``IdLookup``, a cache derived from the record's ids (never saved).
 
-Memory: 24 bytes per prompt for (id, alpha, beta), 16 more once any per-prompt prior is set, plus
-the look-up (4 bytes per id value below the largest id for dense int ids, else 16 per prompt).
+Memory: 24 bytes per prompt for (id, alpha, beta), 16 more once any per-prompt prior is set, 8 more
+with learned forgetting (the tick of the last evidence), plus the look-up (4 bytes per id value
+below the largest id for dense int ids, else 16 per prompt).
 
 Ownership: an update function may write into the arrays of the record it is given and returns the
 record to use afterwards; the given record must not be used again (as a donated buffer). Callers
@@ -19,8 +20,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from mopps.core.id_index import STR_KIND, IdLookup
 from mopps.core.drift import drift_discount, drift_variance, exposure, innovation_excess
+from mopps.core.id_index import STR_KIND, IdLookup
 from mopps.core.posterior import discounted_update
 
 
@@ -103,8 +104,7 @@ def observe_tracked(state: PosteriorState, lookup: IdLookup, kind, ids, successe
     """The record after evidence at policy ``tick`` with learned forgetting: each posterior is aged
     over the ticks since its last evidence (discount from the drift learned so far), then the
     evidence is added; revisits at least one tick after the last evidence add their surprise against
-    the stored posterior to the drift sums. Consumes
-    ``state`` (see the module note)."""
+    the stored posterior to the drift sums. Consumes ``state`` (see the module note)."""
     state, slots = _with_entries(state, lookup, kind, ids, prior_alpha, prior_beta)
     pull_alpha, pull_beta = _pull(state, slots, prior_alpha, prior_beta)
     last = state.last_tick[slots]
@@ -173,7 +173,7 @@ def assign(state: PosteriorState, lookup: IdLookup, kind, ids, alpha: np.ndarray
 
 def nbytes(state: PosteriorState, lookup: IdLookup) -> int:
     """Bytes of array memory held by ``state`` and its look-up (string ids themselves not counted)."""
-    arrays = [state.alpha, state.beta, state.prompt_prior_alpha, state.prompt_prior_beta]
+    arrays = [state.alpha, state.beta, state.prompt_prior_alpha, state.prompt_prior_beta, state.last_tick]
     if state.id_kind != STR_KIND:
         arrays.append(np.asarray(state.ids))
     total = sum(array.nbytes for array in arrays if array is not None)

@@ -72,8 +72,9 @@ class ContextualState(NamedTuple):
     (layout ``GlobalLayout(trend, d)``). ``feature_matrix`` (d_in, d), ``feature_offset`` (d,): the
     fixed map from raw to model features (None before any). ``drift_moments``: with
     ``residual_halflife="auto"``, float64 (5,), the summed weighted moments of the revisits'
-    innovation excess (logit^2) against their gaps (ticks) (``mopps.core.contextual.residual_innovations``),
-    from which the residual drift is read; None otherwise. With ``"auto"``, ``last_tick`` is -1 for a prompt that has features but no evidence.
+    innovation excess (logit^2) against their gaps (ticks)
+    (``mopps.core.contextual.residual_innovations``), from which the residual drift is read; None
+    otherwise. With ``"auto"``, ``last_tick`` is -1 for a prompt that has features but no evidence.
     """
 
     id_kind: str | None
@@ -370,8 +371,8 @@ class ContextualMoPPS(Selector):
             u_var=grown(state.u_var, self.model.residual_var), trained=grown(state.trained, 0.0),
             # Entries without evidence: -1 lets the learned half-life leave first visits out (its
             # estimator needs a residual that evidence set); the fixed one ages a prior residual to itself.
-            last_tick=grown(state.last_tick, -1 if self._learns_halflife else 0), has_features=grown(state.has_features, False),
-            features=grown(state.features, 0.0),
+            last_tick=grown(state.last_tick, -1 if self._learns_halflife else 0),
+            has_features=grown(state.has_features, False), features=grown(state.features, 0.0),
         ), slots
 
     # -- state -------------------------------------------------------------------------------------

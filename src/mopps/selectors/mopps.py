@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from mopps.core import table
+from mopps.core.drift import drift_variance
 from mopps.core.id_index import IdLookup, first_duplicate, normalize_ids, require_unique
 from mopps.core.posterior import credible_interval, posterior_mean, thompson_sample
 from mopps.core.schedule import check_target, target_at
@@ -33,7 +34,6 @@ from mopps.core.selection import (
     with_exploration,
 )
 from mopps.core.table import PosteriorState
-from mopps.core.drift import drift_variance
 from mopps.core.validation import (
     as_float_array,
     check_band,
@@ -52,13 +52,14 @@ class MoPPS(Selector):
     ``prior``: (alpha0, beta0) > 0, the Beta prior of unseen prompts and the point the discount pulls
     toward (reference: (1, 1)). ``discount``: lambda in [0, 1] (reference ``bandit_decay_ratio``: 1.0
     for MATH, 0.5 for Countdown/Geo3k), applied at each update of a prompt as in the paper; or
-    ``"auto"``: learned forgetting (``mopps.core.drift``): the drift variance of success logits per
-    policy tick is estimated from the surprise of every revisit of every prompt, and each prompt's posterior is
-    aged by it over the ticks since its last evidence, both when it is chosen among and when it is
-    updated (a prompt unseen for long forgets more). Time is in ``policy_updated`` ticks, so with
-    ``"auto"`` a host that never ticks gets lambda = 1. ``target``: gamma* in [0, 1] (``bandit_target_mean``, 0.5), or
-    a schedule ``[[tick, rate], ...]`` over the policy tick, linear between points
-    (``mopps.core.schedule``; saved with the config, so it continues after a resume).
+    ``"auto"``, learned forgetting (``mopps.core.drift``, ``docs/forgetting.md``): the drift variance
+    of success logits per policy tick is estimated from the surprise of every revisit of every
+    prompt, and each posterior is aged by it over the ticks since its last evidence, both when it is
+    a candidate and when it is updated (a prompt unseen for long forgets more). Time is counted in
+    ``policy_updated`` ticks, so with ``"auto"`` a host that never ticks gets lambda = 1.
+    ``target``: gamma* in [0, 1] (``bandit_target_mean``, 0.5), or a schedule ``[[tick, rate], ...]``
+    over the policy tick, linear between points (``mopps.core.schedule``; saved with the config, so
+    it continues after a resume).
     ``strategy``: one of ``STRATEGIES``. ``band``: (low, high) for ``"threshold"`` (0.3, 0.7).
     ``explore``: exploration floor in [0, 1], the share of each batch's k chosen uniformly at random
     among the candidates the rule left out (``mopps.core.selection``; a prompt believed at 0 or 1 is
@@ -81,7 +82,8 @@ class MoPPS(Selector):
         self.band = check_band(band)
         self.explore = check_probability(explore, "explore")
         if self.explore and strategy == "uniform":
-            raise ValueError(f"explore = {explore}; the 'uniform' strategy chooses at random already (explore must be 0)")
+            raise ValueError(f"explore = {explore}; the 'uniform' strategy chooses at random already "
+                             "(explore must be 0)")
         self.prior = (prior_alpha, prior_beta)
         self._lookup = IdLookup()  # id -> slot of ``state.ids``, derived, never saved
         super().__init__(seed)
@@ -263,7 +265,8 @@ def _posteriors_from_arrays(arrays: dict[str, Any], tracked: bool = False) -> Po
     if not tracked:
         present = [name for name in tracked_names if arrays.get(name) is not None]
         if present:
-            raise ValueError(f"{present[0]} is set but this selector's discount is fixed (it belongs to discount='auto')")
+            raise ValueError(f"{present[0]} is set but this selector's discount is fixed (it belongs to "
+                             "discount='auto')")
         return PosteriorState(kind, ids, **columns)
     last_tick = np.asarray(arrays["last_tick"])
     if last_tick.dtype.kind not in "iu" or last_tick.shape != (len(ids),) or (len(last_tick) and last_tick.min() < -1):
