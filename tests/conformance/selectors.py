@@ -43,14 +43,4 @@ SELECTORS = {
 KEYED_BY_ID = ("mopps_topk", "mopps_scheduled", "mopps_discounted", "mopps_threshold", "mopps_learnability",
                "mopps_greedy_mean", "mopps_explore", "mopps_threshold_explore", "mopps_auto", "mopps_auto_prior",
                "uniform", "uniform_auto", "history", "history_explore", "contextual", "contextual_greedy_trend",
-               "contextual_explore", "contextual_auto_halflife"), {}),
-    "contextual": (lambda seed: ContextualMoPPS(seed=seed), {}),
-    "contextual_greedy_trend": (lambda seed: ContextualMoPPS(temperature=0.0, model={"trend": True},
-                                                             target=[[1, 0.6], [3, 0.4]], seed=seed), {}),
-}
-
-# Selectors that key learned state by prompt id, so they fix the id kind at first use.
-KEYED_BY_ID = ("mopps_topk", "mopps_scheduled", "mopps_discounted", "mopps_threshold", "mopps_learnability",
-               "mopps_greedy_mean",
-               "uniform", "history", "contextual", "contextual_greedy_trend", "history_explore", "mopps_explore", "mopps_auto", "mopps_auto_prior", "uniform_auto",
-               "mopps_threshold_explore", "contextual_explore", "contextual_auto_halflife")
+               "contextual_explore", "contextual_auto_halflife")
