@@ -8,7 +8,8 @@ Exploration floor (``exploration_slots`` + ``with_exploration``, the ``explore``
 learning selectors): of each batch's k, the rule chooses k - e and e go uniformly at random to the
 candidates it left out, e = explore * k rounded at random (expected share exactly ``explore``). A
 candidate the rule would never choose (a prompt believed at 0 or 1) is then chosen with probability
-e / (n - k + e) per batch in which it is a candidate. Chosen over an epsilon-mix of each slot because
+e / (n - k + e) per batch in which it is a candidate, at least explore * k / (n - k + ceil(explore * k))
+on average over the rounding. Chosen over an epsilon-mix of each slot because
 an explored slot is never spent on a prompt the rule took anyway, the share does not vary from batch
 to batch beyond one slot, and the bound above is exact; it costs one draw of e of the rest.
 """

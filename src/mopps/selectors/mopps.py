@@ -65,7 +65,7 @@ class MoPPS(Selector):
     among the candidates the rule left out (``mopps.core.selection``; a prompt believed at 0 or 1 is
     otherwise never revisited, e.g. after a grader fault is fixed). Default 0: the paper's MoPPS.
     With ``explore = e > 0`` a candidate the rule never takes is chosen with probability at least
-    floor(e k) / (n - k + floor(e k)) per batch (n candidates). Recommended: 0.05 for long runs in
+    e k / (n - k + ceil(e k)) per batch in which it is one of the n candidates. Recommended: 0.05 for long runs in
     which a grader, the data or the policy may change.
     ``seed``: seed of the selector's generator (its state is saved with the selector).
     """
