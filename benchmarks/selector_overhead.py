@@ -176,7 +176,7 @@ def contextual_with_features(pool: int, dim: int, chunk: int = 100_000) -> Conte
 
 
 def bench_contextual_step(pool: int, n_candidates: int, batch: int, dim: int, steps: int) -> tuple[float, float]:
-    """(ContextualMoPPS ms/step, MoPPS ms/step): select + update with n = 8 rollouts, same inputs."""
+    """(ContextualMoPPS ms/step, MoPPS ms/step): select + update + policy tick with n = 8 rollouts, same inputs."""
     data_rng = np.random.default_rng(1)
     true_rate = data_rng.random(pool)
     contextual = contextual_with_features(pool, dim)
@@ -191,6 +191,7 @@ def bench_contextual_step(pool: int, n_candidates: int, batch: int, dim: int, st
         def step():
             choice = selector.select(candidate_sets[next(position) % len(candidate_sets)], batch)
             selector.update(choice.ids, np.round(true_rate[choice.ids] * 8), trials)
+            selector.policy_updated()  # ContextualMoPPS moves its shared coefficients here
 
         return step
 

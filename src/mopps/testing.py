@@ -10,7 +10,7 @@ Like scikit-learn's ``check_estimator``::
 
 It raises ``AssertionError`` naming the property that failed (``check_selector: [round_trip_file]
 ...``) and returns None when all hold. The properties, each on simulated select -> rollout -> update
-steps over integer and string ids:
+-> ``policy_updated`` steps over integer and string ids:
 
 - ``selection``: ``select`` returns k distinct positions, ``ids == candidate_ids[index]``, scores and
   predictions of shape (n,), predictions in [0, 1];
@@ -24,14 +24,14 @@ steps over integer and string ids:
   updating and selecting with one (and giving it features, if it has ``add_features(ids, features)``)
   leaves the dict and the other selector unchanged (one whose restored state shares arrays with the
   dict, and writes into them, fails here);
-- ``bad_input``: each malformed ``select`` / ``update`` raises ``ValueError`` naming the argument
+- ``bad_input``: each malformed ``select`` / ``update`` / ``policy_updated`` raises ``ValueError`` naming the argument
   (and position), and leaves learned state, generator and step exactly as they were (one that
   half-applies a refused update fails here);
 - ``duplicates``: repeated candidates are refused; an id repeated in one update counts as one
   observation with summed successes and trials;
 - ``empty``: an empty update changes nothing; an empty candidate list is refused;
 - ``k``: k == n takes every candidate, k > n and k < 1 are refused;
-- ``corrupt_state``: ``load_state_dict`` refuses damaged states (bad step, generator, version,
+- ``corrupt_state``: ``load_state_dict`` refuses damaged states (bad step or tick, generator, version,
   class, truncated arrays) with ``ValueError`` and leaves the selector unchanged;
 - ``seed_type``: a seed that is not an integer >= 0 (e.g. a shared ``Generator``) is refused.
 """
@@ -110,6 +110,7 @@ def _run(selector: Selector, steps: int, rng: np.random.Generator, id_kind: str)
         choice = selector.select(_ids(id_kind, positions), _K)
         successes = rng.binomial(_N, rates[positions[choice.index]]).astype(float)
         selector.update(choice.ids, successes, np.full(_K, float(_N)))
+        selector.policy_updated()
         chosen.append(_as_list(choice.ids))
     return chosen
 
@@ -278,6 +279,8 @@ def _bad_calls(id_kind: str) -> list[tuple[str, Callable[[Selector], Any]]]:
         ("trials[2]", lambda s: s.update(ids, [0.0, 1.0, 1.0], [8, 8, np.nan])),
         ("len(ids)", lambda s: s.update(ids, [1.0, 1.0], [8, 8])),
         ("len(successes)", lambda s: s.update(ids, [1.0, 1.0, 1.0], [8, 8])),
+        ("ticks", lambda s: s.policy_updated(0)),
+        ("ticks", lambda s: s.policy_updated(1.5)),
     ]
     if id_kind == "int":
         calls.append(("ids[0]", lambda s: s.update([-4, 2, 3], [1.0, 1.0, 1.0], [8, 8, 8])))
@@ -330,6 +333,8 @@ def _corruptions(state: dict):
     yield "step -5", {**state, "step": -5}
     yield "step 2.7", {**state, "step": 2.7}
     yield "step None", {**state, "step": None}
+    yield "tick -1", {**state, "tick": -1}
+    yield "tick 1.5", {**state, "tick": 1.5}
     yield "a bad generator state", {**state, "rng": {"bit_generator": "PCG64", "state": "nonsense"}}
     yield "another format version", {**state, "version": 99}
     yield "another selector class", {**state, "selector": "SomethingElse"}

@@ -147,6 +147,8 @@ def test_every_choice_sees_all_earlier_rewards(tmp_path, schedule):
     assert selector.steps == list(range(len(selector.steps)))
     assert set(logged(trainer, "mopps/lag")) == {0.0}
     assert trainer.loop.rollouts == trainer.args.generation_batch_size * len(selector.steps)
+    # One tick per optimiser step, however many generations (or micro-steps) it spans.
+    assert trainer.loop.tick == trainer.selector.tick == trainer.state.global_step > 0
 
 
 @pytest.mark.slow

@@ -192,3 +192,30 @@ def test_the_loop_counts_every_rollout_since_the_run_began():
     first = refill.fill(2, scripted, batch_size=4)
     second = refill.fill(2, scripted, batch_size=4)
     assert second.rounds[-1].metrics["mopps/cumulative_rollouts"] == first.rollouts + second.rollouts
+
+
+def test_a_fill_is_one_policy_update_however_many_rounds_it_rolls_out():
+    loop = SelectionLoop(MoPPS(seed=0), np.arange(60), seed=1)
+    first = Refill(loop, max_num_gen_batches=10).fill(5, scripted, batch_size=6)
+    assert len(first.rounds) > 1 and loop.selector.step == len(first.rounds)
+    assert loop.tick == 1
+    Refill(loop, max_num_gen_batches=10).fill(5, scripted, batch_size=6)
+    assert loop.tick == 2
+    host = SelectionLoop(MoPPS(seed=0), np.arange(60), seed=1, clock="host")
+    Refill(host, max_num_gen_batches=10).fill(5, scripted, batch_size=6)
+    assert host.tick == 0  # the host tells the loop of its optimiser steps itself
+
+
+def test_a_failing_round_still_ends_the_policy_update_of_the_rounds_before_it():
+    loop = SelectionLoop(MoPPS(seed=0), np.arange(60), seed=1)
+    calls = []
+
+    def second_round_fails(batch):
+        calls.append(batch)
+        if len(calls) == 2:
+            raise RuntimeError("rollout worker died")
+        return np.repeat(np.asarray(batch.ids), 8), np.ones(8 * len(batch))  # all right: nothing kept
+
+    with pytest.raises(RuntimeError):
+        Refill(loop, max_num_gen_batches=5).fill(5, second_round_fails, batch_size=6)
+    assert loop.selector.step == 1 and loop.tick == 1

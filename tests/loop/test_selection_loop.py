@@ -251,3 +251,68 @@ def test_ts_ratio_must_be_a_finite_number_of_at_least_one(ts_ratio):
 
 def test_ts_ratio_may_be_fractional():
     assert SelectionLoop(MoPPS(), np.arange(10), ts_ratio=2.5).next(2).candidates.size == 5
+
+
+# -- time: one tick per policy update ------------------------------------------------------------------
+
+def test_clock_observe_ticks_once_per_observe_that_taught_and_host_ticks_only_when_told():
+    rates = np.linspace(0.0, 1.0, 40)
+    loop = make_loop()
+    for step in range(3):
+        batch = loop.next(4)
+        loop.observe(*rollouts_of(batch, rates))
+        assert loop.tick == loop.selector.tick == step + 1
+    loop.observe([], [])  # taught nothing: no policy update is assumed
+    assert loop.tick == 3
+    with pytest.raises(ValueError, match="clock"):
+        loop.policy_updated()  # a second clock would count every update twice
+
+    host = make_loop(clock="host")
+    for _ in range(3):
+        host.observe(*rollouts_of(host.next(4), rates))
+    assert host.tick == 0
+    host.policy_updated()
+    host.policy_updated(ticks=4)
+    assert host.tick == 5
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="ticks"):
+            host.policy_updated(bad)
+    assert host.tick == 5
+    with pytest.raises(ValueError, match="clock"):
+        make_loop(clock="sometimes")
+
+
+def test_one_policy_update_block_ticks_once_and_learn_false_never_ticks():
+    rates = np.linspace(0.0, 1.0, 40)
+    loop = make_loop()
+    with loop.one_policy_update():
+        for _ in range(3):
+            loop.observe(*rollouts_of(loop.next(4), rates))
+        assert loop.tick == 0
+    assert loop.tick == 1
+    frozen = make_loop(learn=False)
+    frozen.observe(*rollouts_of(frozen.next(4), rates))
+    assert frozen.tick == 0
+    frozen_host = make_loop(learn=False, clock="host")
+    frozen_host.policy_updated()
+    assert frozen_host.tick == 0
+
+
+def test_the_tick_is_saved_and_a_loop_saved_before_the_clock_existed_still_loads(tmp_path):
+    rates = np.linspace(0.0, 1.0, 40)
+    loop = make_loop(clock="host")
+    loop.observe(*rollouts_of(loop.next(4), rates))
+    loop.policy_updated(3)
+    loop.save(tmp_path / "loop.npz")
+    resumed = make_loop(clock="host")
+    resumed.load(tmp_path / "loop.npz")
+    assert resumed.tick == 3
+    with pytest.raises(ValueError, match="clock"):
+        make_loop().load(tmp_path / "loop.npz")  # another clock would count time differently
+    old = make_loop()
+    old.observe(*rollouts_of(old.next(4), rates))
+    state = old.state_dict()
+    del state["config"]["clock"], state["selector"]["tick"]
+    again = make_loop()
+    again.load_state_dict(state)
+    assert again.tick == again.selector.step == 1  # old states counted time in updates

@@ -207,3 +207,13 @@ def test_a_ready_selector_is_used_as_given_and_not_with_a_selector_class(tmp_pat
     trained.save(tmp_path / "uniform.npz")
     loaded = ReferenceSettings(bandit_load_path=str(tmp_path / "uniform.npz")).build_selector(selector=Uniform(seed=3))
     assert loaded.state_dict()["arrays"]["ids"].tolist() == [1, 2]
+
+
+def test_the_new_options_reach_mopps_through_selector_kwargs_as_json():
+    # TRL and verl configs take them as JSON text: learned forgetting, the floor and a target schedule.
+    settings = ReferenceSettings(selector_class="mopps.MoPPS", selector_kwargs=(
+        '{"discount": "auto", "explore": 0.05, "target": [[0, 0.7], [500, 0.5]]}'))
+    selector = settings.build_selector(default_seed=3)
+    assert isinstance(selector, MoPPS)
+    assert selector._config() == {"prior": [1.0, 1.0], "discount": "auto", "target": [[0.0, 0.7], [500.0, 0.5]],
+                                  "strategy": "topk", "band": [0.3, 0.7], "explore": 0.05}

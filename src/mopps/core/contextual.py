@@ -90,7 +90,7 @@ class GlobalLayout:
 @dataclass(frozen=True)
 class ContextualModel:
     """Hyperparameters of the model: priors and dynamics, all on the logit scale, time in steps
-    (one step = one ``update`` of evidence, i.e. one policy update between rollouts).
+    (one step = one policy tick, ``Selector.policy_updated``: one optimiser step of the policy).
 
     ``ability_sd``: prior sd of the ability b at the start (b's prior mean is 0: rate 0.5).
     ``ability_step_sd``: sd of b's random walk per step (how fast the policy's ability may move).
@@ -105,7 +105,11 @@ class ContextualModel:
     feature term's drift (likewise split over the weights); ``missing_sd``: prior sd of the offset
     of prompts without features.
     ``residual_sd``: sd of the per-prompt residual u a prompt starts with (and ages back to);
-    ``residual_halflife``: steps after which a residual's evidence counts half (None: never ages).
+    ``residual_halflife``: steps after which a residual's evidence counts half (None: never ages), or
+    ``"auto"``: learned from the residuals' innovations (``residual_drift`` and
+    ``halflife_from_drift``): the variance a residual gains per tick is estimated from how much
+    revisited prompts surprise the model, and the half-life is that of an Ornstein-Uhlenbeck process
+    whose variance grows at that rate from a known residual.
     """
 
     ability_sd: float = 2.0
@@ -121,7 +125,7 @@ class ContextualModel:
     feature_step_sd: float = 0.01
     missing_sd: float = 1.0
     residual_sd: float = 1.5
-    residual_halflife: float | None = 200.0
+    residual_halflife: float | str | None = 200.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.trend, (bool, np.bool_)):
@@ -137,9 +141,13 @@ class ContextualModel:
                 raise ValueError(f"{name} = {value}; {name} must be finite and {bound}")
         for name in ("training_halflife", "residual_halflife"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer))
+            if name == "residual_halflife" and isinstance(value, str) and value == "auto":
+                continue
+            if value is not None and (isinstance(value, bool)
+                                      or not isinstance(value, (int, float, np.floating, np.integer))
                                       or not np.isfinite(value) or value <= 0):
-                raise ValueError(f"{name} = {value!r}; {name} must be a number > 0 or None (never)")
+                allowed = "a number > 0 or None (never)" + (" or 'auto'" if name == "residual_halflife" else "")
+                raise ValueError(f"{name} = {value!r}; {name} must be {allowed}")
 
     @property
     def residual_var(self) -> float:
@@ -358,6 +366,50 @@ def age_residuals(u_mean, u_var, elapsed, residual_var: float, halflife: float |
     return keep * u_mean, keep**2 * u_var + (1.0 - keep**2) * residual_var
 
 
+def residual_innovations(site_mean, site_var, shared_mean, shared_var, u_mean, u_var, elapsed) -> np.ndarray:
+    """The revisits' evidence on how fast residuals drift, as weighted moments to be added up:
+    float64 (5,) = sums of (w, w g, w g^2, w x, w g x) over the m revisits (``residual_drift`` reads
+    them).
+
+    ``site_mean``, ``site_var``: the evidence as a Gaussian site on the logit (``binomial_site``);
+    ``shared_mean``, ``shared_var``: mean and variance of a_i . theta; ``u_mean``, ``u_var``: the
+    residual as it was left at its last evidence (not aged); ``elapsed``: g, ticks since then. All (m,).
+    The innovation e = site_mean - shared_mean - u_mean has variance S + g q, S = shared_var + u_var +
+    site_var, if the residual drifts by q (logit^2) per tick, so x = e^2 - S grows by q per tick of
+    gap. It is read as a line in g, x = c + q g, fitted by weighted least squares with w = 1 / S^2 (the
+    inverse variance of e^2 under a Gaussian: sites of all-wrong or all-right groups, which carry
+    little information, count little). The intercept c absorbs what else makes the model over- or
+    under-confident at a revisit (the prior residual sd, the extra jump of trained prompts), which a
+    plain ratio of sums would read as drift.
+    """
+    spread = shared_var + u_var + site_var
+    weight = 1.0 / spread**2
+    elapsed = np.asarray(elapsed, dtype=np.float64)
+    excess = (site_mean - shared_mean - u_mean) ** 2 - spread
+    return np.array([weight.sum(), (weight * elapsed).sum(), (weight * elapsed**2).sum(), (weight * excess).sum(),
+                     (weight * elapsed * excess).sum()])
+
+
+def residual_drift(moments) -> float:
+    """The learned residual drift q, logit^2 per tick: the weighted least-squares slope of the
+    innovation excess on the gap (``residual_innovations``' summed moments), at least 0; 0 while the
+    gaps seen do not vary (no slope can be read)."""
+    total, ticks, ticks_sq, excess, cross = (float(value) for value in moments)
+    spread = total * ticks_sq - ticks**2
+    if total <= 0.0 or spread <= 1e-12 * total * max(ticks_sq, 1e-300):
+        return 0.0
+    return max((total * cross - ticks * excess) / spread, 0.0)
+
+
+def halflife_from_drift(drift: float, residual_var: float) -> float | None:
+    """The half-life (ticks) of the Ornstein-Uhlenbeck residual toward N(0, ``residual_var``) whose
+    variance grows at ``drift`` per tick from a known residual (1 - rho^2 ~ 2 ln 2 / h per tick):
+    h = 2 ln 2 residual_var / drift; None (never ages) when ``drift`` is 0."""
+    if drift <= 0.0:
+        return None
+    return 2.0 * np.log(2.0) * residual_var / drift
+
+
 def decay_counts(counts, elapsed, halflife: float | None) -> np.ndarray:
     """Training counts after ``elapsed`` steps: halved every ``halflife`` steps (None: kept)."""
     counts = np.asarray(counts, dtype=np.float64)
@@ -366,20 +418,30 @@ def decay_counts(counts, elapsed, halflife: float | None) -> np.ndarray:
     return counts * np.exp2(-np.asarray(elapsed, dtype=np.float64) / halflife)
 
 
-def advance_global(layout: GlobalLayout, theta_mean, theta_cov, process_var) -> tuple[np.ndarray, np.ndarray]:
-    """One step of the global dynamics: theta <- F theta + noise, noise ~ N(0, diag(process_var)).
+def advance_global(layout: GlobalLayout, theta_mean, theta_cov, process_var,
+                   ticks: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """``ticks`` steps of the global dynamics: theta <- F theta + noise, noise ~ N(0, diag(process_var)).
 
-    F is the identity, plus b += r when the layout has a trend. ``process_var`` float (D,).
+    F is the identity, plus b += r when the layout has a trend. ``process_var`` float (D,); ``ticks``
+    int >= 1. Closed form, so a long pause costs no more than one step: theta <- F^t theta,
+    Cov <- F^t Cov F^t' + sum_{j<t} F^j Q F^j', where F^t = I + t E (E moves r into b).
     Returns new ``(theta_mean, theta_cov)``.
     """
     mean = np.array(theta_mean, dtype=np.float64)
     cov = np.array(theta_cov, dtype=np.float64)
+    process_var = np.asarray(process_var, dtype=np.float64)
+    ticks = float(ticks)
     if layout.trend:
         b, r = layout.ability, layout.trend_position
-        mean[b] += mean[r]
-        cov[b, :] += cov[r, :]
-        cov[:, b] += cov[:, r]
-    cov[np.diag_indices_from(cov)] += process_var
+        mean[b] += ticks * mean[r]
+        cov[b, :] += ticks * cov[r, :]
+        cov[:, b] += ticks * cov[:, r]
+        # The noise of step j went through F^j: F^j Q F^j' = Q + j (EQ + QE') + j^2 EQE', summed over j < t.
+        first, second = ticks * (ticks - 1.0) / 2.0, (ticks - 1.0) * ticks * (2.0 * ticks - 1.0) / 6.0
+        cov[b, r] += first * process_var[r]
+        cov[r, b] += first * process_var[r]
+        cov[b, b] += second * process_var[r]
+    cov[np.diag_indices_from(cov)] += ticks * process_var
     return mean, 0.5 * (cov + cov.T)
 
 

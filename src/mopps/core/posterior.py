@@ -24,11 +24,11 @@ def discounted_update(alpha, beta, successes, trials, discount, prior_alpha, pri
     ``successes``: float array (m,), successful rollouts, 0 <= successes <= trials (may be fractional,
     e.g. mean reward in [0, 1] times trials).
     ``trials``: float array (m,), rollouts observed per entry (n; may differ per entry; 1 is fine).
-    ``discount``: scalar in [0, 1].
+    ``discount``: scalar in [0, 1], or float (m,) per entry (learned forgetting, ``mopps.core.drift``).
     ``prior_alpha``, ``prior_beta``: scalars or float arrays (m,), the prior the discount pulls toward.
     Returns ``(alpha, beta)`` as new float64 arrays (m,).
     """
-    keep = float(discount)
+    keep = np.asarray(discount, dtype=np.float64)
     alpha = keep * np.asarray(alpha, dtype=np.float64) + (1.0 - keep) * np.asarray(prior_alpha) + successes
     beta = keep * np.asarray(beta, dtype=np.float64) + (1.0 - keep) * np.asarray(prior_beta) + (
         np.asarray(trials, dtype=np.float64) - successes

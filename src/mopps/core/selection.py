@@ -3,6 +3,15 @@
 Every rule returns int64 positions (k,) into the candidate array, with no repeats. Rules that need
 randomness take an explicit ``numpy.random.Generator``. Scores are usually success rates in [0, 1]:
 Thompson draws (MoPPS), posterior means (the greedy ablation) or exact rates (the oracle).
+
+Exploration floor (``exploration_slots`` + ``with_exploration``, the ``explore`` option of the
+learning selectors): of each batch's k, the rule chooses k - e and e go uniformly at random to the
+candidates it left out, e = explore * k rounded at random (expected share exactly ``explore``). A
+candidate the rule would never choose (a prompt believed at 0 or 1) is then chosen with probability
+e / (n - k + e) per batch in which it is a candidate, at least explore * k / (n - k + ceil(explore * k))
+on average over the rounding. Chosen over an epsilon-mix of each slot because
+an explored slot is never spent on a prompt the rule took anyway, the share does not vary from batch
+to batch beyond one slot, and the bound above is exact; it costs one draw of e of the rest.
 """
 
 from __future__ import annotations
@@ -16,6 +25,8 @@ def _smallest(values: np.ndarray, k: int) -> np.ndarray:
     Ties at the cut are resolved toward the earliest positions, independent of numpy's partition
     internals. O(n) plus a sort of the k chosen.
     """
+    if k == 0:
+        return np.zeros(0, dtype=np.int64)
     if k < len(values):
         # Partition at k: the first k are the k smallest and entry k is the next one in order. Only a
         # tie across the cut (rare for continuous draws) needs the slower position-ordered pass.
@@ -110,3 +121,27 @@ def informative_draw(rates: np.ndarray, k: int, group_size: int, rng: np.random.
     weights = mixed_group_probability(rates, group_size)
     keys = np.log(np.maximum(weights, 1e-300)) + rng.gumbel(size=len(weights))
     return _smallest(-keys, k), keys
+
+
+def exploration_slots(k: int, explore: float, rng: np.random.Generator) -> int:
+    """How many of ``k`` slots go to exploration at share ``explore`` in [0, 1]: floor(explore * k),
+    plus one with probability equal to the remainder, so the expected share is exactly ``explore``
+    even when explore * k < 1. Draws from ``rng`` only when the remainder is not 0 (``explore`` 0
+    leaves every stream as it was)."""
+    wanted = explore * k
+    slots = int(np.floor(wanted))
+    remainder = wanted - slots
+    if remainder > 0.0 and rng.random() < remainder:
+        slots += 1
+    return min(slots, k)
+
+
+def with_exploration(ranked: np.ndarray, n_candidates: int, explored: int, rng: np.random.Generator) -> np.ndarray:
+    """``ranked`` (the rule's k - explored positions, in rank order) followed by ``explored`` positions
+    drawn uniformly, without replacement, from the candidates the rule left out. int64 (k,)."""
+    if explored == 0:
+        return ranked
+    left_out = np.ones(n_candidates, dtype=bool)
+    left_out[ranked] = False
+    extra = rng.choice(np.flatnonzero(left_out), size=explored, replace=False)
+    return np.concatenate([ranked, extra]).astype(np.int64)

@@ -5,8 +5,9 @@ ids, alpha, beta and optional per-prompt priors. Entries are created when a prom
 (or given an offline prior); a prompt never observed reports the prior. Id -> slot look-ups go
 through an ``IdLookup``, a cache derived from the record's ids (never saved).
 
-Memory: 24 bytes per prompt for (id, alpha, beta), 16 more once any per-prompt prior is set, plus
-the look-up (4 bytes per id value below the largest id for dense int ids, else 16 per prompt).
+Memory: 24 bytes per prompt for (id, alpha, beta), 16 more once any per-prompt prior is set, 8 more
+with learned forgetting (the tick of the last evidence), plus the look-up (4 bytes per id value
+below the largest id for dense int ids, else 16 per prompt).
 
 Ownership: an update function may write into the arrays of the record it is given and returns the
 record to use afterwards; the given record must not be used again (as a donated buffer). Callers
@@ -19,6 +20,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from mopps.core.drift import drift_discount, drift_variance, exposure, innovation_excess
 from mopps.core.id_index import STR_KIND, IdLookup
 from mopps.core.posterior import discounted_update
 
@@ -38,11 +40,17 @@ class PosteriorState(NamedTuple):
     beta: np.ndarray
     prompt_prior_alpha: np.ndarray | None = None
     prompt_prior_beta: np.ndarray | None = None
+    last_tick: np.ndarray | None = None
+    drift_excess: float | None = None
+    drift_gaps: float | None = None
 
 
-def empty_posteriors() -> PosteriorState:
-    """The record of a table that knows no prompt."""
-    return PosteriorState(None, np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0))
+def empty_posteriors(tracked: bool = False) -> PosteriorState:
+    """The record of a table that knows no prompt; ``tracked``: with the learned-forgetting fields."""
+    if not tracked:
+        return PosteriorState(None, np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0))
+    return PosteriorState(None, np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0),
+                          last_tick=np.zeros(0, dtype=np.int64), drift_excess=0.0, drift_gaps=0.0)
 
 
 def gather(state: PosteriorState, lookup: IdLookup, kind, ids, prior_alpha: float,
@@ -59,6 +67,62 @@ def gather(state: PosteriorState, lookup: IdLookup, kind, ids, prior_alpha: floa
             np.where(known, state.beta[safe], prior_beta))
 
 
+def slots_of(state: PosteriorState, lookup: IdLookup, kind, ids) -> np.ndarray:
+    """Slots (m,) of normalized ``ids`` in ``state`` (-1: no entry)."""
+    if kind is None or state.id_kind is None:
+        return np.full(len(ids), -1, dtype=np.int64)
+    return lookup.index(state.id_kind, state.ids).find(kind, ids)
+
+
+def gather_aged(state: PosteriorState, lookup: IdLookup, kind, ids, tick: int, prior_alpha: float,
+                prior_beta: float) -> tuple[np.ndarray, np.ndarray]:
+    """Like ``gather``, for a tracked record, with each posterior aged by the learned drift over the
+    ticks since its last evidence (``mopps.core.drift``): the belief at ``tick``."""
+    alpha, beta = gather(state, lookup, kind, ids, prior_alpha, prior_beta)
+    slots = slots_of(state, lookup, kind, ids)
+    known = slots >= 0
+    if not known.any():
+        return alpha, beta
+    safe = np.where(known, slots, 0)
+    last = np.take(state.last_tick, safe)
+    elapsed = np.where(known & (last >= 0), tick - last, 0)
+    pull_alpha, pull_beta = _pull(state, safe, prior_alpha, prior_beta)
+    keep = drift_discount(alpha, beta, elapsed, drift_variance(state.drift_excess, state.drift_gaps),
+                          pull_alpha, pull_beta)
+    return keep * alpha + (1.0 - keep) * pull_alpha, keep * beta + (1.0 - keep) * pull_beta
+
+
+def _pull(state: PosteriorState, slots: np.ndarray, prior_alpha: float, prior_beta: float):
+    """The prior each slot's discount pulls toward: its own, or the scalar one."""
+    if state.prompt_prior_alpha is None:
+        return prior_alpha, prior_beta
+    return state.prompt_prior_alpha[slots], state.prompt_prior_beta[slots]
+
+
+def observe_tracked(state: PosteriorState, lookup: IdLookup, kind, ids, successes: np.ndarray,
+                    trials: np.ndarray, tick: int, prior_alpha: float, prior_beta: float) -> PosteriorState:
+    """The record after evidence at policy ``tick`` with learned forgetting: each posterior is aged
+    over the ticks since its last evidence (discount from the drift learned so far), then the
+    evidence is added; revisits at least one tick after the last evidence add their surprise against
+    the stored posterior to the drift sums. Consumes ``state`` (see the module note)."""
+    state, slots = _with_entries(state, lookup, kind, ids, prior_alpha, prior_beta)
+    pull_alpha, pull_beta = _pull(state, slots, prior_alpha, prior_beta)
+    last = state.last_tick[slots]
+    seen = last >= 0
+    elapsed = np.where(seen, tick - last, 0)
+    alpha, beta = state.alpha[slots], state.beta[slots]
+    keep = drift_discount(alpha, beta, elapsed, drift_variance(state.drift_excess, state.drift_gaps),
+                          pull_alpha, pull_beta)
+    revisit = seen & (elapsed >= 1) & (trials >= 2.0)
+    excess = innovation_excess(alpha[revisit], beta[revisit], successes[revisit], trials[revisit])
+    state.alpha[slots], state.beta[slots] = discounted_update(alpha, beta, successes, trials, keep, pull_alpha,
+                                                              pull_beta)
+    state.last_tick[slots] = tick
+    return state._replace(drift_excess=float(state.drift_excess + excess.sum()),
+                          drift_gaps=float(state.drift_gaps + exposure(alpha[revisit], beta[revisit],
+                                                                       elapsed[revisit]).sum()))
+
+
 def _with_entries(state: PosteriorState, lookup: IdLookup, kind, ids, prior_alpha: float,
                   prior_beta: float) -> tuple[PosteriorState, np.ndarray]:
     """``state`` with an entry (at the prior) for every unknown id of ``ids``, and the slots of ``ids``."""
@@ -67,11 +131,13 @@ def _with_entries(state: PosteriorState, lookup: IdLookup, kind, ids, prior_alph
         return state, slots
 
     def grown(values: np.ndarray | None, fill: float) -> np.ndarray | None:
-        return None if values is None else np.concatenate([values, np.full(n_new, fill)])
+        return None if values is None else np.concatenate([values, np.full(n_new, fill, dtype=values.dtype)])
 
-    return PosteriorState(
-        kind, ids_after, grown(state.alpha, prior_alpha), grown(state.beta, prior_beta),
-        grown(state.prompt_prior_alpha, prior_alpha), grown(state.prompt_prior_beta, prior_beta),
+    return state._replace(
+        id_kind=kind, ids=ids_after, alpha=grown(state.alpha, prior_alpha), beta=grown(state.beta, prior_beta),
+        prompt_prior_alpha=grown(state.prompt_prior_alpha, prior_alpha),
+        prompt_prior_beta=grown(state.prompt_prior_beta, prior_beta),
+        last_tick=grown(state.last_tick, -1),
     ), slots
 
 
@@ -107,7 +173,7 @@ def assign(state: PosteriorState, lookup: IdLookup, kind, ids, alpha: np.ndarray
 
 def nbytes(state: PosteriorState, lookup: IdLookup) -> int:
     """Bytes of array memory held by ``state`` and its look-up (string ids themselves not counted)."""
-    arrays = [state.alpha, state.beta, state.prompt_prior_alpha, state.prompt_prior_beta]
+    arrays = [state.alpha, state.beta, state.prompt_prior_alpha, state.prompt_prior_beta, state.last_tick]
     if state.id_kind != STR_KIND:
         arrays.append(np.asarray(state.ids))
     total = sum(array.nbytes for array in arrays if array is not None)

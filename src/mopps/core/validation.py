@@ -134,6 +134,8 @@ def check_count(k, n_candidates: int, name: str = "k") -> int:
 
 def check_probability(value: float, name: str) -> float:
     """Validate a scalar in [0, 1]."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} = {value!r}; {name} must be a number in [0, 1]")
     value = float(value)
     if not (0.0 <= value <= 1.0):
         raise ValueError(f"{name} = {value}; {name} must lie in [0, 1]")

@@ -167,7 +167,9 @@ class Refill:
         A prompt is kept at most once per call. If ``rollout`` raises, or returns something
         ``observe`` refuses (a ``ValueError`` naming ``rollout(batch)``'s return), the round it was
         called for is undone (``SelectionLoop.atomic``: the loop is as before that round's ``next``)
-        and the error propagates; rounds already observed stay learned.
+        and the error propagates; rounds already observed stay learned. All rounds come from one
+        policy: with the loop's ``clock="observe"`` the selector is told of one policy update when the
+        fill ends (any round taught it), never one per round.
         """
         k = check_integer(k, "k", minimum=1)
         if batch_size is None:
@@ -180,20 +182,22 @@ class Refill:
         kept: list[tuple[int, int]] = []
         kept_rows = np.zeros(0, dtype=np.int64)
         rollouts = 0
-        for round_index in range(self.max_num_gen_batches):
-            evidence, batch = self._rolled_out(batch_size, rollout)
-            metrics = self.loop.apply(evidence)
-            rollouts += int(evidence.trials.sum()) + evidence.rollouts_without_verdict
-            successes, trials = _aligned(evidence, batch)
-            fresh = informative_groups(successes, trials) & ~np.isin(batch.positions, kept_rows)
-            taken = np.flatnonzero(fresh)[: k - len(kept)]
-            keep = np.zeros(len(batch), dtype=bool)
-            keep[taken] = True
-            kept.extend((round_index, position) for position in taken.tolist())
-            kept_rows = np.concatenate([kept_rows, batch.positions[taken]])
-            rounds.append(RefillRound(batch, successes, trials, keep, metrics))
-            if len(kept) >= k:
-                break
+        # Every round is rolled out with the same policy: one policy update for the whole fill.
+        with self.loop.one_policy_update():
+            for round_index in range(self.max_num_gen_batches):
+                evidence, batch = self._rolled_out(batch_size, rollout)
+                metrics = self.loop.apply(evidence)
+                rollouts += int(evidence.trials.sum()) + evidence.rollouts_without_verdict
+                successes, trials = _aligned(evidence, batch)
+                fresh = informative_groups(successes, trials) & ~np.isin(batch.positions, kept_rows)
+                taken = np.flatnonzero(fresh)[: k - len(kept)]
+                keep = np.zeros(len(batch), dtype=bool)
+                keep[taken] = True
+                kept.extend((round_index, position) for position in taken.tolist())
+                kept_rows = np.concatenate([kept_rows, batch.positions[taken]])
+                rounds.append(RefillRound(batch, successes, trials, keep, metrics))
+                if len(kept) >= k:
+                    break
         return RefillResult(rounds, kept, rollouts, len(kept) >= k)
 
     def _rolled_out(self, batch_size: int, rollout: Callable[[Batch], tuple[Any, ...]]) -> tuple[Evidence, Batch]:

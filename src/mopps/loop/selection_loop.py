@@ -3,6 +3,7 @@
     loop = SelectionLoop(MoPPS(seed=0), prompt_ids, rule=SuccessRule("threshold", 1.0), ts_ratio=8, seed=0)
     batch = loop.next(k)                          # dataset positions, ids, prediction of each, step
     metrics = loop.observe(prompt_ids, rewards)   # flat per-rollout records, any order; mopps/* metrics
+    loop.policy_updated()                         # after each optimiser step (clock="host" only)
     host_checkpoint["mopps"] = loop.state_dict()  # everything a host saves (or loop.save(path))
 
 The loop owns the candidate stream (``CandidateStream``, epochs with a dropped tail), the selector,
@@ -10,6 +11,13 @@ the success rule, the ledger of predictions (``PredictionLedger``) and the metri
 translates its rows and rewards. Randomness: the selector draws from its own generator (seeded by
 whoever built it); candidates come from ``SeedSequence(seed)``'s child 0 (``spawn_key=(0, epoch)``),
 so the two streams are independent even when both use the same integer seed.
+
+Time: the selector is told of each policy update (``Selector.policy_updated``, one tick). With
+``clock="observe"`` (the default) the loop assumes one policy update per ``observe`` that taught the
+selector and ticks after it, except inside ``one_policy_update()`` (``Refill.fill`` rolls out all its
+rounds with one policy, so it ticks once). With ``clock="host"`` the host calls
+``loop.policy_updated()`` once per optimiser step and ``observe`` never ticks (the TRL and verl
+adapters do this: one generation may span several optimiser steps).
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ CANDIDATE_STREAM = 0  # child of SeedSequence(seed) that orders the candidates
 # Metrics that count since the run began: a host that averages metrics over a window or over the
 # rounds of a refill logs their latest value instead.
 RUNNING_TOTALS = ("mopps/cumulative_rollouts",)
+CLOCKS = ("observe", "host")  # who tells the selector that the policy was updated
 
 
 @dataclass(frozen=True)
@@ -89,13 +98,17 @@ class SelectionLoop:
     that judges one rollout's reward. ``ts_ratio``: float >= 1, candidates per chosen prompt
     (``round(ts_ratio * k)`` per ``next(k)``, at most N; 1 = the selector sees exactly k). ``seed``:
     int >= 0, orders the candidates (give every process the same). ``learn``: False keeps the
-    selector's posterior as it is (predictions are still logged; the reference's ``bandit_no_update``).
+    selector's posterior as it is (predictions are still logged; the reference's ``bandit_no_update``),
+    and then the selector is not told of policy updates either. ``clock``: ``"observe"`` (one policy
+    update per ``observe`` that taught the selector, one per ``one_policy_update`` block) or
+    ``"host"`` (only ``policy_updated()`` ticks); see the module docstring.
     ``evidence_log``: a ``mopps.loop.EvidenceLog`` that records every selection and every piece of
     evidence (for ``mopps replay``), or None; the host calls its ``flush`` (e.g. at checkpoints).
     """
 
     def __init__(self, selector: Selector, prompt_ids, rule: SuccessRule = SuccessRule(), ts_ratio: float = 1.0,
-                 seed: int = 0, learn: bool = True, evidence_log: EvidenceLog | None = None) -> None:
+                 seed: int = 0, learn: bool = True, clock: str = "observe",
+                 evidence_log: EvidenceLog | None = None) -> None:
         if not isinstance(selector, Selector):
             raise ValueError(f"selector is a {type(selector).__name__}; it must be a mopps.Selector")
         if not isinstance(rule, SuccessRule):
@@ -107,10 +120,15 @@ class SelectionLoop:
         ts_ratio = check_number(ts_ratio, "ts_ratio", minimum=1.0)
         if not isinstance(learn, (bool, np.bool_)):
             raise ValueError(f"learn = {learn!r}; learn must be True or False")
+        if clock not in CLOCKS:
+            raise ValueError(f"clock = {clock!r}; clock must be one of {CLOCKS}")
         if evidence_log is not None and not isinstance(evidence_log, EvidenceLog):
             raise ValueError(f"evidence_log is a {type(evidence_log).__name__}; it must be a mopps.loop.EvidenceLog or None")
         self.evidence_log = evidence_log
         self.selector = selector
+        self.clock = clock
+        self._open_updates = 0  # nesting depth of one_policy_update blocks
+        self._taught_in_update = False  # evidence taught the selector inside the open block
         self.rule = rule
         self.ts_ratio = ts_ratio
         self.seed = check_integer(seed, "seed")
@@ -129,6 +147,40 @@ class SelectionLoop:
     def __len__(self) -> int:
         """Number of prompts in the dataset."""
         return len(self.prompt_ids)
+
+    @property
+    def tick(self) -> int:
+        """Policy updates the selector was told of (``selector.tick``; saved with it)."""
+        return self.selector.tick
+
+    # -- time --------------------------------------------------------------------------------------
+
+    def policy_updated(self, ticks: int = 1) -> None:
+        """The policy was updated ``ticks`` times (int >= 1; one per optimiser step) since the last
+        call. Only with ``clock="host"`` (with ``"observe"`` the loop ticks itself and a second
+        clock would count each update twice); ignored with ``learn=False``."""
+        if self.clock != "host":
+            raise ValueError(f"policy_updated() is for a loop with clock='host'; this loop has clock = "
+                             f"{self.clock!r} and ticks once per observe itself")
+        ticks = check_integer(ticks, "ticks", minimum=1)
+        if self.learn:
+            self._before_selector_writes()  # aging may write into the selector's record
+            self.selector.policy_updated(ticks)
+
+    @contextmanager
+    def one_policy_update(self) -> Iterator[None]:
+        """Evidence observed inside comes from one policy: with ``clock="observe"`` the loop ticks
+        once when the (outermost) block ends, if any of it taught the selector, instead of after each
+        ``observe``. ``Refill.fill`` runs its rounds inside one. With ``clock="host"`` it changes nothing."""
+        self._open_updates += 1
+        try:
+            yield
+        finally:
+            self._open_updates -= 1
+            if self._open_updates == 0 and self._taught_in_update:
+                self._taught_in_update = False
+                self._before_selector_writes()
+                self.selector.policy_updated()
 
     # -- choosing --------------------------------------------------------------------------------
 
@@ -183,6 +235,11 @@ class SelectionLoop:
             judged_ids = select_ids(evidence.kind, evidence.ids, judged)
             self._before_selector_writes()
             self.selector.update(judged_ids, evidence.successes[judged], evidence.trials[judged])
+            if self.clock == "observe":
+                if self._open_updates:
+                    self._taught_in_update = True
+                else:
+                    self.selector.policy_updated()
         found, predicted, chosen_step = self.ledger.settle(evidence.kind, evidence.ids)
         if self.evidence_log is not None and judged.any():
             self.evidence_log.record_outcomes(np.where(found, chosen_step, self.step)[judged],
@@ -291,7 +348,7 @@ class SelectionLoop:
 
     def config(self) -> dict[str, Any]:
         """The loop's settings as JSON (a saved state must match them)."""
-        return {"ts_ratio": self.ts_ratio, "seed": self.seed, "learn": self.learn,
+        return {"ts_ratio": self.ts_ratio, "seed": self.seed, "learn": self.learn, "clock": self.clock,
                 "rule": {"kind": self.rule.kind, "threshold": float(self.rule.threshold)},
                 "num_prompts": len(self), "prompt_ids_sha1": self._fingerprint}
 
@@ -321,11 +378,13 @@ class SelectionLoop:
         if missing:
             raise ValueError(f"loop state lacks {missing}")
         saved = state["config"]
+        if isinstance(saved, dict):
+            saved = {"clock": "observe", **saved}  # loops saved before the clock existed ticked per observe
         for key, value in self.config().items():
             if not isinstance(saved, dict) or saved.get(key) != value:
                 shown = saved.get(key) if isinstance(saved, dict) else saved
                 raise ValueError(f"the saved loop has {key} = {shown!r} but this one has {value!r}; resume with the "
-                                 "same dataset, rule, ts_ratio, seed and learn")
+                                 "same dataset, rule, ts_ratio, seed, learn and clock")
         step = check_integer(state["step"], "state['step']")
         rollouts = check_integer(state["rollouts"], "state['rollouts']")
         without_verdict = check_integer(state["rollouts_without_verdict"], "state['rollouts_without_verdict']")
@@ -371,6 +430,8 @@ class _Mark:
         self.selector_record = loop.selector.state
         self.selector_rng = loop.selector.rng.bit_generator.state  # a fresh dict on every read
         self.selector_step = loop.selector.step
+        self.selector_tick = loop.selector.tick
+        self.taught_in_update = loop._taught_in_update
         # Not part of the state but kept in step with it: the rows the log held.
         self.log_rows = None if loop.evidence_log is None else loop.evidence_log.rows_per_table()
 
@@ -382,6 +443,8 @@ class _Mark:
         loop.selector.state = self.selector_record
         loop.selector.rng.bit_generator.state = self.selector_rng
         loop.selector.step = self.selector_step
+        loop.selector.tick = self.selector_tick
+        loop._taught_in_update = self.taught_in_update
         if self.log_rows is not None:
             loop.evidence_log.keep_rows(self.log_rows)
 

@@ -2,14 +2,23 @@
 
     choice = selector.select(candidate_ids, k)     # before rollout: keep k of the candidates
     selector.update(ids, successes, trials)        # after rollout: the evidence of the rolled-out prompts
+    selector.policy_updated(ticks=1)               # the policy changed (one tick per optimiser step)
     selector.state_dict() / load_state_dict(d)     # everything, RNG included
     selector.save(path) / type(selector).load(path)
 
 ``Selector`` does the boundary work once for all subclasses: it validates every input before any state
 is touched (so a ``ValueError`` leaves the learned state, the RNG and the step counter exactly as they
 were), normalizes ids (ints or strings), combines duplicate ids in one update, counts steps, and
-serializes. A selector object holds exactly three things that change: ``state`` (its learned state,
-one record of plain data), ``rng`` (its own ``numpy.random.Generator``) and ``step``.
+serializes. A selector object holds exactly four things that change: ``state`` (its learned state,
+one record of plain data), ``rng`` (its own ``numpy.random.Generator``), ``step`` (updates applied)
+and ``tick`` (policy updates it was told of).
+
+Time: ``update`` brings evidence, ``policy_updated`` says the policy moved. The two are separate
+because they are not one-to-one: dynamic sampling brings several batches of evidence from one
+policy, and a trainer may take several optimiser steps between two batches. Selectors whose beliefs
+age with the policy (``ContextualMoPPS``, ``MoPPS(discount="auto")``) and target schedules count
+time in ticks; ``SelectionLoop`` calls ``policy_updated`` for its host (see its ``clock``). A
+selector that is used without a loop and never told of a policy update does not age.
 
 Writing a selector (the subclass contract; ``mopps.testing.check_selector`` checks it):
 
@@ -32,7 +41,11 @@ Writing a selector (the subclass contract; ``mopps.testing.check_selector`` chec
    the record after one batch of validated, de-duplicated evidence (float (m,) arrays). It may write
    into ``state``'s arrays (the old record is not used again), so it must not fail half-way: do any
    check of your own before the first write.
-5. Optional: an ``id_kind`` field in the record makes the base class refuse mixing int and str ids;
+5. If the selector's beliefs change with time, implement ``_advance(self, state, ticks) -> State``:
+   the record after ``ticks`` (int >= 1) policy updates without evidence (default: unchanged). The
+   base class counts ``tick`` (read it as ``self.tick`` in ``_choose`` and ``_observe``); per-prompt
+   times are best stored as the tick of the prompt's last update, so that aging is computed lazily.
+6. Optional: an ``id_kind`` field in the record makes the base class refuse mixing int and str ids;
    ``predict(ids)`` for a point estimate of success rates.
 
 ``examples/custom_selector.py`` is a complete one in 40 lines (``MostWins``: a ``Counts(ids,
@@ -104,6 +117,7 @@ class Selector(ABC):
     def __init__(self, seed: int | None = 0) -> None:
         self.rng = np.random.default_rng(check_seed(seed))
         self.step = 0  # number of update() calls that applied evidence
+        self.tick = 0  # number of policy updates (policy_updated ticks)
         self.state = self.initial_state()
 
     # -- the protocol ----------------------------------------------------------------------------
@@ -136,6 +150,14 @@ class Selector(ABC):
         self.state = self._observe(self.state, kind, normalized, successes, trials)
         self.step += 1
 
+    def policy_updated(self, ticks: int = 1) -> None:
+        """The policy the prompts are rolled out with was updated ``ticks`` times (int >= 1) since the
+        last call: one tick per optimiser step, however many ``update`` calls it spans. Selectors that
+        do not age ignore it (the counter ``tick`` still moves and is saved)."""
+        ticks = check_integer(ticks, "ticks", minimum=1)
+        self.state = self._advance(self.state, ticks)
+        self.tick += ticks
+
     def predict(self, ids) -> np.ndarray | None:
         """Point estimate of each id's success rate, float64 (m,), or None if the selector has none."""
         return None
@@ -153,6 +175,11 @@ class Selector(ABC):
 
     def _observe(self, state, kind, ids, successes: np.ndarray, trials: np.ndarray):
         """The record after validated, de-duplicated evidence. Selectors that do not learn keep this."""
+        return state
+
+    def _advance(self, state, ticks: int):
+        """The record after ``ticks`` policy updates without evidence (``self.tick`` is still the tick
+        before them). Selectors whose beliefs do not age keep this."""
         return state
 
     def _check_kind(self, kind, name: str) -> None:
@@ -177,13 +204,14 @@ class Selector(ABC):
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly: config, the learned record (copied, field by
-        field), RNG state, step counter."""
+        field), RNG state, step and tick counters."""
         return {
             "format": STATE_FORMAT,
             "version": STATE_VERSION,
             "selector": type(self).__name__,
             "config": self._config(),
             "step": self.step,
+            "tick": self.tick,
             "rng": copy.deepcopy(self.rng.bit_generator.state),
             "arrays": {field: copy.copy(value) for field, value in self.state._asdict().items()},
         }
@@ -200,6 +228,8 @@ class Selector(ABC):
                 f"{self._config()}; build the selector with the saved config (or use {type(self).__name__}.load)"
             )
         step = check_integer(state["step"], f"{name}['step']")
+        # States saved before ticks existed counted time in updates (ContextualMoPPS aged per update).
+        tick = check_integer(state.get("tick", step), f"{name}['tick']")
         rng = generator_from_state(state["rng"], f"{name}['rng']")
         if not isinstance(state["arrays"], dict):
             raise ValueError(f"{name}['arrays'] must be a dict")
@@ -207,7 +237,7 @@ class Selector(ABC):
             record = self._restore(state["arrays"])
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"{name}['arrays'] is invalid: {error}") from None
-        self.state, self.rng, self.step = record, rng, step
+        self.state, self.rng, self.step, self.tick = record, rng, step, tick
 
     def save(self, path) -> None:
         """Write the state atomically to ``path`` (see ``mopps.storage``)."""

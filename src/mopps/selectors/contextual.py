@@ -5,7 +5,7 @@ prompt it saw long ago stays where it was. ``ContextualMoPPS`` predicts each pro
 as ability(t) + kappa * trained_i(t) + w . x_i + u_i (``mopps.core.contextual``, equations in
 ``docs/contextual.md``):
 
-- the policy's ability moves every step and carries every prompt with it, seen or unseen;
+- the policy's ability moves with every policy update and carries every prompt with it, seen or unseen;
 - kappa, learned from revisits, is the extra jump of a prompt the policy was just trained on;
 - w maps per-prompt features x_i (``add_features``; e.g. frozen base-model embeddings, metadata) to
   difficulty and is learned online from every prompt's evidence, so unseen prompts get a prediction;
@@ -17,7 +17,7 @@ is closest to ``target``, as MoPPS does with its Beta draws. ``Selection.predict
 posterior predictive mean. Without features it is a MoPPS whose prompts share the policy's drift.
 
 Memory per prompt with features of width d: 4 d bytes of float32 features, 33 bytes of model state
-(residual mean and variance, decayed training count, last-update step, has-features flag) and the
+(residual mean and variance, decayed training count, last-update tick, has-features flag) and the
 id index (8 bytes per id, plus 4 bytes per id value for dense int ids): 301 bytes at d = 64.
 """
 
@@ -39,13 +39,17 @@ from mopps.core.contextual import (
     design_rows,
     expected_rate,
     fit_feature_transform,
+    halflife_from_drift,
     logit_moments,
+    residual_drift,
+    residual_innovations,
     sigmoid,
     thompson_logits,
 )
 from mopps.core.id_index import IdLookup, first_duplicate, normalize_ids, require_unique
-from mopps.core.selection import informative_draw, topk_toward_target
-from mopps.core.validation import as_feature_matrix, check_integer, check_probability, check_same_length
+from mopps.core.schedule import check_target, target_at
+from mopps.core.selection import exploration_slots, informative_draw, topk_toward_target, with_exploration
+from mopps.core.validation import as_feature_matrix, check_integer, check_same_length
 from mopps.selectors.base import Selector
 
 TRAINING_RULES = ("mixed", "all")
@@ -62,12 +66,16 @@ class ContextualState(NamedTuple):
     entry (observed or given features), and the global coefficients.
 
     ``id_kind``: "int", "str" or None while empty; ``ids``: int64 array or list of str, unique.
-    ``u_mean``, ``u_var``: float64, the residual's posterior as of ``last_step`` (int64), the step of
-    its last update; ``trained``: float64, decayed training count as of ``last_step``;
+    ``u_mean``, ``u_var``: float64, the residual's posterior as of ``last_tick`` (int64), the policy
+    tick of its last update; ``trained``: float64, decayed training count as of ``last_tick``;
     ``has_features``: bool; ``features``: float32 (n, d), standardized features (zeros where none;
     d = 0 before any). ``theta_mean`` (D,), ``theta_cov`` (D, D): the global coefficients' posterior
     (layout ``GlobalLayout(trend, d)``). ``feature_matrix`` (d_in, d), ``feature_offset`` (d,): the
-    fixed map from raw to model features (None before any).
+    fixed map from raw to model features (None before any). ``drift_moments``: with
+    ``residual_halflife="auto"``, float64 (5,), the summed weighted moments of the revisits'
+    innovation excess (logit^2) against their gaps (ticks)
+    (``mopps.core.contextual.residual_innovations``), from which the residual drift is read; None
+    otherwise. With ``"auto"``, ``last_tick`` is -1 for a prompt that has features but no evidence.
     """
 
     id_kind: str | None
@@ -75,19 +83,21 @@ class ContextualState(NamedTuple):
     u_mean: np.ndarray
     u_var: np.ndarray
     trained: np.ndarray
-    last_step: np.ndarray
+    last_tick: np.ndarray
     has_features: np.ndarray
     features: np.ndarray
     theta_mean: np.ndarray
     theta_cov: np.ndarray
     feature_matrix: np.ndarray | None = None
     feature_offset: np.ndarray | None = None
+    drift_moments: np.ndarray | None = None
 
 
 class ContextualMoPPS(Selector):
     """Prompt selector over a shared, drifting logistic model of success rates.
 
-    ``target``: the success rate aimed at (0.5). ``temperature``: width of the Thompson draw
+    ``target``: the success rate aimed at (0.5), or a schedule ``[[tick, rate], ...]`` over the policy
+    tick (``mopps.core.schedule``). ``temperature``: width of the Thompson draw
     relative to the posterior (1: the posterior; 0: no draw, rank the predictive means; default
     0.25, chosen on held-out seeds: ``docs/contextual.md``). ``feature_dim``: features wider than
     this are randomly projected to this many columns. ``projection_seed``: seed of that projection
@@ -95,24 +105,36 @@ class ContextualMoPPS(Selector):
     rolled-out prompts count as trained on: ``"mixed"`` (default: only groups whose successes are
     neither 0 nor all; an all-equal group has zero GRPO advantage and does not move the policy) or
     ``"all"``. ``model``: a ``mopps.core.contextual.ContextualModel`` (or a dict of its fields)
-    with the priors and dynamics. ``strategy``: ``"topk"`` (default: the k draws nearest ``target``)
-    or ``"informative"`` (k drawn without replacement, each weighted by the chance 1 - p^n - (1 - p)^n
-    that its group of ``group_size`` rollouts is mixed, p its predictive mean; ``temperature`` and
-    ``target`` are then unused). ``seed``: the selector's generator.
+    with the priors and dynamics. ``explore``: exploration floor in [0, 1], the share of each
+    batch's k chosen uniformly at random among the candidates the draw left out
+    (``mopps.core.selection``): a prompt, or a whole feature bin, the model believes at 0 or 1 is
+    otherwise revisited only as fast as its residual ages (a bin graded 0 by a broken grader teaches
+    the shared weights that the bin is hopeless). Default 0 keeps this selector's measured figures;
+    0.05 is recommended for long runs and is what the recovery tests use (the default of the
+    recommended configuration is for the tuning of issue 18). ``strategy``: ``"topk"`` (default: the k
+    draws nearest ``target``) or ``"informative"`` (k drawn without replacement, each weighted by the
+    chance 1 - p^n - (1 - p)^n that its group of ``group_size`` rollouts is mixed, p its predictive
+    mean; ``temperature`` and ``target`` are then unused). ``seed``: the selector's generator.
 
-    Time is counted in ``update`` calls (``step``): one call per policy update. Under dynamic
-    sampling several calls fall in one policy update, which ages the model a little faster.
+    Time is counted in policy ticks (``policy_updated``; ``SelectionLoop`` sends one per policy
+    update, and one per ``Refill.fill`` however many rounds it rolls out): the ability's random walk
+    and the residuals' and training counts' half-lives are per tick. Evidence (``update``) alone does
+    not age the model, so a host that drives the selector without a loop calls ``policy_updated``
+    after each optimiser step.
     """
 
     def __init__(self, target: float = 0.5, temperature: float = 0.25, feature_dim: int = 64,
                  projection_seed: int = 0, training_rule: str = "mixed",
-                 model: ContextualModel | dict | None = None, strategy: str = "topk", group_size: int = 8,
-                 seed: int | None = 0) -> None:
-        self.target = check_probability(target, "target")
+                 model: ContextualModel | dict | None = None, explore: float = 0.0, strategy: str = "topk",
+                 group_size: int = 8, seed: int | None = 0) -> None:
+        self.target = check_target(target)
         if strategy not in CONTEXTUAL_STRATEGIES:
             raise ValueError(f"strategy = {strategy!r}; strategy must be one of {CONTEXTUAL_STRATEGIES}")
         self.strategy = strategy
         self.group_size = check_integer(group_size, "group_size", minimum=2)
+        self.explore = _check_number(explore, "explore", minimum=0.0)
+        if self.explore > 1.0:
+            raise ValueError(f"explore = {explore}; explore must lie in [0, 1]")
         self.temperature = _check_number(temperature, "temperature", minimum=0.0)
         self.feature_dim = check_integer(feature_dim, "feature_dim", minimum=1)
         self.projection_seed = check_integer(projection_seed, "projection_seed")
@@ -144,7 +166,7 @@ class ContextualMoPPS(Selector):
     def nbytes(self) -> int:
         """Bytes of array memory of the learned state and its id look-up (string ids not counted)."""
         state = self.state
-        arrays = [state.u_mean, state.u_var, state.trained, state.last_step, state.has_features, state.features,
+        arrays = [state.u_mean, state.u_var, state.trained, state.last_tick, state.has_features, state.features,
                   state.theta_mean, state.theta_cov]
         if state.id_kind == "int":
             arrays.append(state.ids)
@@ -244,19 +266,35 @@ class ContextualMoPPS(Selector):
         theta_mean, theta_cov = self.model.initial_global(layout)
         return ContextualState(None, np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0), np.zeros(0),
                                np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool), np.zeros((0, 0), dtype=np.float32),
-                               theta_mean, theta_cov)
+                               theta_mean, theta_cov,
+                               drift_moments=np.zeros(5) if self._learns_halflife else None)
+
+    @property
+    def _learns_halflife(self) -> bool:
+        return self.model.residual_halflife == "auto"
+
+    def residual_halflife(self, state: ContextualState | None = None) -> float | None:
+        """The residuals' half-life in ticks now: the model's constant, or with ``"auto"`` the one
+        learned so far (None: they do not age)."""
+        state = self.state if state is None else state
+        if not self._learns_halflife:
+            return self.model.residual_halflife
+        return halflife_from_drift(residual_drift(state.drift_moments), self.model.residual_var)
 
     def _choose(self, state, kind, ids, k, rng):
         rows, u_mean, u_var = self._gather(state, self._slots(state, kind, ids), np.float32)
         predicted = expected_rate(*logit_moments(state.theta_mean, state.theta_cov, rows, u_mean, u_var))
+        explored = exploration_slots(k, self.explore, rng) if self.explore else 0
         if self.strategy == "informative":
-            index, keys = informative_draw(predicted, k, self.group_size, rng)
-            return index, keys, predicted
+            index, scores = informative_draw(predicted, k - explored, self.group_size, rng)
+            return with_exploration(index, len(scores), explored, rng), scores, predicted
         if self.temperature == 0.0:
-            return topk_toward_target(predicted, k, self.target), predicted, predicted
-        draws = sigmoid(thompson_logits(state.theta_mean, state.theta_cov, rows, u_mean, u_var, rng,
-                                        self.temperature))
-        return topk_toward_target(draws, k, self.target), draws, predicted
+            scores = predicted
+        else:
+            scores = sigmoid(thompson_logits(state.theta_mean, state.theta_cov, rows, u_mean, u_var, rng,
+                                             self.temperature))
+        index = topk_toward_target(scores, k - explored, target_at(self.target, self.tick))
+        return with_exploration(index, len(scores), explored, rng), scores, predicted
 
     def _observe(self, state, kind, ids, successes, trials) -> ContextualState:
         state, slots = self._with_entries(state, kind, ids)
@@ -264,6 +302,15 @@ class ContextualMoPPS(Selector):
         rows, u_mean, u_var = self._gather(state, slots)
         prior_mean, prior_var = logit_moments(state.theta_mean, state.theta_cov, rows, u_mean, u_var)
         site_mean, site_var = binomial_site(prior_mean, prior_var, successes, trials)
+        if self._learns_halflife:
+            # Surprise against the residual as it was left (not aged), at revisits a tick or more later.
+            last = state.last_tick[slots]
+            elapsed = self.tick - last
+            revisit = (last >= 0) & (elapsed >= 1)
+            moments = residual_innovations(site_mean[revisit], site_var[revisit], (prior_mean - u_mean)[revisit],
+                                           (prior_var - u_var)[revisit], state.u_mean[slots][revisit],
+                                           state.u_var[slots][revisit], elapsed[revisit])
+            state = state._replace(drift_moments=state.drift_moments + moments)
         theta_mean, theta_cov, u_mean, u_var = assimilate(state.theta_mean, state.theta_cov, rows, u_mean, u_var,
                                                           site_mean, site_var)
         if self.training_rule == "mixed":
@@ -273,8 +320,13 @@ class ContextualMoPPS(Selector):
         state.u_mean[slots] = u_mean
         state.u_var[slots] = u_var + trained_now * self.model.jump_extra_sd ** 2
         state.trained[slots] = rows[:, layout.jump] + trained_now
-        state.last_step[slots] = self.step
-        theta_mean, theta_cov = advance_global(layout, theta_mean, theta_cov, self.model.process_var(layout))
+        state.last_tick[slots] = self.tick
+        return state._replace(theta_mean=theta_mean, theta_cov=theta_cov)
+
+    def _advance(self, state, ticks) -> ContextualState:
+        # The per-prompt parts age lazily from ``last_tick``; the shared coefficients move now.
+        theta_mean, theta_cov = advance_global(self.layout(state), state.theta_mean, state.theta_cov,
+                                               self.model.process_var(self.layout(state)), ticks)
         return state._replace(theta_mean=theta_mean, theta_cov=theta_cov)
 
     # -- the per-prompt table ----------------------------------------------------------------------
@@ -298,9 +350,9 @@ class ContextualMoPPS(Selector):
             u_mean, u_var, trained = np.zeros(count), np.full(count, residual_var), np.zeros(count)
             missing, features = np.ones(count, dtype=bool), None
         else:
-            elapsed = self.step - np.take(state.last_step, safe)
+            elapsed = self.tick - np.take(state.last_tick, safe)
             u_mean, u_var = age_residuals(np.take(state.u_mean, safe), np.take(state.u_var, safe), elapsed,
-                                          residual_var, self.model.residual_halflife)
+                                          residual_var, self.residual_halflife(state))
             trained = decay_counts(np.take(state.trained, safe), elapsed, self.model.training_halflife)
             missing = ~np.take(state.has_features, safe)
             # np.take copies whole rows ~3x faster than fancy indexing (the select path's largest copy).
@@ -329,23 +381,29 @@ class ContextualMoPPS(Selector):
         return state._replace(
             id_kind=kind, ids=ids_after, u_mean=grown(state.u_mean, 0.0),
             u_var=grown(state.u_var, self.model.residual_var), trained=grown(state.trained, 0.0),
-            last_step=grown(state.last_step, 0), has_features=grown(state.has_features, False),
-            features=grown(state.features, 0.0),
+            # Entries without evidence: -1 lets the learned half-life leave first visits out (its
+            # estimator needs a residual that evidence set); the fixed one ages a prior residual to itself.
+            last_tick=grown(state.last_tick, -1 if self._learns_halflife else 0),
+            has_features=grown(state.has_features, False), features=grown(state.features, 0.0),
         ), slots
 
     # -- state -------------------------------------------------------------------------------------
 
     def _config(self) -> dict[str, Any]:
-        return {
+        config = {
             "target": self.target,
             "temperature": self.temperature,
             "feature_dim": self.feature_dim,
             "projection_seed": self.projection_seed,
             "training_rule": self.training_rule,
             "model": asdict(self.model),
-            # Only where they differ from the defaults, so states saved before they existed still load.
-            **({"strategy": self.strategy, "group_size": self.group_size} if self.strategy != "topk" else {}),
         }
+        # Options newer than the state format are written only when set (old files keep loading).
+        if self.explore:
+            config["explore"] = self.explore
+        if self.strategy != "topk":
+            config.update(strategy=self.strategy, group_size=self.group_size)
+        return config
 
     def _restore(self, arrays: dict[str, Any]) -> ContextualState:
         kind = arrays["id_kind"]
@@ -361,8 +419,12 @@ class ContextualMoPPS(Selector):
         ids = ids.copy() if isinstance(ids, np.ndarray) else list(ids)
         count = len(ids)
         columns = {}
+        if "last_tick" not in arrays and "last_step" in arrays:
+            # Saved before ticks existed: the step of the last update, in the unit ticks continue (the
+            # base class restores tick = step for such states).
+            arrays = {**arrays, "last_tick": arrays["last_step"]}
         for name, dtype in (("u_mean", np.float64), ("u_var", np.float64), ("trained", np.float64),
-                            ("last_step", np.int64), ("has_features", np.bool_)):
+                            ("last_tick", np.int64), ("has_features", np.bool_)):
             values = np.asarray(arrays[name])
             if values.shape != (count,):
                 raise ValueError(f"{name} has shape {values.shape}; expected ({count},)")
@@ -391,8 +453,18 @@ class ContextualMoPPS(Selector):
         if not (np.all(np.isfinite(theta_mean)) and np.all(np.isfinite(theta_cov))
                 and np.allclose(theta_cov, theta_cov.T) and np.all(np.linalg.eigvalsh(theta_cov) > 0.0)):
             raise ValueError("theta_cov must be a finite, symmetric, positive definite matrix")
+        moments = arrays.get("drift_moments")
+        if not self._learns_halflife:
+            if moments is not None:
+                raise ValueError("drift_moments is set but this model's residual half-life is fixed")
+        else:
+            moments = np.array(moments, dtype=np.float64)
+            if moments.shape != (5,) or not np.all(np.isfinite(moments)) or moments[0] < 0 or moments[2] < 0:
+                raise ValueError("drift_moments must be 5 finite numbers with non-negative weights")
+        if columns["last_tick"].size and columns["last_tick"].min() < -1:
+            raise ValueError("last_tick must be >= -1")
         return ContextualState(kind, ids, features=features, theta_mean=theta_mean, theta_cov=theta_cov,
-                               feature_matrix=matrix, feature_offset=offset, **columns)
+                               feature_matrix=matrix, feature_offset=offset, drift_moments=moments, **columns)
 
 
 def _feature_array(features) -> np.ndarray:

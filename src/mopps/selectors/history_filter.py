@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from mopps.core.id_index import STR_KIND, IdLookup, first_duplicate, normalize_ids
+from mopps.core.selection import exploration_slots, with_exploration
 from mopps.core.validation import as_float_array, check_probability
 from mopps.selectors.base import Selector
 
@@ -46,11 +47,16 @@ class HistoryState(NamedTuple):
 class HistoryFilter(Selector):
     """``target_zero_variance``: wanted share of zero-variance groups per batch (split evenly between
     easy and hard). ``initial_skip``: starting skip probability for both kinds. ``adapt_step``: change
-    of a skip probability per update. ``min_skip``/``max_skip``: bounds of the probabilities."""
+    of a skip probability per update. ``min_skip``/``max_skip``: bounds of the probabilities.
+    ``explore``: exploration floor in [0, 1], the share of each batch's k chosen uniformly at random
+    among the candidates the filter left out (``mopps.core.selection``). Default 0, as GRESO; with
+    ``max_skip`` 1 a prompt whose latest group was all wrong may be skipped for good once the skip
+    probability reaches 1, so a run whose grader or policy may change wants ``max_skip`` < 1 or
+    ``explore`` > 0 (0.05 recommended)."""
 
     def __init__(self, target_zero_variance: float = 0.25, initial_skip: float = 0.5,
                  adapt_step: float = 0.01, min_skip: float = 0.0, max_skip: float = 1.0,
-                 seed: int | None = 0) -> None:
+                 explore: float = 0.0, seed: int | None = 0) -> None:
         self.target_zero_variance = check_probability(target_zero_variance, "target_zero_variance")
         self.initial_skip = check_probability(initial_skip, "initial_skip")
         self.adapt_step = check_probability(adapt_step, "adapt_step")
@@ -60,6 +66,7 @@ class HistoryFilter(Selector):
             raise ValueError(f"min_skip = {min_skip} > max_skip = {max_skip}; min_skip must be <= max_skip")
         if not self.min_skip <= self.initial_skip <= self.max_skip:
             raise ValueError(f"initial_skip = {initial_skip}; it must lie in [min_skip, max_skip]")
+        self.explore = check_probability(explore, "explore")
         self._lookup = IdLookup()  # id -> slot of ``state.ids``, derived, never saved
         super().__init__(seed)
 
@@ -93,7 +100,9 @@ class HistoryFilter(Selector):
         skipped = rng.random(len(ids)) < skip_probability
         # Rank: non-skipped before skipped, then candidate order.
         order = np.lexsort((np.arange(len(ids)), skipped))
-        return order[:k].astype(np.int64), skipped.astype(np.float64), rate
+        explored = exploration_slots(k, self.explore, rng) if self.explore else 0
+        index = with_exploration(order[: k - explored].astype(np.int64), len(ids), explored, rng)
+        return index, skipped.astype(np.float64), rate
 
     def _observe(self, state, kind, ids, successes, trials) -> HistoryState:
         rate = successes / trials
@@ -111,13 +120,16 @@ class HistoryFilter(Selector):
         return HistoryState(kind, ids_after, outcomes, rates, *skip)
 
     def _config(self) -> dict[str, Any]:
-        return {
+        config = {
             "target_zero_variance": self.target_zero_variance,
             "initial_skip": self.initial_skip,
             "adapt_step": self.adapt_step,
             "min_skip": self.min_skip,
             "max_skip": self.max_skip,
         }
+        if self.explore:  # written only when set, so files saved before the option keep loading
+            config["explore"] = self.explore
+        return config
 
     def _restore(self, arrays: dict[str, Any]) -> HistoryState:
         kind = arrays["id_kind"]

@@ -21,14 +21,18 @@ from typing import Any
 import numpy as np
 
 from mopps.core import table
+from mopps.core.drift import drift_variance
 from mopps.core.id_index import IdLookup, first_duplicate, normalize_ids, require_unique
 from mopps.core.posterior import credible_interval, posterior_mean, thompson_sample
+from mopps.core.schedule import check_target, target_at
 from mopps.core.selection import (
+    exploration_slots,
     informative_draw,
     largest_learnability,
     threshold_band,
     topk_toward_target,
     uniform_choice,
+    with_exploration,
 )
 from mopps.core.table import PosteriorState
 from mopps.core.validation import (
@@ -49,26 +53,44 @@ class MoPPS(Selector):
 
     ``prior``: (alpha0, beta0) > 0, the Beta prior of unseen prompts and the point the discount pulls
     toward (reference: (1, 1)). ``discount``: lambda in [0, 1] (reference ``bandit_decay_ratio``: 1.0
-    for MATH, 0.5 for Countdown/Geo3k). ``target``: gamma* in [0, 1] (``bandit_target_mean``, 0.5).
+    for MATH, 0.5 for Countdown/Geo3k), applied at each update of a prompt as in the paper; or
+    ``"auto"``, learned forgetting (``mopps.core.drift``, ``docs/forgetting.md``): the drift variance
+    of success logits per policy tick is estimated from the surprise of every revisit of every
+    prompt, and each posterior is aged by it over the ticks since its last evidence, both when it is
+    a candidate and when it is updated (a prompt unseen for long forgets more). Time is counted in
+    ``policy_updated`` ticks, so with ``"auto"`` a host that never ticks gets lambda = 1.
+    ``target``: gamma* in [0, 1] (``bandit_target_mean``, 0.5), or a schedule ``[[tick, rate], ...]``
+    over the policy tick, linear between points (``mopps.core.schedule``; saved with the config, so
+    it continues after a resume).
     ``strategy``: one of ``STRATEGIES``. ``band``: (low, high) for ``"threshold"`` (0.3, 0.7).
     ``group_size``: rollouts per prompt n, for ``"informative"`` (a draw of k without replacement,
     each candidate weighted by the chance 1 - p^n - (1 - p)^n that its group is mixed, p its
-    posterior mean; ``mopps.core.selection.informative_draw``).
+    posterior mean; ``mopps.core.selection.informative_draw``; ``target`` is then unused).
+    ``explore``: exploration floor in [0, 1], the share of each batch's k chosen uniformly at random
+    among the candidates the rule left out (``mopps.core.selection``; a prompt believed at 0 or 1 is
+    otherwise never revisited, e.g. after a grader fault is fixed). Default 0: the paper's MoPPS.
+    With ``explore = e > 0`` a candidate the rule never takes is chosen with probability at least
+    e k / (n - k + ceil(e k)) per batch in which it is one of the n candidates. Recommended: 0.05 for long runs in
+    which a grader, the data or the policy may change.
     ``seed``: seed of the selector's generator (its state is saved with the selector).
     """
 
 
     def __init__(self, prior=(1.0, 1.0), discount: float = 1.0, target: float = 0.5,
-                 strategy: str = "topk", band=(0.3, 0.7), group_size: int = 8,
+                 strategy: str = "topk", band=(0.3, 0.7), explore: float = 0.0, group_size: int = 8,
                  seed: int | None = 0) -> None:
         prior_alpha, prior_beta = _check_prior(prior)
-        self.discount = check_probability(discount, "discount")
-        self.target = check_probability(target, "target")
+        self.discount = "auto" if isinstance(discount, str) and discount == "auto" else _check_discount(discount)
+        self.target = check_target(target)
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy = {strategy!r}; strategy must be one of {STRATEGIES}")
         self.strategy = strategy
         self.band = check_band(band)
         self.group_size = check_integer(group_size, "group_size", minimum=2)
+        self.explore = check_probability(explore, "explore")
+        if self.explore and strategy == "uniform":
+            raise ValueError(f"explore = {explore}; the 'uniform' strategy chooses at random already "
+                             "(explore must be 0)")
         self.prior = (prior_alpha, prior_beta)
         self._lookup = IdLookup()  # id -> slot of ``state.ids``, derived, never saved
         super().__init__(seed)
@@ -87,7 +109,20 @@ class MoPPS(Selector):
         """``(alpha, beta)`` float arrays (m,) of ``ids``; unseen ids report the prior."""
         kind, normalized = normalize_ids(ids, "ids")
         self._check_kind(kind, "ids")
-        return table.gather(self.state, self._lookup, kind, normalized, *self.prior)
+        return self._gather(self.state, kind, normalized)
+
+    def drift_variance(self) -> float | None:
+        """With ``discount="auto"``: the learned drift variance of success logits, logit^2 per policy
+        tick (``mopps.core.drift``); None with a fixed discount."""
+        if self.discount != "auto":
+            return None
+        return drift_variance(self.state.drift_excess, self.state.drift_gaps)
+
+    def _gather(self, state, kind, ids) -> tuple[np.ndarray, np.ndarray]:
+        """The posteriors of ``ids`` now: as stored, or, with learned forgetting, aged to this tick."""
+        if self.discount == "auto":
+            return table.gather_aged(state, self._lookup, kind, ids, self.tick, *self.prior)
+        return table.gather(state, self._lookup, kind, ids, *self.prior)
 
     def predict(self, ids) -> np.ndarray:
         """Posterior mean success rate, float (m,)."""
@@ -129,44 +164,52 @@ class MoPPS(Selector):
     # -- protocol hooks ----------------------------------------------------------------------------
 
     def initial_state(self) -> PosteriorState:
-        return table.empty_posteriors()
+        return table.empty_posteriors(tracked=self.discount == "auto")
 
     def _choose(self, state, kind, ids, k, rng):
-        alpha, beta = table.gather(state, self._lookup, kind, ids, *self.prior)
+        alpha, beta = self._gather(state, kind, ids)
         predicted = posterior_mean(alpha, beta)
         if self.strategy == "uniform":
             index, scores = uniform_choice(len(predicted), k, rng)
             return index, scores, predicted
-        if self.strategy == "greedy_mean":
-            return topk_toward_target(predicted, k, self.target), predicted, predicted
+        target = target_at(self.target, self.tick)
+        explored = exploration_slots(k, self.explore, rng) if self.explore else 0
+        by_rule = k - explored
         if self.strategy == "informative":
-            index, keys = informative_draw(predicted, k, self.group_size, rng)
-            return index, keys, predicted
-        draws = thompson_sample(alpha, beta, rng)
-        if self.strategy == "topk":
-            index = topk_toward_target(draws, k, self.target)
+            index, scores = informative_draw(predicted, by_rule, self.group_size, rng)
+            return with_exploration(index, len(scores), explored, rng), scores, predicted
+        scores = predicted if self.strategy == "greedy_mean" else thompson_sample(alpha, beta, rng)
+        if self.strategy in ("topk", "greedy_mean"):
+            index = topk_toward_target(scores, by_rule, target)
         elif self.strategy == "threshold":
-            index = threshold_band(draws, k, self.band, rng)
+            index = threshold_band(scores, by_rule, self.band, rng)
         else:
-            index = largest_learnability(draws, k)
-        return index, draws, predicted
+            index = largest_learnability(scores, by_rule)
+        return with_exploration(index, len(scores), explored, rng), scores, predicted
 
     def _observe(self, state, kind, ids, successes, trials) -> PosteriorState:
+        if self.discount == "auto":
+            return table.observe_tracked(state, self._lookup, kind, ids, successes, trials, self.tick, *self.prior)
         return table.observe(state, self._lookup, kind, ids, successes, trials, self.discount, *self.prior)
 
     def _config(self) -> dict[str, Any]:
-        return {
+        config = {
             "prior": list(self.prior),
             "discount": self.discount,
             "target": self.target,
             "strategy": self.strategy,
             "band": list(self.band),
-            # Only where it matters, so states saved before group_size existed still load.
-            **({"group_size": self.group_size} if self.strategy == "informative" else {}),
         }
+        # Options newer than the state format are written only when set, so a default selector's saved
+        # config (and every file saved before them) stays what it was.
+        if self.explore:
+            config["explore"] = self.explore
+        if self.strategy == "informative":
+            config["group_size"] = self.group_size
+        return config
 
     def _restore(self, arrays: dict[str, Any]) -> PosteriorState:
-        return _posteriors_from_arrays(arrays)
+        return _posteriors_from_arrays(arrays, tracked=self.discount == "auto")
 
 
 class Uniform(MoPPS):
@@ -192,8 +235,15 @@ def _check_prior(prior) -> tuple[float, float]:
     return prior_alpha, prior_beta
 
 
-def _posteriors_from_arrays(arrays: dict[str, Any]) -> PosteriorState:
-    """Validate a saved ``PosteriorState`` (as a dict) and rebuild it (ValueError on any inconsistency)."""
+def _check_discount(discount) -> float:
+    if isinstance(discount, str):
+        raise ValueError(f"discount = {discount!r}; discount must be a number in [0, 1] or 'auto'")
+    return check_probability(discount, "discount")
+
+
+def _posteriors_from_arrays(arrays: dict[str, Any], tracked: bool = False) -> PosteriorState:
+    """Validate a saved ``PosteriorState`` (as a dict) and rebuild it (ValueError on any inconsistency);
+    ``tracked``: it must hold the learned-forgetting fields (``discount="auto"``), else none."""
     kind = arrays["id_kind"]
     if kind not in (None, "int", "str"):
         raise ValueError(f"id_kind = {kind!r}; it must be None, 'int' or 'str'")
@@ -220,4 +270,23 @@ def _posteriors_from_arrays(arrays: dict[str, Any]) -> PosteriorState:
         if len(values) and values.min() <= 0.0:
             raise ValueError(f"{name} has a value <= 0; Beta parameters must be > 0")
         columns[name] = values.copy()
-    return PosteriorState(kind, ids, **columns)
+    tracked_names = ("last_tick", "drift_excess", "drift_gaps")
+    if not tracked:
+        present = [name for name in tracked_names if arrays.get(name) is not None]
+        if present:
+            raise ValueError(f"{present[0]} is set but this selector's discount is fixed (it belongs to "
+                             "discount='auto')")
+        return PosteriorState(kind, ids, **columns)
+    last_tick = np.asarray(arrays["last_tick"])
+    if last_tick.dtype.kind not in "iu" or last_tick.shape != (len(ids),) or (len(last_tick) and last_tick.min() < -1):
+        raise ValueError(f"last_tick must be {len(ids)} integers >= -1")
+    sums = {}
+    for name in ("drift_excess", "drift_gaps"):
+        value = arrays[name]
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(value):
+            raise ValueError(f"{name} = {value!r}; it must be a finite number")
+        sums[name] = float(value)
+    if sums["drift_gaps"] < 0:
+        raise ValueError(f"drift_gaps = {sums['drift_gaps']}; it must be >= 0")
+    return PosteriorState(kind, ids, **columns, last_tick=last_tick.astype(np.int64), **sums)

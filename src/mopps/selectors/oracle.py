@@ -11,14 +11,16 @@ from typing import Any, Callable
 
 import numpy as np
 
+from mopps.core.schedule import check_target, target_at
 from mopps.core.selection import topk_toward_target
-from mopps.core.validation import as_float_array, check_probability
+from mopps.core.validation import as_float_array
 from mopps.selectors.base import NoLearnedState, Selector
 
 
 class Oracle(Selector):
     """``success_rate``: callable mapping candidate ids (int64 array or list of str, (n,)) to their true
-    success rates, float (n,) in [0, 1]. ``target``: the rate to aim at (0.5)."""
+    success rates, float (n,) in [0, 1]. ``target``: the rate to aim at (0.5), or a schedule ``[[tick,
+    rate], ...]`` over the policy tick (``mopps.core.schedule``)."""
 
 
     def __init__(self, success_rate: Callable[[Any], np.ndarray], target: float = 0.5,
@@ -26,7 +28,7 @@ class Oracle(Selector):
         if not callable(success_rate):
             raise ValueError(f"success_rate = {success_rate!r}; success_rate must be callable")
         self.success_rate = success_rate
-        self.target = check_probability(target, "target")
+        self.target = check_target(target)
         super().__init__(seed)
 
     def predict(self, ids) -> np.ndarray:
@@ -48,7 +50,7 @@ class Oracle(Selector):
 
     def _choose(self, state, kind, ids, k, rng):
         rates = self._true_rates(ids)
-        return topk_toward_target(rates, k, self.target), rates, rates
+        return topk_toward_target(rates, k, target_at(self.target, self.tick)), rates, rates
 
     def _restore(self, arrays: dict[str, Any]) -> NoLearnedState:
         return NoLearnedState.restore(arrays)

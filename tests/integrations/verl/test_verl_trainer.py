@@ -468,3 +468,37 @@ def test_the_evidence_log_is_written_with_checkpoints_and_mopps_replay_reads_it(
         done = stream.tables["outcomes"]["step"] == step
         replayed.update(stream.tables["outcomes"]["prompt_id"][done], stream.tables["outcomes"]["successes"][done],
                         stream.tables["outcomes"]["trials"][done])
+
+
+def test_the_loop_is_told_of_each_actor_optimiser_step_after_the_steps_evidence(write_parquet, verl_config,
+                                                                                memory_queue, monkeypatch):
+    import transfer_queue
+    from verl.trainer.ppo.v1.trainer_base import PPOTrainer
+
+    config = verl_config(write_parquet(verl_rows(40)), batch_size=4, ts_ratio=3)
+    config.actor_rollout_ref.actor.ppo_mini_batch_size = 2
+    config.actor_rollout_ref.actor.ppo_epochs = 2
+    config.actor_rollout_ref.rollout.n = 2
+    trainer = build_trainer(config)
+    trainer.agent_loop_manager = ScriptedRollouts(memory_queue, outcomes)
+    monkeypatch.setattr(PPOTrainer, "_update_actor", lambda self, batch, metrics: batch)  # the GPU part
+    expected = 0
+    for step in (1, 2):
+        observed_at = []
+
+        def sample_and_update(metrics, timing_raw, sample_batch_size):
+            batch, sample_metrics = trainer.replay_buffer.sample(global_steps=trainer.global_steps,
+                                                                 partition_id="train", batch_size=sample_batch_size)
+            metrics.update(sample_metrics)
+            observed_at.append(trainer.loop.selector.step)
+            return trainer._update_actor(batch, metrics)
+
+        trainer._step_once = sample_and_update
+        trainer.global_steps = step
+        batch = trainer.step({}, {})
+        transfer_queue.kv_clear(keys=batch.keys, partition_id="train")
+        # ppo_epochs passes over the batch in mini-batches of 2 prompts x 2 rollouts = 4 rollouts.
+        expected += 2 * -(-len(batch.keys) // 4)
+        assert trainer.loop.tick == trainer.selector.tick == expected
+        # The actor was updated before the step's evidence was observed, the loop told after it.
+        assert trainer.selector.step == step and observed_at == [step - 1]

@@ -10,7 +10,9 @@ moment this trainer
    ``num_generations`` times in a row; process p gets the p-th contiguous slice), and lets TRL
    generate, score and train on it as usual;
 3. when TRL's ``_calculate_rewards`` returns the rewards of all processes (gathered), hands them to
-   ``loop.observe`` once, on every process alike; a reward of None (NaN) is no verdict, not evidence.
+   ``loop.observe`` once, on every process alike; a reward of None (NaN) is no verdict, not evidence;
+4. after every optimiser step tells the loop the policy moved (``loop.policy_updated``, the loop's
+   ``clock="host"``; ``PolicyClock``).
 
 Choosing at generation time rather than in the sampler is what removes the staleness: the HF Trainer
 prefetches ``gradient_accumulation_steps`` batches and accelerate looks one batch ahead, so a sampler
@@ -40,6 +42,7 @@ import numpy as np
 import torch
 from accelerate.utils import gather_object
 from datasets import Dataset
+from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 
@@ -56,6 +59,17 @@ CHECKPOINT_FILE = "mopps_loop.npz"
 CHECKPOINT_FORMAT = "mopps.trl-checkpoint"
 CHECKPOINT_VERSION = 2  # version 1: mopps 0.1's mopps_selector.npz + mopps_trainer_state.json
 _VERSION_1_FILES = ("mopps_selector.npz", "mopps_trainer_state.json")
+
+
+class PolicyClock(TrainerCallback):
+    """Tells the loop of each optimiser step (``on_step_end`` runs once per step, after gradient
+    accumulation and before a checkpoint is saved, so a saved loop holds the step's tick)."""
+
+    def __init__(self, loop: SelectionLoop) -> None:
+        self.loop = loop
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.loop.policy_updated()
 
 
 class MoPPSGRPOTrainer(GRPOTrainer):
@@ -96,9 +110,13 @@ class MoPPSGRPOTrainer(GRPOTrainer):
             self.loop = SelectionLoop(selector, prompt_ids, rule=settings.build_success_rule(),
                                       ts_ratio=settings.ts_ratio, seed=seed, learn=not settings.bandit_no_update,
                                       evidence_log=open_evidence_log(settings.evidence_log, "trl",
-                                                                     self.num_generations, seed))
+                                                                     self.num_generations, seed),
+                                      clock="host")
         except ValueError as error:
             raise ValueError(f"{where}: {error}") from None
+        # One tick per optimiser step: a generation serves steps_per_generation * num_iterations micro-steps
+        # and may span several optimiser steps, a dynamic-sampling generation several observe calls.
+        self.add_callback(PolicyClock(self.loop))
         settings.apply_prior_file(self.loop.selector, self.loop.prompt_ids, where)
         self._add_features(dataset, settings)
         # The rows TRL's own dataloader would serve (it drops unused columns when asked to).

@@ -73,16 +73,16 @@ class MoPPSVerlConfig(ReferenceSettings):
         except ValueError as error:
             raise ValueError(f"mopps.{error}") from None
 
-    def build_loop(self, dataset, selector: Selector, group_size: int = 8) -> SelectionLoop:
+    def build_loop(self, dataset, selector: Selector, clock: str = "observe", group_size: int = 8) -> SelectionLoop:
         """The selection loop over verl's training ``dataset`` (an ``RLHFDataset``) with ``selector``
         (from ``checked_selector``): prompt ids are the rows' keys (refusing missing or repeated
         ``extra_info.index``), the selector is seeded from the pass-count prior file and given the
-        configured features; ``group_size`` (rollouts per prompt) goes into the evidence log. Errors name
-        the ``mopps.<key>``."""
+        configured features. ``clock``: the loop's (``SelectionLoop``); ``group_size`` (rollouts per
+        prompt) goes into the evidence log. Errors name the ``mopps.<key>``."""
         keys = dataset_keys(dataset)
         try:
             loop = SelectionLoop(selector, keys, rule=self.build_success_rule(), ts_ratio=self.ts_ratio,
-                                 seed=self.seed_or(0), learn=not self.bandit_no_update,
+                                 seed=self.seed_or(0), learn=not self.bandit_no_update, clock=clock,
                                  evidence_log=open_evidence_log(self.evidence_log, "verl", group_size, self.seed_or(0)))
             self.apply_prior_file(loop.selector, keys, "data_source/extra_info.index of the training set")
         except ValueError as error:

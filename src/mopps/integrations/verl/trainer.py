@@ -10,7 +10,9 @@ The trainer translates between verl and one ``mopps.SelectionLoop`` (which decid
    evicts it or samples it; at the end of each step the trainer passes them, keyed by prompt, to
    ``loop.observe``, so dropped zero-variance groups still teach the selector and rollouts without a
    verdict (``has_verdict`` 0) are no evidence.
-3. ``loop.save`` writes the loop's state (selector, candidate stream, open predictions) into each
+3. after the step's evidence, tells the loop of the step's optimiser steps (``loop.policy_updated``,
+   the loop's ``clock="host"``): ``ppo_epochs`` x the actor's mini-batches of the trained batch;
+4. ``loop.save`` writes the loop's state (selector, candidate stream, open predictions) into each
    ``global_step_N/`` checkpoint folder before verl marks it as the latest; ``loop.load`` resumes it.
 
 With ``mopps.max_num_gen_batches`` > 0 the training batch is assembled by ``mopps.Refill`` instead of
@@ -189,6 +191,7 @@ class MoPPSTrainer(PPOTrainerSync):
         self._filler_uids: set[str] = set()  # groups of the sampled batch that only fill it at the cap
         self._finished: list[tuple[list[str], np.ndarray, np.ndarray]] = []  # rollouts read, not yet observed
         self._selected = Counter()  # mopps/candidates and mopps/selected of this step
+        self._optimizer_steps = 0  # actor optimiser steps of this step, told to the loop after its evidence
         super().__init__(config)
 
     # verl branches on ``trainer_mode == "sync"`` (replay buffer, dataloader granularity, queue
@@ -229,7 +232,7 @@ class MoPPSTrainer(PPOTrainerSync):
     def _init_dataloader(self) -> None:
         super()._init_dataloader()  # verl's dataset (filtered, sub-sampled); its train dataloader stays unused
         # Before verl's _load_checkpoint, so that a resumed run's own loop state wins over the prior file.
-        self.loop = self.mopps_config.build_loop(self.train_dataset, self.selector,
+        self.loop = self.mopps_config.build_loop(self.train_dataset, self.selector, clock="host",
                                                  group_size=int(self.config.actor_rollout_ref.rollout.n))
         if self.mopps_config.max_num_gen_batches:
             self.refill = Refill(self.loop, self.mopps_config.max_num_gen_batches)
@@ -345,10 +348,22 @@ class MoPPSTrainer(PPOTrainerSync):
 
     def step(self, metrics: dict, timing_raw: dict):
         # Once per step, after verl sampled its batch (so every group of the step, kept or filtered,
-        # has been read) and before the checkpoint and the next step's selection.
+        # has been read) and before the checkpoint and the next step's selection. The evidence came
+        # from the policy before this step's update, so it is observed before the ticks.
         batch = super().step(metrics, timing_raw)
         metrics.update(self.observe_finished())
+        if self._optimizer_steps:
+            self.loop.policy_updated(self._optimizer_steps)
+            self._optimizer_steps = 0
         return batch
+
+    def _update_actor(self, batch, metrics: dict):
+        # verl's actor takes ppo_epochs passes over the batch in mini-batches of ppo_mini_batch_size
+        # prompts (x rollout.n rollouts), one optimiser step each.
+        actor = self.config.actor_rollout_ref
+        mini_batch = actor.actor.ppo_mini_batch_size * actor.rollout.n
+        self._optimizer_steps += int(actor.actor.ppo_epochs) * max(1, -(-len(batch.keys) // mini_batch))
+        return super()._update_actor(batch, metrics)
 
     # -- checkpoints -----------------------------------------------------------------------------
 
