@@ -55,13 +55,18 @@ def register(subparsers) -> None:
     parser.add_argument("--resummarize", type=Path, default=None, metavar="DIR",
                         help="run nothing: recompute the summary, tables and plots of the bench in DIR from its "
                              "runs.json.gz with this version's statistics (writes into DIR)")
+    parser.add_argument("--with", dest="with_runs", type=Path, nargs="+", default=(), metavar="OTHER",
+                        help="with --resummarize: add the methods of these bench folders (same config and seeds, "
+                             "e.g. methods run later) to DIR's table")
     parser.set_defaults(func=handle_bench)
 
 
 def handle_bench(args) -> int:
     """Run the bench (or the regime map) described by ``args``; print the report; return the exit code."""
     if args.resummarize is not None:
-        return _handle_resummarize(args.resummarize)
+        return _handle_resummarize(args.resummarize, list(args.with_runs))
+    if args.with_runs:
+        raise SystemExit("mopps bench: --with goes with --resummarize DIR")
     from mopps.bench.presets import QUICK_METHODS, resolve
     from mopps.testbed.methods import INSTRUMENT_PATTERNS, METHODS, is_method
 
@@ -129,13 +134,20 @@ def _handle_map(args, config, seeds: list[int], methods: list[str], out: Path) -
     return 0
 
 
-def _handle_resummarize(out: Path) -> int:
+def _handle_resummarize(out: Path, others: list[Path]) -> int:
     from mopps.bench.plots import write_plots
     from mopps.bench.report import format_report, read_runs, write_outputs
     from mopps.bench.summary import summarize
 
     try:
         config, seeds, results = read_runs(out)
+        for other in others:
+            other_config, other_seeds, other_results = read_runs(other)
+            same = {key: value for key, value in other_config.items() if key != "quick"} == \
+                {key: value for key, value in config.items() if key != "quick"}
+            if not same or other_seeds != seeds:
+                raise ValueError(f"{other} ran another config or other seeds than {out}; their runs do not pair")
+            results.update({name: runs for name, runs in other_results.items() if name not in results})
     except ValueError as error:
         raise SystemExit(f"mopps bench --resummarize: {error}")
     document = summarize(config, seeds, results)

@@ -8,6 +8,7 @@ candidates would be the same distribution). DS is Uniform choosing each generati
 ``ts_ratio`` times as many candidates. ``features`` names the per-prompt features the run registers
 with the selector before training (``mopps.testbed.features``), or None.
 
+``mopps_auto`` is MoPPS with learned forgetting (``discount="auto"``).
 ``mopps_informative`` and ``contextual_informative`` draw the batch in proportion to the predicted
 chance that a group is mixed instead of taking the k nearest 0.5 (``strategy="informative"``).
 
@@ -29,7 +30,7 @@ from mopps.testbed.instruments import NOISE_KINDS, InformativeOracle, NoisyOracl
 
 METHODS = ("uniform", "ds", "mopps", "mopps_lambda0.5", "mopps_threshold", "history", "oracle", "contextual",
            "contextual_nofeatures", "contextual_taskfeatures", "mopps_ds", "contextual_ds", "mopps_informative",
-           "contextual_informative", "oracle_informative")
+           "contextual_informative", "oracle_informative", "mopps_auto")
 # Instruments with parameters: the name's prefix, then the parameters after ':'.
 INSTRUMENT_PATTERNS = ("oracle_noise:<fresh|persistent|visit>:<sd>", "oracle_pilot:<m>")
 # The gain curve's default points: three noise kinds x three sizes, and the pilot estimate from 8 rollouts.
@@ -98,6 +99,9 @@ def build_method(name: str, seed: int, ts_ratio: int, ds_max_gen_batches: int,
         return Method(PilotOracle(success_rate, rollouts, seed=seed), ts_ratio, screening_rollouts=rollouts)
     if name == "oracle_informative":
         return Method(InformativeOracle(success_rate, group_size, seed=seed), ts_ratio)
+    if name == "mopps_auto":
+        # Learned forgetting: the drift of each prompt's rate is estimated from the run (issue 18).
+        return Method(MoPPS(discount="auto", strategy="topk", seed=seed), ts_ratio)
     if name == "mopps_informative":
         return Method(MoPPS(discount=0.5, strategy="informative", group_size=group_size, seed=seed), ts_ratio)
     if name == "contextual_informative":
