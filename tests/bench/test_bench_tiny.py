@@ -226,7 +226,7 @@ def test_regime_map_end_to_end(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.slow
-def test_quick_runs_the_five_answering_selectors_unless_told_otherwise(tmp_path):
+def test_quick_runs_the_answering_selectors_unless_told_otherwise(tmp_path):
     from mopps.bench.presets import QUICK_METHODS
 
     assert main(["bench", "--preset", "tiny", "--quick", "--no-progress", "--out", str(tmp_path / "q")]) == 0
@@ -236,3 +236,20 @@ def test_quick_runs_the_five_answering_selectors_unless_told_otherwise(tmp_path)
     assert main(["bench", "--preset", "tiny", "--quick", "--selectors", "uniform,mopps", "--no-progress",
                  "--out", str(tmp_path / "s")]) == 0
     assert list(json.loads((tmp_path / "s" / "results.json").read_text())["methods"]) == ["uniform", "mopps"]
+
+
+@pytest.mark.slow
+def test_quick_without_a_preset_answers_in_both_regimes(tmp_path, capsys):
+    from mopps.bench.presets import QUICK_PRESETS
+
+    # A 5-step warm start and 2 RL steps: the plumbing of both regimes, not their figures.
+    assert main(["bench", "--quick", "--steps", "2", "--seeds", "0", "--selectors", "uniform,oracle",
+                 "--warm-start-steps", "5", "--no-progress", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "The answer differs by regime" in printed
+    for preset in QUICK_PRESETS:
+        document = json.loads((tmp_path / preset / "results.json").read_text())
+        assert document["config"]["preset"] == preset and list(document["methods"]) == ["uniform", "oracle"]
+        assert (tmp_path / preset / "evidence" / "oracle-seed0.npz").exists()
+        assert f"{preset}: Answer" in printed
+    assert set(QUICK_PRESETS) == {"fresh", "recurring"}

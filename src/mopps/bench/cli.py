@@ -28,10 +28,11 @@ def register(subparsers) -> None:
                     "prediction quality against exact success rates, with 90%% intervals over seeds, "
                     "and writes results.json, curves.csv, steps.csv and PNG plots. With --map, sweeps the pool "
                     "size and draws speedup against visits per prompt.")
-    parser.add_argument("--preset", default="recurring", choices=PRESET_NAMES,
+    parser.add_argument("--preset", default=None, choices=PRESET_NAMES,
                         help="recurring: paper's regime, prompts seen 10-30 times; fresh: large pool, "
                              "prompts seen at most a few times; transfer: an update moves untrained prompts "
-                             "almost as much as trained ones; tiny: seconds, for CI (default: recurring)")
+                             "almost as much as trained ones; tiny: seconds, for CI (default: recurring; with "
+                             "--quick, fresh and recurring both, since the answer differs by regime)")
     parser.add_argument("--task", default=None,
                         help=f"built-in task ({', '.join(TASK_NAMES)}; default: the preset's) or "
                              "package.module:Class for your own (see docs/bench.md, 'Your own task')")
@@ -67,7 +68,7 @@ def handle_bench(args) -> int:
         return _handle_resummarize(args.resummarize, list(args.with_runs))
     if args.with_runs:
         raise SystemExit("mopps bench: --with goes with --resummarize DIR")
-    from mopps.bench.presets import QUICK_METHODS, resolve
+    from mopps.bench.presets import QUICK_METHODS, QUICK_PRESETS
     from mopps.testbed.methods import INSTRUMENT_PATTERNS, METHODS, is_method
 
     if args.selectors is None:
@@ -83,8 +84,45 @@ def handle_bench(args) -> int:
     for flag, value in (("--steps", args.steps), ("--workers", args.workers), ("--warm-start-steps", args.warm_start_steps)):
         if value is not None and value < 1:
             raise SystemExit(f"mopps bench: {flag} = {value}; it must be >= 1")
+    presets = [args.preset] if args.preset is not None else \
+        list(QUICK_PRESETS) if args.quick and not args.map else ["recurring"]
+    if args.map and len(presets) > 1:
+        raise SystemExit("mopps bench: --map takes one --preset")
+    plans = [_plan(args, preset, list(methods), several=len(presets) > 1) for preset in presets]
+    if args.map:
+        preset, config, seeds, chosen, out = plans[0]
+        return _handle_map(args, config, seeds, chosen, out)
+    from mopps.bench.plots import write_plots
+    from mopps.bench.report import format_answer, format_report, write_outputs
+    from mopps.bench.runner import evidence_log_path, run_jobs
+    from mopps.bench.summary import summarize
+    from mopps.testbed.grpo import config_dict
+
+    # One pool of jobs over every preset, so no worker waits for another preset to start.
+    jobs = [(config, method, seed, evidence_log_path(out / "evidence", method, seed))
+            for _, config, seeds, chosen, out in plans for method in chosen for seed in seeds]
+    finished = iter(run_jobs(jobs, args.workers, not args.no_progress))
+    answers = []
+    for preset, config, seeds, chosen, out in plans:
+        results = {method: [next(finished) for _ in seeds] for method in chosen}
+        document = summarize({"preset": preset, "quick": args.quick, **config_dict(config)}, list(seeds), results)
+        write_outputs(out, document, results)
+        plots = write_plots(out, document, results)
+        print(f"\n== {preset} ==")
+        print(format_report(document))
+        print(f"\nwrote {out / 'results.json'}, curves.csv, steps.csv, {', '.join(path.name for path in plots)}")
+        answers.append(f"{preset}: " + format_answer(document))
+    if len(plans) > 1:
+        print("\n== The answer differs by regime ==\n" + "\n\n".join(answers))
+    return 0
+
+
+def _plan(args, preset: str, methods: list[str], several: bool):
+    """``(preset, config, seeds, methods, out)`` of one preset of this bench command."""
+    from mopps.bench.presets import resolve
+
     try:
-        config, seeds = resolve(args.preset, task=args.task, quick=args.quick, steps=args.steps,
+        config, seeds = resolve(preset, task=args.task, quick=args.quick, steps=args.steps,
                                 seeds=args.seeds, warm_start_steps=args.warm_start_steps, regime_map=args.map)
     except ValueError as error:
         raise SystemExit(f"mopps bench: {error}")
@@ -98,27 +136,14 @@ def handle_bench(args) -> int:
     task_label = args.task.rpartition(":")[2].lower() if args.task else None
     suffix = "".join(part for part, wanted in ((f"-{task_label}", task_label), ("-map", args.map),
                                                 ("-quick", args.quick)) if wanted)
-    out = args.out or Path("runs") / "bench" / (args.preset + suffix)
-    print(f"mopps bench{' --map' if args.map else ''}: preset {args.preset}, task {task_label or 'the preset default'}, "
+    if args.out is None:
+        out = Path("runs") / "bench" / (preset + suffix)
+    else:
+        out = args.out / preset if several else args.out
+    print(f"mopps bench{' --map' if args.map else ''}: preset {preset}, task {task_label or 'the preset default'}, "
           f"{config.steps} steps, seeds {list(seeds)}, selectors {', '.join(methods)}, {args.workers} worker(s) "
           f"-> {out}", flush=True)
-    if args.map:
-        return _handle_map(args, config, list(seeds), methods, out)
-    from mopps.bench.plots import write_plots
-    from mopps.bench.report import format_report, write_outputs
-    from mopps.bench.runner import run_all
-    from mopps.bench.summary import summarize
-    from mopps.testbed.grpo import config_dict
-
-    results = run_all(config, methods, list(seeds), workers=args.workers, show_progress=not args.no_progress,
-                      log_dir=out / "evidence")
-    document = summarize({"preset": args.preset, "quick": args.quick, **config_dict(config)}, list(seeds), results)
-    write_outputs(out, document, results)
-    plots = write_plots(out, document, results)
-    print()
-    print(format_report(document))
-    print(f"\nwrote {out / 'results.json'}, curves.csv, steps.csv, {', '.join(path.name for path in plots)}")
-    return 0
+    return preset, config, list(seeds), methods, out
 
 
 def _handle_map(args, config, seeds: list[int], methods: list[str], out: Path) -> int:
