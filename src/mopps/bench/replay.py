@@ -1,8 +1,8 @@
 """Offline replay: feed a logged evidence stream (``mopps.loop.EvidenceLog``) to any selector and score
 its *prediction* in seconds, without training anything.
 
-At every logged selection step the selector ranks the logged candidates and chooses as many as the
-run chose (its choice changes nothing: the log goes on as it was), then learns from the logged
+At every logged selection step the selector is told of the policy updates the run had made by then
+(the log's ``tick``), ranks the logged candidates and chooses as many as the run chose (its choice changes nothing: the log goes on as it was), then learns from the logged
 evidence of the prompts the run rolled out at that step. Scores, averaged over steps:
 
 With exact rates (testbed logs): over every candidate, ``spearman`` (rank correlation with the exact
@@ -34,8 +34,8 @@ from mopps.testbed.measure import prediction_scores
 from mopps.testbed.methods import build_method
 
 # Built-in selectors that need no exact rates, by their bench names.
-REPLAY_SELECTORS = ("uniform", "mopps", "mopps_lambda0.5", "mopps_threshold", "mopps_informative", "history",
-                    "contextual", "contextual_informative")
+REPLAY_SELECTORS = ("uniform", "mopps", "mopps_lambda0.5", "mopps_auto", "mopps_threshold", "mopps_informative",
+                    "history", "contextual", "contextual_informative")
 SCORES = ("spearman", "brier", "logloss", "zero_variance")
 _CLIP = 1e-6
 
@@ -83,6 +83,10 @@ def replay(stream: EvidenceStream, selector: Selector, features: tuple[Any, np.n
         chosen_in_log = candidates["chosen"][rows]
         k = int(chosen_in_log.sum())
         outcome_rows = slices["outcomes"][index]
+        # The run's policy ticks between steps reach the replayed selector too (what ages, ages alike).
+        behind = int(candidates["tick"][rows].max()) - selector.tick if len(rows) else 0
+        if behind > 0:
+            selector.policy_updated(behind)
         if k > 0:
             selection = selector.select(ids, k)
             predicted = selection.predicted_rate

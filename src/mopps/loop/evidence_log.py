@@ -6,7 +6,9 @@ A log holds four tables of columns (numpy arrays of equal length within a table)
 - ``candidates``: one row per candidate offered to the selector per selection step:
   ``step`` (int64, the loop's batch number, 1, 2, ...), ``prompt_id`` (int64 or str),
   ``chosen`` (bool: rolled out), ``predicted_rate`` (float32, the running selector's prediction; NaN
-  when it makes none).
+  when it makes none), ``tick`` (int64, the policy updates the selector had been told of when it
+  chose: several steps share a tick under dynamic sampling; logs written before it existed read
+  ``tick = step - 1``).
 - ``outcomes``: one row per rolled-out prompt: ``step`` (the step that chose it; the evidence's own
   step when it was never chosen), ``prompt_id``, ``successes`` and ``trials`` (float32: rollouts
   with a verdict judged a success by the loop's rule, and rollouts with a verdict).
@@ -41,12 +43,12 @@ from mopps.storage import atomic_write
 LOG_FORMAT = "mopps.evidence-log"
 LOG_VERSION = 1
 TABLES = {
-    "candidates": ("step", "prompt_id", "chosen", "predicted_rate"),
+    "candidates": ("step", "prompt_id", "chosen", "predicted_rate", "tick"),
     "outcomes": ("step", "prompt_id", "successes", "trials"),
     "exact": ("step", "prompt_id", "exact_rate"),
     "pool": ("step", "prompt_id", "exact_rate"),
 }
-_DTYPES = {"step": np.int64, "chosen": bool, "predicted_rate": np.float32, "successes": np.float32,
+_DTYPES = {"step": np.int64, "tick": np.int64, "chosen": bool, "predicted_rate": np.float32, "successes": np.float32,
            "trials": np.float32, "exact_rate": np.float32}
 
 
@@ -131,13 +133,14 @@ class EvidenceLog:
                                    for name in TABLES[table]})
 
     def record_selection(self, step: int, candidate_ids, chosen_index: np.ndarray,
-                         predicted_rate: np.ndarray | None) -> None:
-        """The candidates (n,) offered at ``step``, which were chosen (positions (k,)), and the
-        selector's prediction of each (n,) or None."""
+                         predicted_rate: np.ndarray | None, tick: int = 0) -> None:
+        """The candidates (n,) offered at ``step``, which were chosen (positions (k,)), the
+        selector's prediction of each (n,) or None, and the selector's policy tick."""
         chosen = np.zeros(len(candidate_ids), dtype=bool)
         chosen[np.asarray(chosen_index, dtype=np.int64)] = True
         predicted = np.full(len(chosen), np.nan) if predicted_rate is None else predicted_rate
-        self._append("candidates", step=step, prompt_id=candidate_ids, chosen=chosen, predicted_rate=predicted)
+        self._append("candidates", step=step, prompt_id=candidate_ids, chosen=chosen, predicted_rate=predicted,
+                     tick=tick)
 
     def record_outcomes(self, steps: np.ndarray, prompt_ids, successes: np.ndarray, trials: np.ndarray) -> None:
         """Evidence of rolled-out prompts (m,), each with the step that chose it."""
@@ -228,7 +231,14 @@ def read_evidence_log(path) -> EvidenceStream:
             if header.get("version") != LOG_VERSION:
                 raise ValueError(f"evidence log version {header.get('version')} is not supported "
                                  f"(this mopps reads version {LOG_VERSION})")
-            tables = {table: {name: archive[f"{table}/{name}"] for name in columns} for table, columns in TABLES.items()}
+            tables = {table: {name: archive[f"{table}/{name}"] for name in columns if f"{table}/{name}" in archive}
+                      for table, columns in TABLES.items()}
+            if "candidates/tick" not in archive:  # a log of the first version's writer: one tick per step
+                tables["candidates"]["tick"] = tables["candidates"]["step"] - 1
+            missing = [f"{table}/{name}" for table, columns in TABLES.items() for name in columns
+                       if name not in tables[table]]
+            if missing:
+                raise ValueError(f"it lacks the columns {missing}")
     except (OSError, KeyError, zipfile.BadZipFile, EOFError, json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"{path}: not a readable mopps evidence log ({type(error).__name__}: {error})") from None
     except ValueError as error:

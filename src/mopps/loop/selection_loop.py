@@ -201,7 +201,7 @@ class SelectionLoop:
             self.ledger.record(self.id_kind, selection.ids, predicted, self.step)
             if self.evidence_log is not None:
                 self.evidence_log.record_selection(self.step, self.ids_at(candidates), selection.index,
-                                                   selection.predicted_rate)
+                                                   selection.predicted_rate, self.selector.tick)
         return Batch(positions, selection.ids, predicted, self.step, candidates, selection)
 
     def ids_at(self, positions) -> Any:
