@@ -109,4 +109,82 @@ def write_plots(out: Path, document: dict, results: dict[str, list[dict]], windo
     paths.append(out / "calibration.png")
     figure.savefig(paths[-1], dpi=90)
     plt.close(figure)
+    if any(name.startswith("oracle_noise:") for name in results):
+        paths.append(plot_gain_curve(out / "gain_curve.png", document, results, colors))
     return paths
+
+
+def plot_gain_curve(path: Path, document: dict, results: dict[str, list[dict]], colors: dict) -> Path:
+    """``gain_curve.png``: left, the paired primary gain (90% interval) against candidate Spearman,
+    one line per noise kind of ``oracle_noise:<kind>:<sd>`` (sd labelled), the oracle at Spearman 1
+    and every other predicting method as a point; middle, the share of trained prompts trained before
+    and the pool share never rolled out per method; right, selection frequency against the exact
+    rate (trained prompts / candidates per tenth of [0, 1], over the whole run)."""
+    import matplotlib.pyplot as plt
+
+    methods, regime = document["methods"], document.get("regime", {})
+    figure, axes = plt.subplots(1, 3, figsize=(17, 5.2), constrained_layout=True)
+    axis = axes[0]
+
+    def point(name):
+        row = methods[name]
+        interval = row.get("primary_gain_ci") or [row["primary_gain"], row["primary_gain"]]
+        return row["mean_spearman_candidates"], row["primary_gain"], interval
+
+    kinds = {}
+    for name in methods:
+        if name.startswith("oracle_noise:") and methods[name].get("mean_spearman_candidates") is not None:
+            _, kind, sd = name.split(":")
+            kinds.setdefault(kind, []).append((float(sd), name))
+    oracle = "oracle" if "oracle" in methods else None
+    for kind, members in sorted(kinds.items()):
+        members.sort(reverse=True)  # largest noise (lowest Spearman) first
+        names = [name for _, name in members] + ([oracle] if oracle else [])
+        xs, ys, intervals = zip(*(point(name) for name in names))
+        line = axis.plot(xs, ys, marker="o", label=f"noise {kind}")[0]
+        axis.vlines(xs, [lo for lo, _ in intervals], [hi for _, hi in intervals], color=line.get_color(), alpha=0.5)
+        for (sd, _), x, y in zip(members, xs, ys):
+            axis.annotate(f"sd {sd:g}", (x, y), fontsize=7, textcoords="offset points", xytext=(3, 3))
+    others = [name for name, row in methods.items() if row.get("mean_spearman_candidates") is not None
+              and not name.startswith("oracle_noise:") and name != "oracle" and name in results]
+    for name in others:
+        x, y, (lo, hi) = point(name)
+        axis.errorbar([x], [y], yerr=[[y - lo], [hi - y]], fmt="s", color=colors[name], label=name, capsize=3)
+    axis.axhline(0.0, color="grey", linestyle=":", linewidth=1)
+    axis.set(xlabel="candidate Spearman with the exact rate (mean over steps)",
+             ylabel="paired gain in mean test accuracy vs Uniform", title="Gain against prediction quality")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7)
+
+    names = [name for name in results if name != "uniform"]
+    axis = axes[1]
+    positions = np.arange(len(names))
+    retrained = [methods[name].get("mean_retrained_share") or 0.0 for name in names]
+    never = [regime.get(name, {}).get("never_rolled_out_share") or 0.0 for name in names]
+    axis.barh(positions - 0.2, retrained, height=0.4, label="trained before (share of batch)")
+    axis.barh(positions + 0.2, never, height=0.4, label="pool never rolled out")
+    axis.set_yticks(positions, names, fontsize=7)
+    axis.set(xlabel="share", title="How often the same prompts are retrained")
+    axis.grid(alpha=0.3, axis="x")
+    axis.legend(fontsize=7)
+
+    axis = axes[2]
+    centres = (np.arange(10) + 0.5) / 10
+    for name in names:
+        trained = np.sum([np.asarray(run.get("trained_rate_hist", np.zeros((1, 10))), dtype=np.float64).sum(0)
+                          for run in results[name]], axis=0)
+        offered = np.sum([np.asarray(run.get("candidate_rate_hist", np.zeros((1, 10))), dtype=np.float64).sum(0)
+                          for run in results[name]], axis=0)
+        if offered.sum() == 0:
+            continue
+        with np.errstate(invalid="ignore", divide="ignore"):
+            frequency = np.where(offered > 0, trained / offered, np.nan)
+        axis.plot(centres, frequency, marker=".", label=name, color=colors[name])
+    axis.set(xlabel="exact success rate of the candidate", ylabel="chosen / offered",
+             title="Selection frequency by exact rate (all steps)", xlim=(0, 1))
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=6)
+    figure.suptitle(f"mopps bench, preset {document['config'].get('preset')}, {len(document['seeds'])} seed(s)")
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path
