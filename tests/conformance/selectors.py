@@ -39,10 +39,13 @@ SELECTORS = {
                                                              target=[[1, 0.6], [3, 0.4]], seed=seed), {}),
     "mopps_informative": (lambda seed: MoPPS(discount=0.5, strategy="informative", group_size=4, seed=seed), {}),
     "contextual_informative": (lambda seed: ContextualMoPPS(strategy="informative", explore=0.1, seed=seed), {}),
+    "mopps_perturbed": (lambda seed: MoPPS(discount=0.5, strategy="perturbed", noise_sd=0.7, seed=seed), {}),
+    "contextual_perturbed": (lambda seed: ContextualMoPPS(strategy="perturbed", seed=seed), {}),
 }
 
 # Selectors that key learned state by prompt id, so they fix the id kind at first use.
 KEYED_BY_ID = ("mopps_topk", "mopps_scheduled", "mopps_discounted", "mopps_threshold", "mopps_learnability",
                "mopps_greedy_mean", "mopps_explore", "mopps_threshold_explore", "mopps_auto", "mopps_auto_prior",
                "uniform", "uniform_auto", "history", "history_explore", "contextual", "contextual_greedy_trend",
-               "contextual_explore", "contextual_auto_halflife", "mopps_informative", "contextual_informative")
+               "contextual_explore", "contextual_auto_halflife", "mopps_informative", "contextual_informative",
+               "mopps_perturbed", "contextual_perturbed")

@@ -7,6 +7,7 @@ Only argparse is imported here; torch, matplotlib and the testbed load inside th
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 PRESET_NAMES = ("recurring", "fresh", "transfer", "tiny")  # mirrors mopps.bench.presets.PRESETS (torch-free)
@@ -42,6 +43,9 @@ def register(subparsers) -> None:
     parser.add_argument("--quick", action="store_true", help="one seed, at most 200 steps, five selectors unless --selectors says otherwise (uniform, ds, mopps_lambda0.5, contextual, oracle): a check, no intervals")
     parser.add_argument("--seeds", type=_int_list, default=None, help="comma-separated RL seeds (default: the preset's)")
     parser.add_argument("--steps", type=int, default=None, help="GRPO steps per run (default: the preset's)")
+    parser.add_argument("--pool-seed", type=int, default=None,
+                        help="which prompts form the pool and test set (default: the preset's, 1234); another "
+                             "value gives held-out pools for tuning")
     parser.add_argument("--selectors", default=None,
                         help="comma-separated subset of the methods (default: every selector; the gain-curve "
                              "instruments oracle_noise:<fresh|persistent|visit>:<sd>, oracle_pilot:<m> and "
@@ -124,6 +128,8 @@ def _plan(args, preset: str, methods: list[str], several: bool):
     try:
         config, seeds = resolve(preset, task=args.task, quick=args.quick, steps=args.steps,
                                 seeds=args.seeds, warm_start_steps=args.warm_start_steps, regime_map=args.map)
+        if args.pool_seed is not None:
+            config = replace(config, pool_seed=args.pool_seed)
     except ValueError as error:
         raise SystemExit(f"mopps bench: {error}")
     if not seeds:

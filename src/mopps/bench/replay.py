@@ -35,7 +35,7 @@ from mopps.testbed.methods import build_method
 
 # Built-in selectors that need no exact rates, by their bench names.
 REPLAY_SELECTORS = ("uniform", "mopps", "mopps_lambda0.5", "mopps_auto", "mopps_threshold", "mopps_informative",
-                    "history", "contextual", "contextual_informative")
+                    "mopps_perturbed", "history", "contextual", "contextual_informative", "contextual_perturbed")
 SCORES = ("spearman", "brier", "logloss", "zero_variance")
 _CLIP = 1e-6
 

@@ -145,3 +145,14 @@ def with_exploration(ranked: np.ndarray, n_candidates: int, explored: int, rng: 
     left_out[ranked] = False
     extra = rng.choice(np.flatnonzero(left_out), size=explored, replace=False)
     return np.concatenate([ranked, extra]).astype(np.int64)
+
+
+def perturbed_rates(rates: np.ndarray, noise_sd: float, rng: np.random.Generator) -> np.ndarray:
+    """float (n,): ``rates`` (n,) seen through fresh Gaussian noise of ``noise_sd`` on the logit
+    (rates clipped to [1e-6, 1 - 1e-6] first), drawn anew at every call. Ranking these instead of a
+    Thompson draw keeps every selection's error fresh however much evidence a prompt has: a Beta
+    draw narrows with evidence, so a selector's choices become a fixed function of its (stale)
+    estimates, the kind of error the bench's gain curve finds most harmful (docs/mechanism.md)."""
+    clipped = np.clip(np.asarray(rates, dtype=np.float64), 1e-6, 1.0 - 1e-6)
+    logits = np.log(clipped) - np.log1p(-clipped) + noise_sd * rng.standard_normal(len(clipped))
+    return 1.0 / (1.0 + np.exp(-logits))

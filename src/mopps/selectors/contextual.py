@@ -53,7 +53,7 @@ from mopps.core.validation import as_feature_matrix, check_integer, check_same_l
 from mopps.selectors.base import Selector
 
 TRAINING_RULES = ("mixed", "all")
-CONTEXTUAL_STRATEGIES = ("topk", "informative")  # how the k are chosen from the predictions
+CONTEXTUAL_STRATEGIES = ("topk", "informative", "perturbed")  # how the k are chosen from the predictions
 # Model features are clipped to this many standard deviations (of the first add_features batch). A
 # linear logit cannot use a prompt 10^3 sd out (its logit variance would be ~10^6 and the evidence
 # updates lose all precision: NaN at 3000 sd in a 40-step stress run); |x| <= 30 stayed finite in
@@ -114,7 +114,10 @@ class ContextualMoPPS(Selector):
     recommended configuration is for the tuning of issue 18). ``strategy``: ``"topk"`` (default: the k
     draws nearest ``target``) or ``"informative"`` (k drawn without replacement, each weighted by the
     chance 1 - p^n - (1 - p)^n that its group of ``group_size`` rollouts is mixed, p its predictive
-    mean; ``temperature`` and ``target`` are then unused). ``seed``: the selector's generator.
+    mean; ``temperature`` and ``target`` are then unused) or ``"perturbed"`` (the k nearest ``target``
+    of the predictive logit means plus fresh Gaussian noise of ``noise_sd`` at every selection instead
+    of a Thompson draw, whose width shrinks with evidence; ``temperature`` is then unused).
+    ``seed``: the selector's generator.
 
     Time is counted in policy ticks (``policy_updated``; ``SelectionLoop`` sends one per policy
     update, and one per ``Refill.fill`` however many rounds it rolls out): the ability's random walk
@@ -126,12 +129,13 @@ class ContextualMoPPS(Selector):
     def __init__(self, target: float = 0.5, temperature: float = 0.25, feature_dim: int = 64,
                  projection_seed: int = 0, training_rule: str = "mixed",
                  model: ContextualModel | dict | None = None, explore: float = 0.0, strategy: str = "topk",
-                 group_size: int = 8, seed: int | None = 0) -> None:
+                 group_size: int = 8, noise_sd: float = 1.0, seed: int | None = 0) -> None:
         self.target = check_target(target)
         if strategy not in CONTEXTUAL_STRATEGIES:
             raise ValueError(f"strategy = {strategy!r}; strategy must be one of {CONTEXTUAL_STRATEGIES}")
         self.strategy = strategy
         self.group_size = check_integer(group_size, "group_size", minimum=2)
+        self.noise_sd = _check_number(noise_sd, "noise_sd", minimum=0.0)
         self.explore = _check_number(explore, "explore", minimum=0.0)
         if self.explore > 1.0:
             raise ValueError(f"explore = {explore}; explore must lie in [0, 1]")
@@ -283,12 +287,16 @@ class ContextualMoPPS(Selector):
 
     def _choose(self, state, kind, ids, k, rng):
         rows, u_mean, u_var = self._gather(state, self._slots(state, kind, ids), np.float32)
-        predicted = expected_rate(*logit_moments(state.theta_mean, state.theta_cov, rows, u_mean, u_var))
+        logit_mean, logit_var = logit_moments(state.theta_mean, state.theta_cov, rows, u_mean, u_var)
+        predicted = expected_rate(logit_mean, logit_var)
         explored = exploration_slots(k, self.explore, rng) if self.explore else 0
         if self.strategy == "informative":
             index, scores = informative_draw(predicted, k - explored, self.group_size, rng)
             return with_exploration(index, len(scores), explored, rng), scores, predicted
-        if self.temperature == 0.0:
+        if self.strategy == "perturbed":
+            noise = self.noise_sd * rng.standard_normal(len(predicted))
+            scores = sigmoid(np.asarray(logit_mean, dtype=np.float64) + noise)
+        elif self.temperature == 0.0:
             scores = predicted
         else:
             scores = sigmoid(thompson_logits(state.theta_mean, state.theta_cov, rows, u_mean, u_var, rng,
@@ -401,8 +409,10 @@ class ContextualMoPPS(Selector):
         # Options newer than the state format are written only when set (old files keep loading).
         if self.explore:
             config["explore"] = self.explore
-        if self.strategy != "topk":
+        if self.strategy == "informative":
             config.update(strategy=self.strategy, group_size=self.group_size)
+        elif self.strategy == "perturbed":
+            config.update(strategy=self.strategy, noise_sd=self.noise_sd)
         return config
 
     def _restore(self, arrays: dict[str, Any]) -> ContextualState:

@@ -29,6 +29,7 @@ from mopps.core.selection import (
     exploration_slots,
     informative_draw,
     largest_learnability,
+    perturbed_rates,
     threshold_band,
     topk_toward_target,
     uniform_choice,
@@ -39,13 +40,14 @@ from mopps.core.validation import (
     as_float_array,
     check_band,
     check_integer,
+    check_number,
     check_observations,
     check_probability,
     check_same_length,
 )
 from mopps.selectors.base import Selector
 
-STRATEGIES = ("topk", "threshold", "learnability", "greedy_mean", "uniform", "informative")
+STRATEGIES = ("topk", "threshold", "learnability", "greedy_mean", "uniform", "informative", "perturbed")
 
 
 class MoPPS(Selector):
@@ -66,6 +68,8 @@ class MoPPS(Selector):
     ``group_size``: rollouts per prompt n, for ``"informative"`` (a draw of k without replacement,
     each candidate weighted by the chance 1 - p^n - (1 - p)^n that its group is mixed, p its
     posterior mean; ``mopps.core.selection.informative_draw``; ``target`` is then unused).
+    ``noise_sd``: for ``"perturbed"``, the k nearest ``target`` of the posterior means seen through
+    fresh logit noise of this size at every selection (``mopps.core.selection.perturbed_rates``).
     ``explore``: exploration floor in [0, 1], the share of each batch's k chosen uniformly at random
     among the candidates the rule left out (``mopps.core.selection``; a prompt believed at 0 or 1 is
     otherwise never revisited, e.g. after a grader fault is fixed). Default 0: the paper's MoPPS.
@@ -78,7 +82,7 @@ class MoPPS(Selector):
 
     def __init__(self, prior=(1.0, 1.0), discount: float = 1.0, target: float = 0.5,
                  strategy: str = "topk", band=(0.3, 0.7), explore: float = 0.0, group_size: int = 8,
-                 seed: int | None = 0) -> None:
+                 noise_sd: float = 1.0, seed: int | None = 0) -> None:
         prior_alpha, prior_beta = _check_prior(prior)
         self.discount = "auto" if isinstance(discount, str) and discount == "auto" else _check_discount(discount)
         self.target = check_target(target)
@@ -87,6 +91,7 @@ class MoPPS(Selector):
         self.strategy = strategy
         self.band = check_band(band)
         self.group_size = check_integer(group_size, "group_size", minimum=2)
+        self.noise_sd = check_number(noise_sd, "noise_sd", minimum=0.0)
         self.explore = check_probability(explore, "explore")
         if self.explore and strategy == "uniform":
             raise ValueError(f"explore = {explore}; the 'uniform' strategy chooses at random already "
@@ -178,8 +183,11 @@ class MoPPS(Selector):
         if self.strategy == "informative":
             index, scores = informative_draw(predicted, by_rule, self.group_size, rng)
             return with_exploration(index, len(scores), explored, rng), scores, predicted
-        scores = predicted if self.strategy == "greedy_mean" else thompson_sample(alpha, beta, rng)
-        if self.strategy in ("topk", "greedy_mean"):
+        if self.strategy == "perturbed":
+            scores = perturbed_rates(predicted, self.noise_sd, rng)
+        else:
+            scores = predicted if self.strategy == "greedy_mean" else thompson_sample(alpha, beta, rng)
+        if self.strategy in ("topk", "greedy_mean", "perturbed"):
             index = topk_toward_target(scores, by_rule, target)
         elif self.strategy == "threshold":
             index = threshold_band(scores, by_rule, self.band, rng)
@@ -206,6 +214,8 @@ class MoPPS(Selector):
             config["explore"] = self.explore
         if self.strategy == "informative":
             config["group_size"] = self.group_size
+        if self.strategy == "perturbed":
+            config["noise_sd"] = self.noise_sd
         return config
 
     def _restore(self, arrays: dict[str, Any]) -> PosteriorState:

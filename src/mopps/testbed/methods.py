@@ -8,7 +8,9 @@ candidates would be the same distribution). DS is Uniform choosing each generati
 ``ts_ratio`` times as many candidates. ``features`` names the per-prompt features the run registers
 with the selector before training (``mopps.testbed.features``), or None.
 
-``mopps_auto`` is MoPPS with learned forgetting (``discount="auto"``).
+``mopps_auto`` is MoPPS with learned forgetting (``discount="auto"``). ``mopps_perturbed`` and
+``contextual_perturbed`` rank their point predictions seen through fresh logit noise at every step
+(``strategy="perturbed"``) instead of a Thompson draw.
 ``mopps_informative`` and ``contextual_informative`` draw the batch in proportion to the predicted
 chance that a group is mixed instead of taking the k nearest 0.5 (``strategy="informative"``).
 
@@ -30,9 +32,14 @@ from mopps.testbed.instruments import NOISE_KINDS, InformativeOracle, NoisyOracl
 
 METHODS = ("uniform", "ds", "mopps", "mopps_lambda0.5", "mopps_threshold", "history", "oracle", "contextual",
            "contextual_nofeatures", "contextual_taskfeatures", "mopps_ds", "contextual_ds", "mopps_informative",
-           "contextual_informative", "oracle_informative", "mopps_auto")
+           "contextual_informative", "oracle_informative", "mopps_auto", "mopps_perturbed",
+           "contextual_perturbed")
+# Fresh logit noise of the "perturbed" strategy in the bench methods (chosen on seeds 100-101, see
+# docs/mechanism.md).
+PERTURBED_NOISE_SD = 1.0
 # Instruments with parameters: the name's prefix, then the parameters after ':'.
-INSTRUMENT_PATTERNS = ("oracle_noise:<fresh|persistent|visit>:<sd>", "oracle_pilot:<m>")
+INSTRUMENT_PATTERNS = ("oracle_noise:<fresh|persistent|visit>:<sd>", "oracle_pilot:<m>", "mopps_perturbed:<sd>",
+                       "contextual_perturbed:<sd>")
 # The gain curve's default points: three noise kinds x three sizes, and the pilot estimate from 8 rollouts.
 GAIN_CURVE = tuple(f"oracle_noise:{kind}:{sd}" for kind in NOISE_KINDS for sd in ("0.5", "1", "2")) \
     + ("oracle_pilot:8", "oracle_informative")
@@ -73,6 +80,10 @@ def parse_instrument(name: str) -> tuple[str, tuple]:
                 return prefix, (parts[0], sd)
         elif prefix == "oracle_pilot" and len(parts) == 1 and int(parts[0]) >= 1:
             return prefix, (int(parts[0]),)
+        elif prefix in ("mopps_perturbed", "contextual_perturbed") and len(parts) == 1:
+            sd = float(parts[0])
+            if np.isfinite(sd) and sd >= 0.0:
+                return prefix, (sd,)
         elif not parts and name in METHODS:
             return name, ()
     except ValueError:
@@ -102,6 +113,12 @@ def build_method(name: str, seed: int, ts_ratio: int, ds_max_gen_batches: int,
     if name == "mopps_auto":
         # Learned forgetting: the drift of each prompt's rate is estimated from the run (issue 18).
         return Method(MoPPS(discount="auto", strategy="topk", seed=seed), ts_ratio)
+    if prefix == "mopps_perturbed":
+        sd = parameters[0] if parameters else PERTURBED_NOISE_SD
+        return Method(MoPPS(discount=0.5, strategy="perturbed", noise_sd=sd, seed=seed), ts_ratio)
+    if prefix == "contextual_perturbed":
+        sd = parameters[0] if parameters else PERTURBED_NOISE_SD
+        return Method(ContextualMoPPS(strategy="perturbed", noise_sd=sd, seed=seed), ts_ratio, features="generic")
     if name == "mopps_informative":
         return Method(MoPPS(discount=0.5, strategy="informative", group_size=group_size, seed=seed), ts_ratio)
     if name == "contextual_informative":
