@@ -65,6 +65,7 @@ from mopps.core.evidence import sum_by_id
 from mopps.core.id_index import STR_KIND, first_duplicate, normalize_ids, require_unique
 from mopps.core.validation import (
     check_count,
+    check_header,
     check_integer,
     check_observations,
     check_same_length,
@@ -274,15 +275,6 @@ class Selector(ABC):
 def check_state_header(state: dict[str, Any], class_name: str, name: str = "state") -> None:
     """Raise ``ValueError`` unless ``state`` is a selector state of ``class_name`` we can read
     (``name``: how errors call it)."""
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        raise ValueError(f"{name} is not a mopps selector state (missing or wrong 'format')")
-    version = state.get("version")
-    if version != STATE_VERSION:
-        raise ValueError(
-            f"{name}: selector state version {version} is not supported by this mopps (reads version {STATE_VERSION})"
-        )
+    check_header(state, STATE_FORMAT, (STATE_VERSION,), "selector state", name, keys=("config", "step", "rng", "arrays"))
     if state.get("selector") != class_name:
         raise ValueError(f"{name} was saved by {state.get('selector')}, not {class_name}")
-    for key in ("config", "step", "rng", "arrays"):
-        if key not in state:
-            raise ValueError(f"{name} lacks the key {key!r}")
