@@ -277,6 +277,6 @@ def check_saved_ids(kind, ids, name: str = "ids", kind_name: str = "id_kind", un
         raise ValueError(f"{kind_name} = {kind!r} but {name} are {stored_kind} ids")
     if unique:
         require_unique(stored_kind, normalized, lambda position: f"{name}[{position}]")
-    if stored_kind == STR_KIND:
+    if kind == STR_KIND:
         return list(normalized)
     return np.array(normalized, dtype=np.int64)
