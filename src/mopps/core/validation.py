@@ -16,14 +16,15 @@ fields; a rule written out a second time elsewhere is a bug waiting to drift.
 Why our own small functions rather than a declarative library (pydantic, attrs validators,
 voluptuous): ``core`` is numpy-only by design (no dependency for a user who installs the selectors
 alone, and none that pins numpy or Python for us); what we check is mostly numpy arrays, whose
-errors must name the first bad position (``trials[3] = 0``), which those libraries do not do
-without a custom validator per array anyway; the checks run on every ``update`` and ``select`` of a
-training loop, where building a model object per call would cost more than the check; and the same
-rule must serve a constructor argument (``discount``), a settings field (``bandit_decay_ratio``)
-and a saved state (``state['selector']['step']``) under each one's own name, which a plain function
-with a ``name`` argument does and a field-bound declaration does not. A dataclass-style library
-would mainly buy declarative field lists; ``ReferenceSettings`` is the one place with many fields,
-and there a short ``__post_init__`` calling these functions stays readable.
+errors must name the first bad position (``trials[3] = 0``), which those libraries leave to a
+hand-written validator per array anyway; the checks run on every ``update`` and ``select`` of a
+training loop, where they should cost a comparison, not the construction of a model object; and the
+same rule must serve a constructor argument (``discount``), a settings field
+(``bandit_decay_ratio``) and a saved state (``state['selector']['step']``) under each one's own
+name, which a plain function with a ``name`` argument does and a field-bound declaration does not.
+A dataclass-style library would mainly buy declarative field lists; ``ReferenceSettings`` is the
+one place with many fields, and there a short ``__post_init__`` calling these functions stays
+readable.
 """
 
 from __future__ import annotations
@@ -139,8 +140,13 @@ def check_number(value, name: str, minimum: float | None = None, maximum: float 
             wanted = f"a finite number <= {maximum:g}"
         else:
             wanted = "a finite number"
-        raise ValueError(f"{name} = {value!r}; {name} must be {wanted}")
+        raise ValueError(f"{name} = {_shown(value)}; {name} must be {wanted}")
     return number
+
+
+def _shown(value) -> str:
+    """``value`` as a user wrote it: 1.5, not np.float64(1.5); text quoted."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
 
 
 def number_from_text(value):
@@ -160,7 +166,7 @@ def check_positive(value, name: str) -> float:
     ``> 0`` (a Beta parameter, a standard deviation that must not vanish, a half-life)."""
     number = float(value) if is_number(value) else float("nan")
     if not (np.isfinite(number) and number > 0.0):
-        raise ValueError(f"{name} = {value!r}; {name} must be a finite number > 0")
+        raise ValueError(f"{name} = {_shown(value)}; {name} must be a finite number > 0")
     return number
 
 

@@ -275,6 +275,7 @@ class Selector(ABC):
 def check_state_header(state: dict[str, Any], class_name: str, name: str = "state") -> None:
     """Raise ``ValueError`` unless ``state`` is a selector state of ``class_name`` we can read
     (``name``: how errors call it)."""
-    check_header(state, STATE_FORMAT, (STATE_VERSION,), "selector state", name, keys=("config", "step", "rng", "arrays"))
+    check_header(state, STATE_FORMAT, (STATE_VERSION,), "selector state", name,
+                 keys=("config", "step", "rng", "arrays"))
     if state.get("selector") != class_name:
         raise ValueError(f"{name} was saved by {state.get('selector')}, not {class_name}")
