@@ -8,8 +8,8 @@ The vocabulary: scalars (``check_number`` with inclusive bounds, ``check_positiv
 ``check_probability``, ``check_integer``, ``check_seed``, ``check_flag``, ``check_choice``,
 ``check_ordered``, ``check_band``, ``check_count``), arrays (``as_float_array``,
 ``as_feature_matrix``, ``check_at_least``, ``check_same_length``, ``check_observations``), ids
-(``mopps.core.id_index.normalize_ids`` / ``require_unique`` at an entrance, ``check_saved_ids`` for
-a saved record) and saved states (``check_header``: format, version, keys). Selectors, their
+(``mopps.core.id_index.normalize_ids`` / ``require_unique`` / ``check_same_kind`` at an entrance,
+``check_saved_ids`` for a saved record) and saved states (``check_header``: format, version, keys). Selectors, their
 settings (``ReferenceSettings``), the loop, storage and the adapters call these and name their own
 fields; a rule written out a second time elsewhere is a bug waiting to drift.
 

@@ -62,7 +62,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from mopps.core.evidence import sum_by_id
-from mopps.core.id_index import STR_KIND, first_duplicate, normalize_ids, require_unique
+from mopps.core.id_index import STR_KIND, check_same_kind, first_duplicate, normalize_ids, require_unique
 from mopps.core.validation import (
     check_count,
     check_header,
@@ -187,11 +187,7 @@ class Selector(ABC):
         """Raise if ``kind`` of ids cannot be mixed with what the selector holds. A record with an
         ``id_kind`` field ("int", "str" or None before any id) fixes one kind per selector; a record
         without one takes anything."""
-        held = getattr(self.state, "id_kind", None)
-        if kind is not None and held is not None and kind != held:
-            raise ValueError(
-                f"{name} holds {kind} ids but this selector already holds {held} ids; use one id kind per selector"
-            )
+        check_same_kind(kind, getattr(self.state, "id_kind", None), name)
 
     def _config(self) -> dict[str, Any]:
         """JSON-serializable constructor arguments (without ``seed``)."""
