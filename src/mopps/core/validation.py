@@ -9,9 +9,10 @@ The vocabulary: scalars (``check_number`` with inclusive bounds, ``check_positiv
 ``check_ordered``, ``check_band``, ``check_count``), arrays (``as_float_array``,
 ``as_feature_matrix``, ``check_at_least``, ``check_same_length``, ``check_observations``), ids
 (``mopps.core.id_index.normalize_ids`` / ``require_unique`` / ``check_same_kind`` at an entrance,
-``check_saved_ids`` for a saved record) and saved states (``check_header``: format, version, keys). Selectors, their
-settings (``ReferenceSettings``), the loop, storage and the adapters call these and name their own
-fields; a rule written out a second time elsewhere is a bug waiting to drift.
+``check_saved_ids`` for a saved record) and saved states (``check_header``: format, version,
+keys). Selectors, their settings (``ReferenceSettings``), the loop, storage and the adapters call
+these and name their own fields; a rule written out a second time elsewhere is a bug waiting to
+drift.
 
 Why our own small functions rather than a declarative library (pydantic, attrs validators,
 voluptuous): ``core`` is numpy-only by design (no dependency for a user who installs the selectors
