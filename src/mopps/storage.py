@@ -40,6 +40,8 @@ from typing import Any, BinaryIO, Callable
 
 import numpy as np
 
+from mopps.core.validation import check_header
+
 FILE_FORMAT = "mopps.state-file"
 FILE_VERSION = 2
 
@@ -152,17 +154,12 @@ def load_state(path, what: str = "mopps state") -> dict[str, Any]:
     try:
         with np.load(path, allow_pickle=False) as archive:
             meta = json.loads(bytes(archive[_META]).decode("utf-8"))
-            if isinstance(meta, dict) and meta.get("file_format") == FILE_FORMAT:
-                if meta.get("file_version") != FILE_VERSION:
-                    raise ValueError(
-                        f"file format version {meta.get('file_version')} is not supported (this mopps reads "
-                        f"versions 1 and {FILE_VERSION})"
-                    )
-                state = _decode(meta["state"], archive)
-            elif isinstance(meta, dict) and "array_keys" in meta:
+            if isinstance(meta, dict) and meta.get("file_format") != FILE_FORMAT and "array_keys" in meta:
                 state = _from_version_1(meta, archive)
             else:
-                raise ValueError("not a mopps state file (no 'file_format' in __meta__)")
+                check_header(meta, FILE_FORMAT, (FILE_VERSION,), "state file", "__meta__",
+                             keys=("state",), format_key="file_format", version_key="file_version")
+                state = _decode(meta["state"], archive)
             if not isinstance(state, dict):
                 raise ValueError("the stored state is not a dict")
     except (zipfile.BadZipFile, EOFError, OSError, LookupError, TypeError, AttributeError, ArithmeticError,

@@ -104,7 +104,7 @@ def test_truncated_corrupt_and_foreign_files_are_refused_naming_the_file(tmp_pat
         load_features(corrupt)
     selector = MoPPS(seed=0)
     selector.save(tmp_path / "state.npz")
-    with pytest.raises(ValueError, match=r"state\.npz: it is not a 'mopps.features' file"):
+    with pytest.raises(ValueError, match=r"state\.npz: not a mopps features file \(__meta__\['format'\]"):
         load_features(tmp_path / "state.npz")
     with pytest.raises(FileNotFoundError, match="no feature file"):
         load_features(tmp_path / "missing.npz")
@@ -124,7 +124,7 @@ def test_other_versions_and_inconsistent_files_are_refused(tmp_path):
     ids, X = np.array([4, 5], dtype=np.int64), np.ones((2, 3), dtype=np.float32)
     assert load_features(write_raw(tmp_path / "ok.npz", good, ids=ids, features=X)).ids.tolist() == [4, 5]
     cases = {
-        "v2": ({**good, "version": 2}, dict(ids=ids, features=X), "format version 2 is not supported"),
+        "v2": ({**good, "version": 2}, dict(ids=ids, features=X), "features file version 2 is not supported"),
         "shape": ({**good, "dimension": 4}, dict(ids=ids, features=X), r"promises float32 \(2, 4\)"),
         "dtype": (good, dict(ids=ids, features=X.astype(np.float64)), "features is float64"),
         "nan": (good, dict(ids=ids, features=np.array([[1, 2, np.nan], [0, 0, 0]], np.float32)), r"X\[0, 2\]"),

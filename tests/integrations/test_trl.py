@@ -237,7 +237,7 @@ def test_resume_with_another_dataset_or_config_is_refused(tmp_path, one_step_che
 @pytest.mark.parametrize("damage, match", [
     (lambda state: state.pop("micro_step"), "lacks \\['micro_step'\\]"),
     (lambda state: state.update(generation_positions=np.array([3, 24])), "generation_positions \\[3, 24\\]"),
-    (lambda state: state.update(version=1), "not a mopps.trl-checkpoint state of version 2"),
+    (lambda state: state.update(version=1), "TRL checkpoint version 1 is not supported"),
     (lambda state: state["loop"]["stream"].update(offset=99), "stream offset = 99"),
 ])
 @pytest.mark.slow

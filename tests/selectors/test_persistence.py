@@ -91,7 +91,7 @@ def test_other_version_and_other_class_are_refused(tmp_path):
         MoPPS().load_state_dict(state)
     storage.save_state(trained().state_dict(), path)
     _rewrite_meta(path, lambda meta: {**meta, "file_version": 3})
-    with pytest.raises(ValueError, match="file format version 3 is not supported"):
+    with pytest.raises(ValueError, match="state file version 3 is not supported"):
         MoPPS.load(path)
     with pytest.raises(FileNotFoundError):
         MoPPS.load(tmp_path / "missing.npz")

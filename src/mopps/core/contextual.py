@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mopps.core.projection import projection_matrix
+from mopps.core.validation import check_flag, check_number, check_positive
 
 _MAX_NEWTON_STEP = 4.0  # logits; damping for the Laplace mode search far from the prior mean
 _NEWTON_ITERATIONS = 30
@@ -128,26 +129,20 @@ class ContextualModel:
     residual_halflife: float | str | None = 200.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.trend, (bool, np.bool_)):
-            raise ValueError(f"trend = {self.trend!r}; trend must be true or false")
-        positive = ("ability_sd", "trend_sd", "jump_sd", "feature_sd", "missing_sd", "residual_sd")
-        non_negative = ("ability_step_sd", "trend_step_sd", "jump_step_sd", "jump_extra_sd", "feature_step_sd")
-        for name in positive + non_negative:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-                raise ValueError(f"{name} = {value!r}; {name} must be a number")
-            if not np.isfinite(value) or value < 0 or (name in positive and value == 0):
-                bound = "> 0" if name in positive else ">= 0"
-                raise ValueError(f"{name} = {value}; {name} must be finite and {bound}")
+        check_flag(self.trend, "trend")
+        for name in ("ability_sd", "trend_sd", "jump_sd", "feature_sd", "missing_sd", "residual_sd"):
+            check_positive(getattr(self, name), name)
+        for name in ("ability_step_sd", "trend_step_sd", "jump_step_sd", "jump_extra_sd", "feature_step_sd"):
+            check_number(getattr(self, name), name, minimum=0.0)
         for name in ("training_halflife", "residual_halflife"):
             value = getattr(self, name)
-            if name == "residual_halflife" and isinstance(value, str) and value == "auto":
+            if value is None or (name == "residual_halflife" and isinstance(value, str) and value == "auto"):
                 continue
-            if value is not None and (isinstance(value, bool)
-                                      or not isinstance(value, (int, float, np.floating, np.integer))
-                                      or not np.isfinite(value) or value <= 0):
-                allowed = "a number > 0 or None (never)" + (" or 'auto'" if name == "residual_halflife" else "")
-                raise ValueError(f"{name} = {value!r}; {name} must be {allowed}")
+            try:
+                check_positive(value, name)
+            except ValueError as error:
+                allowed = "None (never)" + (" or 'auto'" if name == "residual_halflife" else "")
+                raise ValueError(f"{error}, or {allowed}") from None
 
     @property
     def residual_var(self) -> float:

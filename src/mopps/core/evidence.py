@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mopps.core.id_index import STR_KIND, normalize_ids
-from mopps.core.validation import as_float_array, as_number_array, check_same_length
+from mopps.core.validation import as_float_array, as_number_array, check_choice, check_number, check_same_length
 
 SUCCESS_RULE_KINDS = ("threshold", "sign", "fraction")
 
@@ -32,10 +32,8 @@ class SuccessRule:
     threshold: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.kind not in SUCCESS_RULE_KINDS:
-            raise ValueError(f"kind = {self.kind!r}; kind must be one of {SUCCESS_RULE_KINDS}")
-        if not np.isfinite(self.threshold):
-            raise ValueError(f"threshold = {self.threshold}; threshold must be finite")
+        check_choice(self.kind, "kind", SUCCESS_RULE_KINDS)
+        check_number(self.threshold, "threshold")
 
     def successes(self, rewards) -> np.ndarray:
         """Success of each rollout, float64 array (m,) in [0, 1]."""

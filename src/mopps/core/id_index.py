@@ -102,6 +102,14 @@ def require_unique(kind: str | None, ids, located) -> None:
         raise ValueError(f"{located(position)} = {value!r} occurs earlier too; ids must be unique")
 
 
+def check_same_kind(kind: str | None, held: str | None, name: str) -> None:
+    """Raise ``ValueError`` naming ``name`` if ids of ``kind`` cannot join ids of kind ``held`` (a
+    selector or an index holds one kind; None, before any id or for no ids, joins anything)."""
+    if kind is not None and held is not None and kind != held:
+        raise ValueError(f"{name} holds {kind} ids but this selector already holds {held} ids; "
+                         "use one id kind per selector")
+
+
 def first_duplicate(kind: str | None, ids) -> int:
     """Position of the first id that already occurred earlier in ``ids``, or -1 if all are unique."""
     if kind is None or len(ids) < 2:
@@ -160,11 +168,7 @@ class IdIndex:
 
     def check_kind(self, kind: str | None, name: str) -> None:
         """Raise if ids of ``kind`` cannot live in this index."""
-        if kind is not None and self.kind is not None and kind != self.kind:
-            raise ValueError(
-                f"{name} holds {kind} ids but this selector already holds {self.kind} ids; "
-                "use one id kind per selector"
-            )
+        check_same_kind(kind, self.kind, name)
 
     def find(self, kind: str | None, ids) -> np.ndarray:
         """Slots of normalized ``ids`` as an integer array (m,), -1 where an id is unknown."""

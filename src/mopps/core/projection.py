@@ -18,6 +18,8 @@ import hashlib
 
 import numpy as np
 
+from mopps.core.validation import check_choice, check_integer
+
 KINDS = ("gaussian", "achlioptas")
 
 
@@ -29,17 +31,14 @@ def projection_matrix(input_dim: int, output_dim: int, seed: int, kind: str = "g
     zeros, same guarantee. Both scalings keep squared norms in expectation: E|x R|^2 = |x|^2.
     ``seed``: integer >= 0 for ``numpy.random.default_rng``.
     """
-    for name, value in (("input_dim", input_dim), ("output_dim", output_dim)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} = {value!r}; {name} must be an integer >= 1")
+    check_integer(input_dim, "input_dim", minimum=1)
+    check_integer(output_dim, "output_dim", minimum=1)
     if output_dim > input_dim:
         raise ValueError(
             f"output_dim = {output_dim} > input_dim = {input_dim}; a projection only shrinks features"
         )
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed = {seed!r}; seed must be an integer >= 0")
-    if kind not in KINDS:
-        raise ValueError(f"kind = {kind!r}; must be one of {KINDS}")
+    check_integer(seed, "seed")
+    check_choice(kind, "kind", KINDS)
     rng = np.random.default_rng(int(seed))
     shape = (int(input_dim), int(output_dim))
     if kind == "gaussian":

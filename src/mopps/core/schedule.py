@@ -11,19 +11,19 @@ Python callable is ever part of a state.
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
+
+from mopps.core.validation import check_probability, is_number
 
 
 def check_target(target, name: str = "target") -> float | list[list[float]]:
     """``target`` validated: a float in [0, 1], or a schedule as a list of ``[tick, rate]`` lists of
     floats. ``ValueError`` naming ``name`` and the bad point otherwise."""
-    if isinstance(target, numbers.Real) and not isinstance(target, (bool, np.bool_)):
-        value = float(target)
-        if not (0.0 <= value <= 1.0):
-            raise ValueError(f"{name} = {target!r}; {name} must lie in [0, 1] (or be a schedule [[tick, rate], ...])")
-        return value
+    if is_number(target):
+        try:
+            return check_probability(target, name)
+        except ValueError as error:
+            raise ValueError(f"{error} (or be a schedule [[tick, rate], ...])") from None
     if isinstance(target, (str, bytes, dict)) or not hasattr(target, "__len__") or len(target) == 0:
         raise ValueError(f"{name} = {target!r}; {name} must be a rate in [0, 1] or a non-empty schedule "
                          "[[tick, rate], ...]")
@@ -34,7 +34,7 @@ def check_target(target, name: str = "target") -> float | list[list[float]]:
             raise ValueError(f"{where} = {point!r}; each point must be a pair [tick, rate]")
         tick, rate = point
         for part, value in (("tick", tick), ("rate", rate)):
-            if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+            if not (is_number(value) and np.isfinite(value)):
                 raise ValueError(f"{where} = {point!r}; its {part} must be a finite number")
         if tick < 0:
             raise ValueError(f"{where} = {point!r}; ticks must be >= 0")

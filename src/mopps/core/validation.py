@@ -1,16 +1,42 @@
-"""Boundary checks shared by every layer.
+"""Boundary checks shared by every layer: the one vocabulary of validation.
 
 Each check raises ``ValueError`` naming the argument and the first bad position, in the style
 ``successes[3] = -1.0; successes must be >= 0``. Checks never mutate their inputs, so a caller that
 validates everything before touching its state leaves that state unchanged on bad input.
+
+The vocabulary: scalars (``check_number`` with inclusive bounds, ``check_positive``,
+``check_probability``, ``check_integer``, ``check_seed``, ``check_flag``, ``check_choice``,
+``check_ordered``, ``check_band``, ``check_count``), arrays (``as_float_array``,
+``as_feature_matrix``, ``check_at_least``, ``check_same_length``, ``check_observations``), ids
+(``mopps.core.id_index.normalize_ids`` / ``require_unique`` / ``check_same_kind`` at an entrance,
+``check_saved_ids`` for a saved record) and saved states (``check_header``: format, version,
+keys). Selectors, their settings (``ReferenceSettings``), the loop, storage and the adapters call
+these and name their own fields; a rule written out a second time elsewhere is a bug waiting to
+drift.
+
+Why our own small functions rather than a declarative library (pydantic, attrs validators,
+voluptuous): ``core`` is numpy-only by design (no dependency for a user who installs the selectors
+alone, and none that pins numpy or Python for us); what we check is mostly numpy arrays, whose
+errors must name the first bad position (``trials[3] = 0``), which those libraries leave to a
+hand-written validator per array anyway; the checks run on every ``update`` and ``select`` of a
+training loop, where they should cost a comparison, not the construction of a model object; and the
+same rule must serve a constructor argument (``discount``), a settings field
+(``bandit_decay_ratio``) and a saved state (``state['selector']['step']``) under each one's own
+name, which a plain function with a ``name`` argument does and a field-bound declaration does not.
+A dataclass-style library would mainly buy declarative field lists; ``ReferenceSettings`` is the
+one place with many fields, and there a short ``__post_init__`` calling these functions stays
+readable.
 """
 
 from __future__ import annotations
 
 import numbers
-from typing import Sequence
+from collections.abc import Hashable
+from typing import Any, Sequence
 
 import numpy as np
+
+from mopps.core.id_index import INT_KIND, STR_KIND, normalize_ids, require_unique
 
 
 def as_number_array(values, name: str, ndim: int = 1, shape: str = "one-dimensional") -> np.ndarray:
@@ -84,6 +110,12 @@ def check_observations(successes, trials) -> tuple[np.ndarray, np.ndarray]:
     return successes, trials
 
 
+def is_number(value) -> bool:
+    """True for a real number (Python or numpy int/float, ``fractions.Fraction``), False for a bool,
+    text, None or anything else: ``True`` is no rate and ``"2"`` is no count."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
 def check_integer(value, name: str, minimum: int = 0) -> int:
     """``value`` as a Python int; ``ValueError`` naming ``name`` unless it is an integer (not a bool,
     not a float such as 2.0) and ``>= minimum``."""
@@ -94,15 +126,70 @@ def check_integer(value, name: str, minimum: int = 0) -> int:
     return int(value)
 
 
-def check_number(value, name: str, minimum: float) -> float:
+def check_number(value, name: str, minimum: float | None = None, maximum: float | None = None) -> float:
     """``value`` as a Python float; ``ValueError`` naming ``name`` unless it is a real number (not a
-    bool, not a string such as "2", not None), finite and ``>= minimum``."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} = {value!r}; {name} must be a finite number >= {minimum}")
-    number = float(value)
-    if not (np.isfinite(number) and number >= minimum):
-        raise ValueError(f"{name} = {value!r}; {name} must be a finite number >= {minimum}")
+    bool, not a string such as "2", not None), finite and within the inclusive bounds ``minimum`` /
+    ``maximum`` (None: unbounded on that side)."""
+    number = float(value) if is_number(value) else float("nan")
+    if not (np.isfinite(number) and (minimum is None or number >= minimum)
+            and (maximum is None or number <= maximum)):
+        if minimum is not None and maximum is not None:
+            wanted = f"a finite number in [{minimum:g}, {maximum:g}]"
+        elif minimum is not None:
+            wanted = f"a finite number >= {minimum:g}"
+        elif maximum is not None:
+            wanted = f"a finite number <= {maximum:g}"
+        else:
+            wanted = "a finite number"
+        raise ValueError(f"{name} = {_shown(value)}; {name} must be {wanted}")
     return number
+
+
+def _shown(value) -> str:
+    """``value`` as a user wrote it: 1.5, not np.float64(1.5); text quoted."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+def number_from_text(value):
+    """``value`` as a float when it is written as text ("0.5", from a YAML file or a command line) or
+    is another object ``float()`` converts (a 0-d array); a bool, None or anything else unchanged,
+    for a check such as ``check_number`` to refuse by name."""
+    if isinstance(value, (bool, np.bool_)) or is_number(value):
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return value
+
+
+def check_positive(value, name: str) -> float:
+    """``value`` as a Python float; ``ValueError`` naming ``name`` unless it is a finite real number
+    ``> 0`` (a Beta parameter, a standard deviation that must not vanish, a half-life)."""
+    number = float(value) if is_number(value) else float("nan")
+    if not (np.isfinite(number) and number > 0.0):
+        raise ValueError(f"{name} = {_shown(value)}; {name} must be a finite number > 0")
+    return number
+
+
+def check_flag(value, name: str) -> bool:
+    """``value`` as a Python bool; ``ValueError`` naming ``name`` unless it is True or False (1, "no"
+    and None are refused: a switch written as text is a typo, not a setting)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} = {value!r}; {name} must be True or False")
+    return bool(value)
+
+
+def check_choice(value, name: str, choices: Sequence) -> Any:
+    """``value`` unchanged; ``ValueError`` naming ``name`` and the ``choices`` unless it is one of them."""
+    if not isinstance(value, Hashable) or value not in choices:
+        raise ValueError(f"{name} = {value!r}; {name} must be one of {tuple(choices)}")
+    return value
+
+
+def check_ordered(low: float, high: float, low_name: str, high_name: str) -> None:
+    """``ValueError`` naming both unless ``low <= high`` (the two ends of a band or a range)."""
+    if low > high:
+        raise ValueError(f"{low_name} = {low} > {high_name} = {high}; {low_name} must be <= {high_name}")
 
 
 def check_seed(seed, name: str = "seed") -> int | None:
@@ -132,26 +219,20 @@ def check_count(k, n_candidates: int, name: str = "k") -> int:
     return k
 
 
-def check_probability(value: float, name: str) -> float:
-    """Validate a scalar in [0, 1]."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} = {value!r}; {name} must be a number in [0, 1]")
-    value = float(value)
-    if not (0.0 <= value <= 1.0):
-        raise ValueError(f"{name} = {value}; {name} must lie in [0, 1]")
-    return value
+def check_probability(value, name: str) -> float:
+    """``value`` as a Python float; ``ValueError`` naming ``name`` unless it is a real number in [0, 1]."""
+    return check_number(value, name, minimum=0.0, maximum=1.0)
 
 
-def check_band(band) -> tuple[float, float]:
+def check_band(band, name: str = "band") -> tuple[float, float]:
     """Validate a success-rate band ``(low, high)`` with 0 <= low <= high <= 1."""
     try:
         low, high = (float(bound) for bound in band)
     except (TypeError, ValueError):
-        raise ValueError(f"band = {band!r}; band must be a pair (low, high)") from None
-    check_probability(low, "band[0]")
-    check_probability(high, "band[1]")
-    if low > high:
-        raise ValueError(f"band = ({low}, {high}); band[0] must be <= band[1]")
+        raise ValueError(f"{name} = {band!r}; {name} must be a pair (low, high)") from None
+    check_probability(low, f"{name}[0]")
+    check_probability(high, f"{name}[1]")
+    check_ordered(low, high, f"{name}[0]", f"{name}[1]")
     return low, high
 
 
@@ -164,3 +245,45 @@ def generator_from_state(state, name: str) -> np.random.Generator:
     except (TypeError, ValueError, KeyError) as error:
         raise ValueError(f"{name} is not a valid PCG64 generator state: {error}") from None
     return generator
+
+
+def check_header(state, format: str, versions: Sequence[int], what: str, name: str = "state",
+                 keys: Sequence[str] = (), format_key: str = "format", version_key: str = "version",
+                 missing_version: int | None = None) -> int:
+    """The version of a saved state (or file header) ``state``; ``ValueError`` unless it is a dict
+    whose ``format_key`` is ``format``, whose ``version_key`` is one of ``versions`` and that holds
+    every key of ``keys``. ``what``: the kind of state in words ("loop state": "not a mopps loop
+    state"); ``name``: how errors call ``state``; ``missing_version``: the version of a state saved
+    before it carried one (None: such a state is refused)."""
+    if not isinstance(state, dict):
+        raise ValueError(f"not a mopps {what} ({name} is a {type(state).__name__}, not a dict)")
+    if state.get(format_key) != format:
+        raise ValueError(f"not a mopps {what} ({name}[{format_key!r}] = {state.get(format_key)!r}; "
+                         f"expected {format!r})")
+    version = state.get(version_key, missing_version)
+    if version not in versions:
+        readable = " and ".join(str(known) for known in versions)
+        raise ValueError(f"{what} version {version!r} is not supported (this mopps reads "
+                         f"version{'s' if len(versions) > 1 else ''} {readable})")
+    missing = [key for key in keys if key not in state]
+    if missing:
+        raise ValueError(f"{name} lacks {missing}")
+    return version
+
+
+def check_saved_ids(kind, ids, name: str = "ids", kind_name: str = "id_kind", unique: bool = True):
+    """The ids of a saved record whose id kind is ``kind``, normalized and copied: an int64 array
+    (kind "int", or empty for None) or a list of str (kind "str"). ``ValueError`` naming ``name`` /
+    ``kind_name`` unless ``kind`` is None, "int" or "str", the ids are ids of that kind (none for
+    None) and, with ``unique``, no id repeats. Every selector's ``_restore`` and the loop's ledger
+    read their saved ids through this one function."""
+    if kind not in (None, INT_KIND, STR_KIND):
+        raise ValueError(f"{kind_name} = {kind!r}; it must be None, 'int' or 'str'")
+    stored_kind, normalized = normalize_ids(ids, name)
+    if stored_kind not in (None, kind):
+        raise ValueError(f"{kind_name} = {kind!r} but {name} are {stored_kind} ids")
+    if unique:
+        require_unique(stored_kind, normalized, lambda position: f"{name}[{position}]")
+    if kind == STR_KIND:
+        return list(normalized)
+    return np.array(normalized, dtype=np.int64)

@@ -34,6 +34,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from mopps.core.id_index import INT_KIND, normalize_ids, require_unique
+from mopps.core.validation import check_header
 from mopps.storage import atomic_write
 
 FEATURES_FORMAT = "mopps.features"
@@ -144,16 +145,8 @@ def load_features(path) -> Features:
             if _META not in archive.files:
                 raise ValueError("it has no __meta__ entry")
             meta = json.loads(bytes(archive[_META]).decode("utf-8"))
-            if not isinstance(meta, dict) or meta.get("format") != FEATURES_FORMAT:
-                raise ValueError(f"it is not a {FEATURES_FORMAT!r} file")
-            if meta.get("version") != FEATURES_VERSION:
-                raise ValueError(
-                    f"format version {meta.get('version')!r} is not supported (this mopps reads "
-                    f"version {FEATURES_VERSION})"
-                )
-            missing = [key for key in (*_WRITER_KEYS, "source") if key not in meta]
-            if missing:
-                raise ValueError(f"__meta__ lacks {missing}")
+            check_header(meta, FEATURES_FORMAT, (FEATURES_VERSION,), "features file", "__meta__",
+                         keys=(*_WRITER_KEYS, "source"))
             matrix = archive[_MATRIX]
             if meta["id_kind"] == INT_KIND:
                 ids = archive["ids"]

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from mopps.core.validation import check_header
 from mopps.storage import atomic_write
 
 LOG_FORMAT = "mopps.evidence-log"
@@ -226,11 +227,7 @@ def read_evidence_log(path) -> EvidenceStream:
     try:
         with np.load(path, allow_pickle=False) as archive:
             header = json.loads(bytes(archive["__meta__"]).decode())
-            if header.get("format") != LOG_FORMAT:
-                raise ValueError(f"it is not a mopps evidence log (format {header.get('format')!r})")
-            if header.get("version") != LOG_VERSION:
-                raise ValueError(f"evidence log version {header.get('version')} is not supported "
-                                 f"(this mopps reads version {LOG_VERSION})")
+            check_header(header, LOG_FORMAT, (LOG_VERSION,), "evidence log", "__meta__")
             tables = {table: {name: archive[f"{table}/{name}"] for name in columns if f"{table}/{name}" in archive}
                       for table, columns in TABLES.items()}
             if "candidates/tick" not in archive:  # a log of the first version's writer: one tick per step

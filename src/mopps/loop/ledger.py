@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from mopps.core.id_index import STR_KIND, IdLookup, normalize_ids
+from mopps.core.id_index import STR_KIND, IdLookup
+from mopps.core.validation import check_saved_ids
 
 
 class PredictionLedger:
@@ -108,11 +109,8 @@ class PredictionLedger:
     def checked(state: dict[str, Any]) -> "PredictionLedger":
         """A ledger holding the saved ``state``; ``ValueError`` if it is inconsistent."""
         kind = state["id_kind"]
-        if kind not in (None, "int", "str"):
-            raise ValueError(f"ledger id_kind = {kind!r}; it must be None, 'int' or 'str'")
-        stored_kind, ids = normalize_ids(state["ids"], "ledger ids")
-        if stored_kind not in (None, kind) or (kind is None and len(ids)):
-            raise ValueError(f"ledger id_kind = {kind!r} but its ids are {stored_kind}")
+        # Open ids may repeat (a prompt chosen at two steps).
+        ids = check_saved_ids(kind, state["ids"], "ledger ids", "ledger id_kind", unique=False)
         predicted = np.asarray(state["predicted"], dtype=np.float64)
         step = np.asarray(state["step"])
         if step.dtype.kind not in "iu" or (step < 1).any():
@@ -125,7 +123,7 @@ class PredictionLedger:
         ledger = PredictionLedger()
         ledger.id_kind = kind
         if kind is not None:
-            # Open ids may repeat (a prompt chosen at two steps): distinct ids become the slots.
+            # Distinct ids become the slots.
             ledger._known, ledger.slots = _distinct(kind, ids)
         ledger.predicted, ledger.step = predicted.copy(), step.astype(np.int64)
         return ledger

@@ -26,7 +26,7 @@ from typing import Any, Callable
 import numpy as np
 
 from mopps.core.selection import AT_CAP, informative_groups
-from mopps.core.validation import check_integer
+from mopps.core.validation import check_choice, check_integer
 from mopps.loop.ledger import sortable_ids
 from mopps.loop.selection_loop import RUNNING_TOTALS, Batch, Evidence, SelectionLoop
 
@@ -115,8 +115,7 @@ class RefillResult:
         ``"raise"``: ``RuntimeError``. ``ValueError`` when fewer than k groups were rolled out.
         """
         k = check_integer(k, "k", minimum=1)
-        if at_cap not in AT_CAP:
-            raise ValueError(f"at_cap = {at_cap!r}; it must be one of {AT_CAP}")
+        check_choice(at_cap, "at_cap", AT_CAP)
         chosen = list(self.kept[:k])
         missing = k - len(chosen)
         if missing == 0:

@@ -33,7 +33,15 @@ import numpy as np
 from mopps.core.evidence import SuccessRule, group_rollouts, select_ids
 from mopps.core.id_index import STR_KIND, IdIndex, normalize_ids, require_unique
 from mopps.core.metrics import GROUP_KEYS, PREDICTION_KEYS, group_metrics, prediction_metrics
-from mopps.core.validation import as_feature_matrix, check_integer, check_number, check_same_length
+from mopps.core.validation import (
+    as_feature_matrix,
+    check_choice,
+    check_flag,
+    check_header,
+    check_integer,
+    check_number,
+    check_same_length,
+)
 from mopps.loop.evidence_log import EvidenceLog
 from mopps.loop.ledger import PredictionLedger
 from mopps.loop.stream import CandidateStream
@@ -118,10 +126,8 @@ class SelectionLoop:
             raise ValueError("prompt_ids is empty; the loop needs at least one prompt")
         require_unique(kind, ids, lambda position: f"prompt_ids[{position}]")
         ts_ratio = check_number(ts_ratio, "ts_ratio", minimum=1.0)
-        if not isinstance(learn, (bool, np.bool_)):
-            raise ValueError(f"learn = {learn!r}; learn must be True or False")
-        if clock not in CLOCKS:
-            raise ValueError(f"clock = {clock!r}; clock must be one of {CLOCKS}")
+        learn = check_flag(learn, "learn")
+        clock = check_choice(clock, "clock", CLOCKS)
         if evidence_log is not None and not isinstance(evidence_log, EvidenceLog):
             raise ValueError(f"evidence_log is a {type(evidence_log).__name__}; it must be a mopps.loop.EvidenceLog or None")
         self.evidence_log = evidence_log
@@ -132,7 +138,7 @@ class SelectionLoop:
         self.rule = rule
         self.ts_ratio = ts_ratio
         self.seed = check_integer(seed, "seed")
-        self.learn = bool(learn)
+        self.learn = learn
         self.id_kind = kind
         self.prompt_ids = ids
         self._row_of_id = IdIndex.from_ids(kind, ids)
@@ -369,14 +375,8 @@ class SelectionLoop:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from ``state``. Everything is validated first: on ``ValueError`` (another format,
         settings, dataset or selector; a damaged entry) the loop and its selector are unchanged."""
-        if not isinstance(state, dict) or state.get("format") != LOOP_STATE_FORMAT:
-            raise ValueError("not a mopps loop state (missing or wrong 'format')")
-        if state.get("version") != LOOP_STATE_VERSION:
-            raise ValueError(f"loop state version {state.get('version')} is not supported (reads {LOOP_STATE_VERSION})")
-        missing = [key for key in ("config", "step", "rollouts", "rollouts_without_verdict", "stream", "ledger",
-                                   "selector") if key not in state]
-        if missing:
-            raise ValueError(f"loop state lacks {missing}")
+        check_header(state, LOOP_STATE_FORMAT, (LOOP_STATE_VERSION,), "loop state",
+                     keys=("config", "step", "rollouts", "rollouts_without_verdict", "stream", "ledger", "selector"))
         saved = state["config"]
         if isinstance(saved, dict):
             saved = {"clock": "observe", **saved}  # loops saved before the clock existed ticked per observe

@@ -62,9 +62,10 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from mopps.core.evidence import sum_by_id
-from mopps.core.id_index import STR_KIND, first_duplicate, normalize_ids, require_unique
+from mopps.core.id_index import STR_KIND, check_same_kind, first_duplicate, normalize_ids, require_unique
 from mopps.core.validation import (
     check_count,
+    check_header,
     check_integer,
     check_observations,
     check_same_length,
@@ -186,11 +187,7 @@ class Selector(ABC):
         """Raise if ``kind`` of ids cannot be mixed with what the selector holds. A record with an
         ``id_kind`` field ("int", "str" or None before any id) fixes one kind per selector; a record
         without one takes anything."""
-        held = getattr(self.state, "id_kind", None)
-        if kind is not None and held is not None and kind != held:
-            raise ValueError(
-                f"{name} holds {kind} ids but this selector already holds {held} ids; use one id kind per selector"
-            )
+        check_same_kind(kind, getattr(self.state, "id_kind", None), name)
 
     def _config(self) -> dict[str, Any]:
         """JSON-serializable constructor arguments (without ``seed``)."""
@@ -274,15 +271,7 @@ class Selector(ABC):
 def check_state_header(state: dict[str, Any], class_name: str, name: str = "state") -> None:
     """Raise ``ValueError`` unless ``state`` is a selector state of ``class_name`` we can read
     (``name``: how errors call it)."""
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        raise ValueError(f"{name} is not a mopps selector state (missing or wrong 'format')")
-    version = state.get("version")
-    if version != STATE_VERSION:
-        raise ValueError(
-            f"{name}: selector state version {version} is not supported by this mopps (reads version {STATE_VERSION})"
-        )
+    check_header(state, STATE_FORMAT, (STATE_VERSION,), "selector state", name,
+                 keys=("config", "step", "rng", "arrays"))
     if state.get("selector") != class_name:
         raise ValueError(f"{name} was saved by {state.get('selector')}, not {class_name}")
-    for key in ("config", "step", "rng", "arrays"):
-        if key not in state:
-            raise ValueError(f"{name} lacks the key {key!r}")

@@ -46,10 +46,18 @@ from mopps.core.contextual import (
     sigmoid,
     thompson_logits,
 )
-from mopps.core.id_index import IdLookup, first_duplicate, normalize_ids, require_unique
+from mopps.core.id_index import IdLookup, normalize_ids, require_unique
 from mopps.core.schedule import check_target, target_at
 from mopps.core.selection import exploration_slots, informative_draw, topk_toward_target, with_exploration
-from mopps.core.validation import as_feature_matrix, check_integer, check_same_length
+from mopps.core.validation import (
+    as_feature_matrix,
+    check_choice,
+    check_integer,
+    check_number,
+    check_probability,
+    check_same_length,
+    check_saved_ids,
+)
 from mopps.selectors.base import Selector
 
 TRAINING_RULES = ("mixed", "all")
@@ -131,20 +139,14 @@ class ContextualMoPPS(Selector):
                  model: ContextualModel | dict | None = None, explore: float = 0.0, strategy: str = "topk",
                  group_size: int = 8, noise_sd: float = 1.0, seed: int | None = 0) -> None:
         self.target = check_target(target)
-        if strategy not in CONTEXTUAL_STRATEGIES:
-            raise ValueError(f"strategy = {strategy!r}; strategy must be one of {CONTEXTUAL_STRATEGIES}")
-        self.strategy = strategy
+        self.strategy = check_choice(strategy, "strategy", CONTEXTUAL_STRATEGIES)
         self.group_size = check_integer(group_size, "group_size", minimum=2)
-        self.noise_sd = _check_number(noise_sd, "noise_sd", minimum=0.0)
-        self.explore = _check_number(explore, "explore", minimum=0.0)
-        if self.explore > 1.0:
-            raise ValueError(f"explore = {explore}; explore must lie in [0, 1]")
-        self.temperature = _check_number(temperature, "temperature", minimum=0.0)
+        self.noise_sd = check_number(noise_sd, "noise_sd", minimum=0.0)
+        self.explore = check_probability(explore, "explore")
+        self.temperature = check_number(temperature, "temperature", minimum=0.0)
         self.feature_dim = check_integer(feature_dim, "feature_dim", minimum=1)
         self.projection_seed = check_integer(projection_seed, "projection_seed")
-        if training_rule not in TRAINING_RULES:
-            raise ValueError(f"training_rule = {training_rule!r}; training_rule must be one of {TRAINING_RULES}")
-        self.training_rule = training_rule
+        self.training_rule = check_choice(training_rule, "training_rule", TRAINING_RULES)
         if model is None:
             model = ContextualModel()
         elif isinstance(model, dict):
@@ -417,16 +419,9 @@ class ContextualMoPPS(Selector):
 
     def _restore(self, arrays: dict[str, Any]) -> ContextualState:
         kind = arrays["id_kind"]
-        if kind not in (None, "int", "str"):
-            raise ValueError(f"id_kind = {kind!r}; it must be None, 'int' or 'str'")
-        stored_kind, ids = normalize_ids(arrays["ids"], "ids")
-        if stored_kind not in (None, kind) or (kind is None and len(ids)):
-            raise ValueError(f"id_kind = {kind!r} does not match the stored ids")
-        if first_duplicate(stored_kind, ids) >= 0:
-            raise ValueError("ids are not unique")
         # Every array is copied: ``_observe`` writes into the record, and ``arrays`` may be shared
         # (one state dict loaded into two selectors must give two independent selectors).
-        ids = ids.copy() if isinstance(ids, np.ndarray) else list(ids)
+        ids = check_saved_ids(kind, arrays["ids"])
         count = len(ids)
         columns = {}
         if "last_tick" not in arrays and "last_step" in arrays:
@@ -493,11 +488,3 @@ def _shown(value) -> str:
     """An id as a user wrote it: 7, not np.int64(7); strings quoted."""
     return repr(value) if isinstance(value, str) else str(int(value))
 
-
-def _check_number(value, name: str, minimum: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} = {value!r}; {name} must be a number")
-    value = float(value)
-    if not (np.isfinite(value) and value >= minimum):
-        raise ValueError(f"{name} = {value}; {name} must be finite and >= {minimum}")
-    return value

@@ -18,9 +18,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from mopps.core.id_index import STR_KIND, IdLookup, first_duplicate, normalize_ids
+from mopps.core.id_index import IdLookup, normalize_ids
 from mopps.core.selection import exploration_slots, with_exploration
-from mopps.core.validation import as_float_array, check_probability
+from mopps.core.validation import as_float_array, check_ordered, check_probability, check_saved_ids
 from mopps.selectors.base import Selector
 
 # Outcome of a prompt's latest group.
@@ -62,8 +62,7 @@ class HistoryFilter(Selector):
         self.adapt_step = check_probability(adapt_step, "adapt_step")
         self.min_skip = check_probability(min_skip, "min_skip")
         self.max_skip = check_probability(max_skip, "max_skip")
-        if self.min_skip > self.max_skip:
-            raise ValueError(f"min_skip = {min_skip} > max_skip = {max_skip}; min_skip must be <= max_skip")
+        check_ordered(self.min_skip, self.max_skip, "min_skip", "max_skip")
         if not self.min_skip <= self.initial_skip <= self.max_skip:
             raise ValueError(f"initial_skip = {initial_skip}; it must lie in [min_skip, max_skip]")
         self.explore = check_probability(explore, "explore")
@@ -133,15 +132,7 @@ class HistoryFilter(Selector):
 
     def _restore(self, arrays: dict[str, Any]) -> HistoryState:
         kind = arrays["id_kind"]
-        if kind not in (None, "int", "str"):
-            raise ValueError(f"id_kind = {kind!r}; it must be None, 'int' or 'str'")
-        stored_kind, ids = normalize_ids(arrays["ids"], "ids")
-        if stored_kind not in (None, kind):
-            raise ValueError(f"id_kind = {kind!r} but ids are {stored_kind}")
-        if kind is None and len(ids):
-            raise ValueError("id_kind is None but ids are present")
-        if first_duplicate(stored_kind, ids) >= 0:
-            raise ValueError("ids are not unique")
+        ids = check_saved_ids(kind, arrays["ids"])
         outcome = np.asarray(arrays["outcome"])
         if outcome.dtype.kind not in "iu" or not np.isin(outcome, (_UNSEEN, _MIXED, _EASY, _HARD)).all():
             raise ValueError("outcome must hold only the codes -1, 0, 1, 2")
@@ -152,5 +143,4 @@ class HistoryFilter(Selector):
             raise ValueError("ids, outcome and last_rate differ in length")
         skip_easy = check_probability(arrays["skip_easy"], "skip_easy")
         skip_hard = check_probability(arrays["skip_hard"], "skip_hard")
-        ids = list(ids) if kind == STR_KIND else np.array(ids, dtype=np.int64)
         return HistoryState(kind, ids, outcome.astype(np.int8), last_rate.copy(), skip_easy, skip_hard)

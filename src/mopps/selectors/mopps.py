@@ -22,7 +22,7 @@ import numpy as np
 
 from mopps.core import table
 from mopps.core.drift import drift_variance
-from mopps.core.id_index import IdLookup, first_duplicate, normalize_ids, require_unique
+from mopps.core.id_index import IdLookup, normalize_ids, require_unique
 from mopps.core.posterior import credible_interval, posterior_mean, thompson_sample
 from mopps.core.schedule import check_target, target_at
 from mopps.core.selection import (
@@ -39,11 +39,15 @@ from mopps.core.table import PosteriorState
 from mopps.core.validation import (
     as_float_array,
     check_band,
+    check_choice,
     check_integer,
     check_number,
     check_observations,
+    check_positive,
     check_probability,
     check_same_length,
+    check_saved_ids,
+    number_from_text,
 )
 from mopps.selectors.base import Selector
 
@@ -86,9 +90,7 @@ class MoPPS(Selector):
         prior_alpha, prior_beta = _check_prior(prior)
         self.discount = "auto" if isinstance(discount, str) and discount == "auto" else _check_discount(discount)
         self.target = check_target(target)
-        if strategy not in STRATEGIES:
-            raise ValueError(f"strategy = {strategy!r}; strategy must be one of {STRATEGIES}")
-        self.strategy = strategy
+        self.strategy = check_choice(strategy, "strategy", STRATEGIES)
         self.band = check_band(band)
         self.group_size = check_integer(group_size, "group_size", minimum=2)
         self.noise_sd = check_number(noise_sd, "noise_sd", minimum=0.0)
@@ -152,9 +154,7 @@ class MoPPS(Selector):
         successes, trials = check_observations(successes, trials)
         check_same_length(ids=normalized, successes=successes)
         self._check_kind(kind, "ids")
-        weight = float(weight)
-        if not (np.isfinite(weight) and weight >= 0.0):
-            raise ValueError(f"weight = {weight}; weight must be finite and >= 0")
+        weight = check_number(number_from_text(weight), "weight", minimum=0.0)
         require_unique(kind, normalized, lambda position: f"ids[{position}]")
         if kind is None:
             return
@@ -235,17 +235,16 @@ class Uniform(MoPPS):
 
 
 def _check_prior(prior) -> tuple[float, float]:
+    """``prior`` as ``(alpha0, beta0)``, each a Beta parameter (``check_positive``)."""
     try:
         prior_alpha, prior_beta = (float(value) for value in prior)
     except (TypeError, ValueError):
         raise ValueError(f"prior = {prior!r}; prior must be a pair (alpha0, beta0)") from None
-    for name, value in (("prior[0]", prior_alpha), ("prior[1]", prior_beta)):
-        if not (np.isfinite(value) and value > 0.0):
-            raise ValueError(f"{name} = {value}; Beta prior parameters must be finite and > 0")
-    return prior_alpha, prior_beta
+    return check_positive(prior_alpha, "prior[0]"), check_positive(prior_beta, "prior[1]")
 
 
 def _check_discount(discount) -> float:
+    """A fixed discount: a probability (``check_probability``); the text it may also be is 'auto'."""
     if isinstance(discount, str):
         raise ValueError(f"discount = {discount!r}; discount must be a number in [0, 1] or 'auto'")
     return check_probability(discount, "discount")
@@ -255,20 +254,7 @@ def _posteriors_from_arrays(arrays: dict[str, Any], tracked: bool = False) -> Po
     """Validate a saved ``PosteriorState`` (as a dict) and rebuild it (ValueError on any inconsistency);
     ``tracked``: it must hold the learned-forgetting fields (``discount="auto"``), else none."""
     kind = arrays["id_kind"]
-    if kind not in (None, "int", "str"):
-        raise ValueError(f"id_kind = {kind!r}; it must be None, 'int' or 'str'")
-    raw_ids = arrays["ids"]
-    if kind is None:
-        if len(raw_ids):
-            raise ValueError("id_kind is None but ids are present")
-        ids = np.zeros(0, dtype=np.int64)
-    else:
-        stored_kind, ids = normalize_ids(raw_ids, "ids")
-        if stored_kind not in (None, kind):
-            raise ValueError(f"id_kind = {kind!r} but ids are {stored_kind}")
-        if first_duplicate(stored_kind, ids) >= 0:
-            raise ValueError("ids are not unique")
-        ids = list(ids) if kind == "str" else np.array(ids, dtype=np.int64)
+    ids = check_saved_ids(kind, arrays["ids"])
     # Files of version 1 omit the per-prompt priors when there are none; records hold None.
     has_prompt_prior = arrays.get("prompt_prior_alpha") is not None or arrays.get("prompt_prior_beta") is not None
     names = ("alpha", "beta") + (("prompt_prior_alpha", "prompt_prior_beta") if has_prompt_prior else ())
@@ -290,13 +276,6 @@ def _posteriors_from_arrays(arrays: dict[str, Any], tracked: bool = False) -> Po
     last_tick = np.asarray(arrays["last_tick"])
     if last_tick.dtype.kind not in "iu" or last_tick.shape != (len(ids),) or (len(last_tick) and last_tick.min() < -1):
         raise ValueError(f"last_tick must be {len(ids)} integers >= -1")
-    sums = {}
-    for name in ("drift_excess", "drift_gaps"):
-        value = arrays[name]
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
-                or not np.isfinite(value):
-            raise ValueError(f"{name} = {value!r}; it must be a finite number")
-        sums[name] = float(value)
-    if sums["drift_gaps"] < 0:
-        raise ValueError(f"drift_gaps = {sums['drift_gaps']}; it must be >= 0")
+    sums = {"drift_excess": check_number(arrays["drift_excess"], "drift_excess"),
+            "drift_gaps": check_number(arrays["drift_gaps"], "drift_gaps", minimum=0.0)}
     return PosteriorState(kind, ids, **columns, last_tick=last_tick.astype(np.int64), **sums)

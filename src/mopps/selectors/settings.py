@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -45,7 +44,17 @@ import numpy as np
 from mopps.core.evidence import SuccessRule
 from mopps.core.id_index import STR_KIND, normalize_ids
 from mopps.core.selection import AT_CAP
-from mopps.core.validation import check_integer, check_seed
+from mopps.core.validation import (
+    check_choice,
+    check_flag,
+    check_integer,
+    check_number,
+    check_ordered,
+    check_positive,
+    check_probability,
+    check_seed,
+    number_from_text,
+)
 from mopps.selectors.base import Selector
 from mopps.selectors.mopps import STRATEGIES, MoPPS
 from mopps.storage import load_state
@@ -131,33 +140,19 @@ class ReferenceSettings:
                 "'fill'; TRL only), 'raise' = stop with an error (verl's DAPO).")
 
     def __post_init__(self) -> None:
-        self.ts_ratio = _number(self.ts_ratio, "ts_ratio")
-        if not (math.isfinite(self.ts_ratio) and self.ts_ratio >= 1.0):
-            raise ValueError(f"ts_ratio = {self.ts_ratio}; ts_ratio must be finite and >= 1")
-        if self.bandit_sample_strategy not in STRATEGIES:
-            raise ValueError(
-                f"bandit_sample_strategy = {self.bandit_sample_strategy!r}; must be one of {STRATEGIES}"
-            )
+        # Each field is checked by the rule of the argument it becomes (core.validation), under its own
+        # name: ts_ratio as SelectionLoop's, the bandit_* and prior_* fields as MoPPS's. Numbers may
+        # arrive as text (YAML, a command line), so text is read as a number first.
+        self.ts_ratio = check_number(number_from_text(self.ts_ratio), "ts_ratio", minimum=1.0)
+        check_choice(self.bandit_sample_strategy, "bandit_sample_strategy", STRATEGIES)
         for name in ("bandit_target_mean", "bandit_decay_ratio", "bandit_lower_bound", "bandit_upper_bound"):
-            value = _number(getattr(self, name), name)
-            if not (0.0 <= value <= 1.0):
-                raise ValueError(f"{name} = {value}; {name} must lie in [0, 1]")
-            setattr(self, name, value)
-        if self.bandit_lower_bound > self.bandit_upper_bound:
-            raise ValueError(
-                f"bandit_lower_bound = {self.bandit_lower_bound} > bandit_upper_bound = "
-                f"{self.bandit_upper_bound}; the band must have lower <= upper"
-            )
-        if not isinstance(self.bandit_no_update, (bool, np.bool_)):
-            raise ValueError(f"bandit_no_update = {self.bandit_no_update!r}; bandit_no_update must be true or false")
+            setattr(self, name, check_probability(number_from_text(getattr(self, name)), name))
+        check_ordered(self.bandit_lower_bound, self.bandit_upper_bound, "bandit_lower_bound", "bandit_upper_bound")
+        self.bandit_no_update = check_flag(self.bandit_no_update, "bandit_no_update")
         for name in ("prior_alpha", "prior_beta"):
-            value = _number(getattr(self, name), name)
-            if not (math.isfinite(value) and value > 0.0):
-                raise ValueError(f"{name} = {value}; {name} must be finite and > 0")
-            setattr(self, name, value)
-        self.bandit_init_weight = _number(self.bandit_init_weight, "bandit_init_weight")
-        if not (math.isfinite(self.bandit_init_weight) and self.bandit_init_weight >= 0.0):
-            raise ValueError(f"bandit_init_weight = {self.bandit_init_weight}; bandit_init_weight must be finite and >= 0")
+            setattr(self, name, check_positive(number_from_text(getattr(self, name)), name))
+        self.bandit_init_weight = check_number(number_from_text(self.bandit_init_weight), "bandit_init_weight",
+                                               minimum=0.0)
         if self.bandit_init_path and self.bandit_load_path:
             raise ValueError(
                 f"bandit_init_path = {self.bandit_init_path!r} and bandit_load_path = {self.bandit_load_path!r} "
@@ -165,8 +160,7 @@ class ReferenceSettings:
             )
         self.seed = check_seed(self.seed)
         self.max_num_gen_batches = check_integer(self.max_num_gen_batches, "max_num_gen_batches")
-        if self.dynamic_sampling_at_cap not in AT_CAP:
-            raise ValueError(f"dynamic_sampling_at_cap = {self.dynamic_sampling_at_cap!r}; it must be one of {AT_CAP}")
+        check_choice(self.dynamic_sampling_at_cap, "dynamic_sampling_at_cap", AT_CAP)
         try:
             self.build_success_rule()
         except ValueError as error:
@@ -343,12 +337,3 @@ def _keywords(value) -> dict:
         raise ValueError(f"selector_kwargs = {value!r}; it must map argument names to values")
     return dict(value)
 
-
-def _number(value, name: str) -> float:
-    """``value`` as a float; ``ValueError`` naming ``name`` for a bool or a non-number."""
-    if isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} = {value!r}; {name} must be a number")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} = {value!r}; {name} must be a number") from None

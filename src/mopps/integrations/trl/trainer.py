@@ -46,7 +46,7 @@ from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 
-from mopps.core.validation import check_integer
+from mopps.core.validation import check_header, check_integer
 from mopps.features import load_features_for, vector_column
 from mopps.integrations.trl.config import TrlSelectionSettings
 from mopps.integrations.trl.rollout_rows import assemble_rollouts, count_loss_tokens, gather_rollouts
@@ -385,11 +385,11 @@ class MoPPSGRPOTrainer(GRPOTrainer):
                 f"{path} is missing: resume_from_checkpoint={checkpoint!r} was not written by MoPPSGRPOTrainer"
             )
         state = load_state(path, what="MoPPSGRPOTrainer checkpoint")
-        if state.get("format") != CHECKPOINT_FORMAT or state.get("version") != CHECKPOINT_VERSION:
-            raise ValueError(f"{path}: not a {CHECKPOINT_FORMAT} state of version {CHECKPOINT_VERSION}")
-        missing = sorted({"loop", "generation_positions", "micro_step"} - state.keys())
-        if missing:
-            raise ValueError(f"{path} lacks {missing}")
+        try:
+            check_header(state, CHECKPOINT_FORMAT, (CHECKPOINT_VERSION,), "TRL checkpoint",
+                         keys=("generation_positions", "loop", "micro_step"))
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
         micro_step = check_integer(state["micro_step"], f"{path}: micro_step")
         positions = np.asarray(state["generation_positions"], dtype=np.int64)
         in_dataset = (positions >= 0) & (positions < len(self.loop))

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from mopps.core.validation import check_integer
+from mopps.core.validation import check_header, check_integer
 from mopps.integrations.verl.config import SCORE_KEY, VERDICT_KEY, MoPPSVerlConfig, verdict_mask
 from mopps.integrations.verl.keys import keys_of_rows
 
@@ -131,12 +131,7 @@ class MoPPSCurriculumSampler(_SamplerBase):
         batch size changed since it was saved; then the sampler is unchanged. A version-1 state (mopps
         <= 0.1) is migrated: its selector and place in the epoch are restored, and the candidate order
         continues from a new pass (the old order was a stored permutation the loop does not keep)."""
-        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-            raise ValueError(f"state['format'] = {state.get('format') if isinstance(state, dict) else state!r}; "
-                             f"expected {STATE_FORMAT!r}")
-        version = state.get("version", 1)
-        if version not in (1, STATE_VERSION):
-            raise ValueError(f"state['version'] = {version!r}; this sampler reads 1 and {STATE_VERSION}")
+        version = check_header(state, STATE_FORMAT, (1, STATE_VERSION), "verl sampler state", missing_version=1)
         if state.get("batch_size") != self.batch_size:
             raise ValueError(f"state['batch_size'] = {state.get('batch_size')} but this run has {self.batch_size}")
         if version == 1 and state.get("num_prompts") != len(self.loop):
