@@ -33,7 +33,7 @@ from mopps.testbed.instruments import NOISE_KINDS, InformativeOracle, NoisyOracl
 METHODS = ("uniform", "ds", "mopps", "mopps_lambda0.5", "mopps_threshold", "history", "oracle", "contextual",
            "contextual_nofeatures", "contextual_taskfeatures", "mopps_ds", "contextual_ds", "mopps_informative",
            "contextual_informative", "oracle_informative", "mopps_auto", "mopps_perturbed",
-           "contextual_perturbed")
+           "contextual_perturbed", "uniform_wide")
 # Fresh logit noise of the "perturbed" strategy in the bench methods (chosen on seeds 100-101, see
 # docs/mechanism.md).
 PERTURBED_NOISE_SD = 1.0
@@ -126,6 +126,10 @@ def build_method(name: str, seed: int, ts_ratio: int, ds_max_gen_batches: int,
                       features="generic")
     if name == "uniform":
         return Method(Uniform(seed=seed), 1)
+    if name == "uniform_wide":
+        # Uniform's distribution of batches, drawn from ts_ratio * B candidates: its evidence log offers
+        # a replayed selector the same choice a pre-selector had (Uniform's own log offers none).
+        return Method(Uniform(seed=seed), ts_ratio)
     if name == "ds":
         return Method(Uniform(seed=seed), 1, max_num_gen_batches=ds_max_gen_batches)
     if name == "mopps":
