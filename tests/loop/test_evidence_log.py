@@ -125,3 +125,61 @@ def test_a_new_run_never_overwrites_another_runs_log(tmp_path):
     with pytest.raises(ValueError, match="another run's log"):
         loop.next(4)
     assert loop.step == 0 and (tmp_path / "log.npz").read_bytes() == before
+
+
+def test_an_undone_block_that_restored_a_checkpoint_gives_back_the_rows_it_dropped(tmp_path):
+    log = EvidenceLog(tmp_path / "log.npz")
+    loop = _loop(log)
+    rng = np.random.default_rng(0)
+    _run(loop, 1, np.full(40, 0.5), rng)
+    early = loop.state_dict()
+    _run(loop, 2, np.full(40, 0.5), rng)
+    before = log.tables()
+    with pytest.raises(RuntimeError):
+        with loop.atomic():
+            loop.load_state_dict(early)
+            raise RuntimeError("the host's own restore failed after the loop's")
+    assert loop.step == 3
+    for table, columns in before.items():
+        for name, values in columns.items():
+            np.testing.assert_array_equal(log.tables()[table][name], values, err_msg=f"{table}/{name}")
+
+
+def test_a_group_observed_in_two_calls_counts_whole_and_evidence_arrives_when_observed(tmp_path):
+    log = EvidenceLog(tmp_path / "log.npz")
+    loop = _loop(log)
+    first = loop.next(4)
+    second = loop.next(4)  # chosen before the first batch's evidence arrives, as verl's refills are
+    ids = np.concatenate([first.ids, second.ids])
+    loop.observe(np.repeat(ids, 2), np.tile([1.0, 0.0], len(ids)))
+    loop.observe(np.repeat(first.ids, 2), np.ones(8))  # the rest of the first batch's groups
+    log.flush()
+    stream = read_evidence_log(tmp_path / "log.npz")
+    rows = stream.rows()
+    at_first = rows["chosen"] & (rows["step"] == 1)
+    np.testing.assert_array_equal(rows["successes"][at_first], 3.0)
+    np.testing.assert_array_equal(rows["trials"][at_first], 4.0)
+    np.testing.assert_array_equal(np.unique(stream.tables["outcomes"]["observed_step"]), [2])
+
+
+def test_opening_another_runs_log_changes_nothing_in_it(tmp_path):
+    log = EvidenceLog(tmp_path / "log.npz", meta={"seed": 1})
+    _run(_loop(log), 2, np.full(40, 0.5), np.random.default_rng(0))
+    log.flush()
+    before = (tmp_path / "log.npz").read_bytes()
+    stranger = EvidenceLog(tmp_path / "log.npz", meta={"seed": 99})
+    loop = _loop(stranger)
+    with pytest.raises(ValueError, match="another run's log"):
+        loop.next(4)
+    stranger.flush()  # a host flushing at the end of a failed run
+    assert (tmp_path / "log.npz").read_bytes() == before
+    assert read_evidence_log(tmp_path / "log.npz").meta == {"seed": 1}
+
+
+def test_columns_of_different_lengths_are_refused_before_anything_is_recorded(tmp_path):
+    log = EvidenceLog(tmp_path / "log.npz")
+    with pytest.raises(ValueError, match="different lengths"):
+        log.record_exact(1, np.arange(4), np.zeros(2))
+    with pytest.raises(ValueError, match="chosen_index"):
+        log.record_selection(1, np.arange(4), np.array([5]), None)
+    assert log.rows_per_table() == dict.fromkeys(("candidates", "outcomes", "exact", "pool"), 0)

@@ -200,8 +200,7 @@ def register_replay(subparsers) -> None:
     parser.add_argument("logs", type=Path, nargs="+", metavar="LOG", help="evidence log files (.npz)")
     parser.add_argument("--selectors", default=None,
                         help="comma-separated bench names (default: every built-in selector that needs no exact "
-                             "rates: uniform, mopps, mopps_lambda0.5, mopps_threshold, mopps_informative, history, "
-                             "contextual, contextual_informative)")
+                             "rates; see docs/bench.md, 'Offline replay')")
     parser.add_argument("--features", type=Path, default=None,
                         help="a mopps feature file (mopps features) handed to contextual selectors; without it "
                              "they predict from evidence alone")
@@ -212,10 +211,9 @@ def register_replay(subparsers) -> None:
 
 def handle_replay(args) -> int:
     """Replay every log through every selector; print the table; return the exit code."""
-    import json
-
     from mopps.bench.replay import REPLAY_SELECTORS, build_replay_selector, format_replay, replay
     from mopps.loop.evidence_log import read_evidence_log
+    from mopps.bench.summary import without_nan
     from mopps.storage import write_json
 
     names = list(REPLAY_SELECTORS) if args.selectors is None else [n.strip() for n in args.selectors.split(",")]
@@ -238,7 +236,7 @@ def handle_replay(args) -> int:
             stream = read_evidence_log(path)
         except (OSError, ValueError) as error:
             raise SystemExit(f"mopps replay: {error}")
-        seed = int(stream.meta.get("seed", 0)) if args.seed is None else args.seed
+        seed = int(stream.meta.get("seed") or 0) if args.seed is None else args.seed
         group_size = int(stream.meta.get("group_size", 8))
         for name in names:
             result = replay(stream, build_replay_selector(name, seed, group_size), features)
@@ -247,6 +245,6 @@ def handle_replay(args) -> int:
                                                         "exact": result["exact"], "seconds": result["seconds"]}
     print(format_replay(rows))
     if args.json is not None:
-        write_json(args.json, json.loads(json.dumps(document).replace("NaN", "null")))
+        write_json(args.json, without_nan(document))
         print(f"\nwrote {args.json}")
     return 0

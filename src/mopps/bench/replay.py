@@ -76,6 +76,9 @@ def replay(stream: EvidenceStream, selector: Selector, features: tuple[Any, np.n
     # Each table sorted by step once; a step's rows are then one slice.
     slices = {name: _step_slices(table["step"], steps) for name, table in
               (("candidates", candidates), ("outcomes", outcomes), ("exact", exact))}
+    # Evidence reaches the selector when it reached the run's loop (a host may choose several
+    # batches before it observes them), not at the step that chose it.
+    arrived = _step_slices(outcomes["observed_step"], steps)
     per_step = {score: np.full(len(steps), np.nan) for score in SCORES}
     for index, step in enumerate(steps):
         rows = slices["candidates"][index]
@@ -95,12 +98,13 @@ def replay(stream: EvidenceStream, selector: Selector, features: tuple[Any, np.n
                                       exact, slices["exact"][index], outcomes, outcome_rows)
                 for score, value in scores.items():
                     per_step[score][index] = value
-        if len(outcome_rows):
-            judged = outcomes["trials"][outcome_rows] > 0
+        learned = arrived[index]
+        if len(learned):
+            judged = outcomes["trials"][learned] > 0
             if judged.any():
-                selector.update(outcomes["prompt_id"][outcome_rows][judged],
-                                outcomes["successes"][outcome_rows][judged].astype(np.float64),
-                                outcomes["trials"][outcome_rows][judged].astype(np.float64))
+                selector.update(outcomes["prompt_id"][learned][judged],
+                                outcomes["successes"][learned][judged].astype(np.float64),
+                                outcomes["trials"][learned][judged].astype(np.float64))
     means = {score: float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
              for score, values in per_step.items()}
     return {"scores": means, "per_step": per_step, "steps": len(steps), "exact": with_exact,
@@ -117,6 +121,9 @@ def _step_slices(step_column: np.ndarray, steps: np.ndarray) -> list[np.ndarray]
 
 def _step_scores(predicted, chosen_index, ids, rows, with_exact, group_size, exact, exact_rows, outcomes,
                  outcome_rows) -> dict[str, float]:
+    """The step's scores (module docstring) of ``predicted`` (n,) over the step's candidates ``ids``
+    (n,), of which the selector chose ``chosen_index`` (k,): against the exact rates where the log has
+    them, else against the outcomes of the prompts the run chose at this step."""
     if with_exact:
         rates = _aligned(exact["prompt_id"][exact_rows], exact["exact_rate"][exact_rows], ids)
         known = np.isfinite(rates)
@@ -126,8 +133,8 @@ def _step_scores(predicted, chosen_index, ids, rows, with_exact, group_size, exa
         scores["zero_variance"] = float(np.mean(1.0 - mixed_group_probability(chosen_rates, group_size))) \
             if len(chosen_rates) else float("nan")
         return scores
-    successes = _aligned(outcomes["prompt_id"][outcome_rows], outcomes["successes"][outcome_rows], ids)
-    trials = _aligned(outcomes["prompt_id"][outcome_rows], outcomes["trials"][outcome_rows], ids)
+    successes = _summed(outcomes["prompt_id"][outcome_rows], outcomes["successes"][outcome_rows], ids)
+    trials = _summed(outcomes["prompt_id"][outcome_rows], outcomes["trials"][outcome_rows], ids)
     seen = np.isfinite(trials) & (trials > 0)
     scores = _observed_scores(predicted[seen], successes[seen].astype(np.float64), trials[seen].astype(np.float64))
     mine = np.zeros(len(ids), dtype=bool)
@@ -136,6 +143,21 @@ def _step_scores(predicted, chosen_index, ids, rows, with_exact, group_size, exa
     equal = (successes[both] == 0) | (successes[both] == trials[both])
     scores["zero_variance"] = float(equal.mean()) if both.any() else float("nan")
     return scores
+
+
+def _summed(keys: np.ndarray, values: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """float (len(ids),): the sum of ``values`` over the rows of each id in ``keys`` (one group
+    observed in two calls has two rows); NaN for an id without rows."""
+    result = np.zeros(len(ids))
+    if len(keys) == 0:
+        return np.full(len(ids), np.nan)
+    order = np.argsort(ids, kind="stable")
+    position = np.clip(np.searchsorted(ids[order], keys), 0, len(ids) - 1)
+    found = ids[order][position] == keys
+    np.add.at(result, order[position][found], values[found])
+    present = np.zeros(len(ids), dtype=bool)
+    present[order[position][found]] = True
+    return np.where(present, result, np.nan)
 
 
 def _aligned(keys: np.ndarray, values: np.ndarray, ids: np.ndarray) -> np.ndarray:

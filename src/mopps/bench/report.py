@@ -123,7 +123,9 @@ def format_answer(document: dict) -> str:
     methods = document["methods"]
     seeds = len(document["seeds"])
     uniform_rollouts = methods.get("uniform", {}).get("total_rollouts")
-    contenders = [name for name in methods if name not in ("uniform", CEILING) and not is_instrument(name)]
+    # uniform_wide is Uniform's distribution drawn from more candidates (for its evidence log): a baseline.
+    contenders = [name for name in methods if not name.startswith("uniform") and name != CEILING
+                  and not is_instrument(name)]
     same_budget = [name for name in contenders if methods[name]["total_rollouts"] == uniform_rollouts]
     extra_budget = [name for name in contenders if name not in same_budget]
     how = ("90% paired intervals over seeds (t)" if seeds > 1 else "one seed: no intervals, a run to check the code")

@@ -325,14 +325,14 @@ def summarize(config: dict, seeds: list[int], results: dict[str, list[dict]]) ->
                              "resamples": len(resamples.weights) - 1},
                 **test, "pool": pool, "regime": regime(results, resamples),
                 "calibration": calibration(results)}
-    return _without_nan(document)
+    return without_nan(document)
 
 
-def _without_nan(value):
+def without_nan(value):
     if isinstance(value, dict):
-        return {key: _without_nan(item) for key, item in value.items()}
+        return {key: without_nan(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_without_nan(item) for item in value]
+        return [without_nan(item) for item in value]
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value

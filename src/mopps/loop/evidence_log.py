@@ -9,9 +9,13 @@ A log holds four tables of columns (numpy arrays of equal length within a table)
   when it makes none), ``tick`` (int64, the policy updates the selector had been told of when it
   chose: several steps share a tick under dynamic sampling; logs written before it existed read
   ``tick = step - 1``).
-- ``outcomes``: one row per rolled-out prompt: ``step`` (the step that chose it; the evidence's own
-  step when it was never chosen), ``prompt_id``, ``successes`` and ``trials`` (float32: rollouts
-  with a verdict judged a success by the loop's rule, and rollouts with a verdict).
+- ``outcomes``: one row per rolled-out prompt and ``observe`` call: ``step`` (the step that chose
+  it; the evidence's own step when it was never chosen), ``prompt_id``, ``successes`` and ``trials``
+  (float32: rollouts with a verdict judged a success by the loop's rule, and rollouts with a
+  verdict), ``observed_step`` (int64: the loop's step when the evidence arrived; a host that chooses
+  several batches before it observes, as verl's refills do, has observed_step > step; logs written
+  before it existed read ``observed_step = step``). A group split over two ``observe`` calls has two
+  rows; readers sum them (``EvidenceStream.rows``, replay).
 - ``exact``: where the host knows the exact rate (the embedded testbed): ``step``, ``prompt_id``,
   ``exact_rate`` (float32) of each candidate at its selection.
 - ``pool``: the exact rate of a fixed sample of the pool every few steps: ``step`` (the policy
@@ -45,11 +49,11 @@ LOG_FORMAT = "mopps.evidence-log"
 LOG_VERSION = 1
 TABLES = {
     "candidates": ("step", "prompt_id", "chosen", "predicted_rate", "tick"),
-    "outcomes": ("step", "prompt_id", "successes", "trials"),
+    "outcomes": ("step", "prompt_id", "successes", "trials", "observed_step"),
     "exact": ("step", "prompt_id", "exact_rate"),
     "pool": ("step", "prompt_id", "exact_rate"),
 }
-_DTYPES = {"step": np.int64, "tick": np.int64, "chosen": bool, "predicted_rate": np.float32, "successes": np.float32,
+_DTYPES = {"step": np.int64, "tick": np.int64, "observed_step": np.int64, "chosen": bool, "predicted_rate": np.float32, "successes": np.float32,
            "trials": np.float32, "exact_rate": np.float32}
 
 
@@ -85,7 +89,14 @@ class EvidenceStream:
         outcomes = self.tables["outcomes"]
         at = _lookup(keys, _keys(outcomes["step"], outcomes["prompt_id"]))
         found = at >= 0
-        successes[at[found]], trials[at[found]] = outcomes["successes"][found], outcomes["trials"][found]
+        trials_found = np.zeros(len(keys), dtype=np.float32)
+        successes_found = np.zeros(len(keys), dtype=np.float32)
+        # A group observed in two calls has two rows: their evidence adds up.
+        np.add.at(successes_found, at[found], outcomes["successes"][found])
+        np.add.at(trials_found, at[found], outcomes["trials"][found])
+        seen = np.zeros(len(keys), dtype=bool)
+        seen[at[found]] = True
+        successes[seen], trials[seen] = successes_found[seen], trials_found[seen]
         exact = np.full(len(keys), np.nan, dtype=np.float32)
         table = self.tables["exact"]
         at = _lookup(keys, _keys(table["step"], table["prompt_id"]))
@@ -120,72 +131,125 @@ class EvidenceLog:
         self.path = Path(path)
         self.meta = dict(meta or {})
         self._parts: dict[str, list[dict[str, np.ndarray]]] = {table: [] for table in TABLES}
+        self._rows = dict.fromkeys(TABLES, 0)
+        self._last_step = 0
         if self.path.exists():
             previous = read_evidence_log(self.path)
-            self.meta = {**previous.meta, **self.meta}
+            self.meta = previous.meta  # a continued log keeps the facts of the run that began it
             for table, columns in previous.tables.items():
                 self._parts[table].append(columns)
+                self._rows[table] = len(columns["step"])
+            self._last_step = int(previous.tables["candidates"]["step"].max(initial=0))
+        # A log that holds steps is another run's until a resume truncates it to its checkpoint: until
+        # then nothing is recorded into it and ``flush`` leaves the file as it is.
+        self._adopted = self._last_step == 0
 
     def _append(self, table: str, **columns) -> None:
-        length = {len(np.atleast_1d(value)) for value in columns.values() if np.ndim(value) > 0}
-        size = length.pop() if length else 1
+        lengths = {name: len(value) for name, value in columns.items() if np.ndim(value) > 0}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"evidence log table {table!r}: columns of different lengths {lengths}")
+        size = next(iter(lengths.values()), 1)
         self._parts[table].append({name: _column(name, np.broadcast_to(columns[name], (size,))
                                                  if np.ndim(columns[name]) == 0 else columns[name])
                                    for name in TABLES[table]})
+        self._rows[table] += size
 
     def record_selection(self, step: int, candidate_ids, chosen_index: np.ndarray,
                          predicted_rate: np.ndarray | None, tick: int = 0) -> None:
         """The candidates (n,) offered at ``step``, which were chosen (positions (k,)), the
         selector's prediction of each (n,) or None, and the selector's policy tick."""
+        self.require_next_step(step)
         chosen = np.zeros(len(candidate_ids), dtype=bool)
-        chosen[np.asarray(chosen_index, dtype=np.int64)] = True
+        index = np.asarray(chosen_index, dtype=np.int64)
+        if len(index) and (index.min() < 0 or index.max() >= len(chosen)):
+            raise ValueError(f"chosen_index holds positions outside the {len(chosen)} candidates")
+        chosen[index] = True
         predicted = np.full(len(chosen), np.nan) if predicted_rate is None else predicted_rate
         self._append("candidates", step=step, prompt_id=candidate_ids, chosen=chosen, predicted_rate=predicted,
                      tick=tick)
+        self._last_step = int(step)
 
-    def record_outcomes(self, steps: np.ndarray, prompt_ids, successes: np.ndarray, trials: np.ndarray) -> None:
-        """Evidence of rolled-out prompts (m,), each with the step that chose it."""
-        if len(successes):
-            self._append("outcomes", step=steps, prompt_id=prompt_ids, successes=successes, trials=trials)
+    def record_outcomes(self, steps: np.ndarray, prompt_ids, successes: np.ndarray, trials: np.ndarray,
+                        observed_step: int, chosen: np.ndarray | None = None) -> None:
+        """Evidence of rolled-out prompts (m,), each with the step that chose it, arrived at the loop's
+        step ``observed_step``. ``chosen``: bool (m,), False where the loop found no open prediction
+        (the rest of a group observed in an earlier call): such rows go to the latest step that chose
+        the prompt, so a split group adds up at one step."""
+        if not (len(successes) and self._adopted):
+            return
+        steps = np.array(steps, dtype=np.int64)
+        if chosen is not None and not np.all(chosen):
+            steps[~chosen] = self._latest_choice(_column("prompt_id", prompt_ids)[~chosen], steps[~chosen])
+        self._append("outcomes", step=steps, prompt_id=prompt_ids, successes=successes, trials=trials,
+                     observed_step=observed_step)
+
+    def _latest_choice(self, prompt_ids: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+        """int64 (m,): the latest recorded step that chose each of ``prompt_ids`` (``fallback`` for one
+        never chosen). Only for evidence without an open prediction, which is rare."""
+        candidates = self.tables()["candidates"]
+        chosen_ids, chosen_steps = candidates["prompt_id"][candidates["chosen"]], candidates["step"][candidates["chosen"]]
+        result = np.array(fallback, dtype=np.int64)
+        for position, prompt in enumerate(prompt_ids.tolist()):
+            steps = chosen_steps[chosen_ids == prompt]
+            if len(steps):
+                result[position] = steps.max()
+        return result
 
     def record_exact(self, step: int, prompt_ids, exact_rate: np.ndarray) -> None:
         """Exact rates of the candidates of ``step`` at their selection (a testbed's knowledge)."""
-        self._append("exact", step=step, prompt_id=prompt_ids, exact_rate=exact_rate)
+        if self._adopted:
+                self._append("exact", step=step, prompt_id=prompt_ids, exact_rate=exact_rate)
 
     def record_pool(self, step: int, prompt_ids, exact_rate: np.ndarray) -> None:
         """Exact rates of a sample of the pool measured after policy step ``step``."""
-        self._append("pool", step=step, prompt_id=prompt_ids, exact_rate=exact_rate)
+        if self._adopted:
+            self._append("pool", step=step, prompt_id=prompt_ids, exact_rate=exact_rate)
 
     def last_step(self) -> int:
         """The latest selection step recorded (0 when none)."""
-        steps = [part["step"] for part in self._parts["candidates"] if len(part["step"])]
-        return int(max(values.max() for values in steps)) if steps else 0
+        return self._last_step
 
     def require_next_step(self, step: int) -> None:
         """Raise ``ValueError`` unless ``step`` comes after every step recorded: a log that already holds
         another run's steps is never overwritten (a resumed run first truncates to its checkpoint)."""
-        if step <= self.last_step():
-            raise ValueError(f"evidence_log {self.path} already holds selection steps up to {self.last_step()} "
+        if not self._adopted or step <= self._last_step:
+            raise ValueError(f"evidence_log {self.path} already holds selection steps up to {self._last_step} "
                              f"and this run is at step {step}: it is another run's log (or a resume that did "
                              "not restore the loop's state); give this run its own path")
 
     def rows_per_table(self) -> dict[str, int]:
-        """How many rows each table holds (``keep_rows`` undoes what was recorded since)."""
-        return {table: sum(len(part["step"]) for part in parts) for table, parts in self._parts.items()}
+        """How many rows each table holds."""
+        return dict(self._rows)
 
-    def keep_rows(self, rows: dict[str, int]) -> None:
-        """Keep the first ``rows[table]`` rows of each table (from ``rows_per_table``): the loop's undo
-        of an ``atomic`` block that failed."""
-        tables = self.tables()
-        self._parts = {table: [{name: values[:rows[table]] for name, values in tables[table].items()}]
-                       for table in TABLES}
+    def mark(self) -> tuple:
+        """What ``rewind`` restores: the recorded parts (arrays are never written in place, so the
+        lists are copied, not the arrays) and the counters."""
+        return ({table: list(parts) for table, parts in self._parts.items()}, dict(self._rows), self._last_step,
+                self._adopted)
+
+    def rewind(self, mark: tuple) -> None:
+        """Back to ``mark()``: the loop's undo of an ``atomic`` block that failed (rows recorded since
+        are dropped, rows truncated since come back)."""
+        parts, rows, last_step, adopted = mark
+        self._parts = {table: list(values) for table, values in parts.items()}
+        self._rows, self._last_step, self._adopted = dict(rows), last_step, adopted
 
     def truncate_after(self, step: int) -> None:
-        """Drop rows of selection steps after ``step`` (and pool rows measured after it): a resumed
-        run redoes them."""
+        """Drop rows of selection steps after ``step``, evidence observed after it, and pool rows
+        measured after it: a run resumed from a checkpoint at loop step ``step`` redoes them. The
+        log is then this run's (``require_next_step``)."""
         for table, parts in self._parts.items():
-            self._parts[table] = [{name: values[part["step"] <= step] for name, values in part.items()}
-                                  for part in parts]
+            kept = []
+            for part in parts:
+                keep = part["step"] <= step
+                if table == "outcomes":
+                    keep &= part["observed_step"] <= step
+                kept.append({name: values[keep] for name, values in part.items()})
+            self._parts[table] = kept
+            self._rows[table] = sum(len(part["step"]) for part in kept)
+        steps = [part["step"] for part in self._parts["candidates"] if len(part["step"])]
+        self._last_step = int(max(values.max() for values in steps)) if steps else 0
+        self._adopted = True
 
     def tables(self) -> dict[str, dict[str, np.ndarray]]:
         """Every table so far, columns concatenated."""
@@ -197,7 +261,10 @@ class EvidenceLog:
         return result
 
     def flush(self) -> None:
-        """Write everything recorded so far to ``path`` atomically (compressed)."""
+        """Write everything recorded so far to ``path`` atomically (compressed); a log that is another
+        run's (never adopted) is left as it is."""
+        if not self._adopted:
+            return
         tables = self.tables()
         for table in tables:  # one part per table from now on: later flushes concatenate less
             self._parts[table] = [tables[table]]
@@ -232,6 +299,8 @@ def read_evidence_log(path) -> EvidenceStream:
                       for table, columns in TABLES.items()}
             if "candidates/tick" not in archive:  # a log of the first version's writer: one tick per step
                 tables["candidates"]["tick"] = tables["candidates"]["step"] - 1
+            if "outcomes/observed_step" not in archive:  # ... which observed each step before the next
+                tables["outcomes"]["observed_step"] = tables["outcomes"]["step"].copy()
             missing = [f"{table}/{name}" for table, columns in TABLES.items() for name in columns
                        if name not in tables[table]]
             if missing:

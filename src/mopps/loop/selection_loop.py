@@ -250,7 +250,8 @@ class SelectionLoop:
         if self.evidence_log is not None and judged.any():
             self.evidence_log.record_outcomes(np.where(found, chosen_step, self.step)[judged],
                                               select_ids(evidence.kind, evidence.ids, judged),
-                                              evidence.successes[judged], evidence.trials[judged])
+                                              evidence.successes[judged], evidence.trials[judged], self.step,
+                                              chosen=found[judged])
         self.rollouts += int(evidence.trials.sum())
         self.rollouts_without_verdict += evidence.rollouts_without_verdict
         return self._metrics(evidence, judged, found, predicted, chosen_step)
@@ -433,7 +434,7 @@ class _Mark:
         self.selector_tick = loop.selector.tick
         self.taught_in_update = loop._taught_in_update
         # Not part of the state but kept in step with it: the rows the log held.
-        self.log_rows = None if loop.evidence_log is None else loop.evidence_log.rows_per_table()
+        self.log_mark = None if loop.evidence_log is None else loop.evidence_log.mark()
 
     def rewind(self, loop: SelectionLoop) -> None:
         loop.step, loop.rollouts, loop.rollouts_without_verdict = self.counters
@@ -445,8 +446,8 @@ class _Mark:
         loop.selector.step = self.selector_step
         loop.selector.tick = self.selector_tick
         loop._taught_in_update = self.taught_in_update
-        if self.log_rows is not None:
-            loop.evidence_log.keep_rows(self.log_rows)
+        if self.log_mark is not None:
+            loop.evidence_log.rewind(self.log_mark)
 
 
 def _copied_record(record):

@@ -349,6 +349,9 @@ class MoPPSGRPOTrainer(GRPOTrainer):
         # happen after an optimizer step; a generation's rewards arrive in its first micro-step, so no
         # evidence is outstanding here.
         if self.args.should_save:
+            if self.loop.evidence_log is not None:
+                # The log first: a crash between the two leaves rows a resume truncates, never a gap.
+                self.loop.evidence_log.flush()
             folder = os.path.join(self._get_output_dir(trial=trial),
                                   f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
             save_state({
@@ -360,8 +363,6 @@ class MoPPSGRPOTrainer(GRPOTrainer):
                 "generation_positions": self._positions,
                 "micro_step": self._step,
             }, os.path.join(folder, CHECKPOINT_FILE))
-            if self.loop.evidence_log is not None:
-                self.loop.evidence_log.flush()
         super()._save_checkpoint(model, trial)
 
     def _load_optimizer_and_scheduler(self, checkpoint) -> None:

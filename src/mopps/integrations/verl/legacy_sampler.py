@@ -57,6 +57,11 @@ class MoPPSCurriculumSampler(_SamplerBase):
             raise ValueError(f"mopps.max_num_gen_batches = {self.config.max_num_gen_batches}: dynamic sampling through "
                              "mopps.Refill needs the MoPPS V1 trainer; with this sampler use verl's own filter "
                              "(algorithm.filter_groups.enable=True, data.gen_batch_size) and max_num_gen_batches=0")
+        if self.config.evidence_log:
+            # A sampler sees no checkpoint or end of training to write the log at.
+            raise ValueError(f"mopps.evidence_log = {self.config.evidence_log!r}: the evidence log is written by the "
+                             "MoPPS V1 trainer (verl >= 0.8) and the TRL trainer; this sampler cannot write it, "
+                             "set mopps.evidence_log=null")
         self.batch_size = int(data_config.get("gen_batch_size") or data_config.get("train_batch_size"))
         self.loop = self.config.build_loop(data_source, self.config.checked_selector())
         if len(self.loop) < self.batch_size:

@@ -371,9 +371,10 @@ class MoPPSTrainer(PPOTrainerSync):
         # Written first: verl's own save ends by marking the folder as the latest checkpoint.
         folder = os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}")
         local_mkdir_safe(folder)
-        self.loop.save(os.path.join(folder, LOOP_FILE))
         if self.loop.evidence_log is not None:
+            # The log first: a crash between the two leaves rows a resume truncates, never a gap.
             self.loop.evidence_log.flush()
+        self.loop.save(os.path.join(folder, LOOP_FILE))
         super()._save_checkpoint()
 
     def fit(self, *args, **kwargs):
