@@ -131,12 +131,16 @@ def plot_gain_curve(path: Path, document: dict, results: dict[str, list[dict]], 
         interval = row.get("primary_gain_ci") or [row["primary_gain"], row["primary_gain"]]
         return row["mean_spearman_candidates"], row["primary_gain"], interval
 
+    def placed(name) -> bool:  # a gain needs Uniform in the same bench; a Spearman needs a prediction
+        row = methods.get(name, {})
+        return row.get("primary_gain") is not None and row.get("mean_spearman_candidates") is not None
+
     kinds = {}
     for name in methods:
-        if name.startswith("oracle_noise:") and methods[name].get("mean_spearman_candidates") is not None:
+        if name.startswith("oracle_noise:") and placed(name):
             _, kind, sd = name.split(":")
             kinds.setdefault(kind, []).append((float(sd), name))
-    oracle = "oracle" if "oracle" in methods else None
+    oracle = "oracle" if placed("oracle") else None
     for kind, members in sorted(kinds.items()):
         members.sort(reverse=True)  # largest noise (lowest Spearman) first
         names = [name for _, name in members] + ([oracle] if oracle else [])
@@ -145,8 +149,8 @@ def plot_gain_curve(path: Path, document: dict, results: dict[str, list[dict]], 
         axis.vlines(xs, [lo for lo, _ in intervals], [hi for _, hi in intervals], color=line.get_color(), alpha=0.5)
         for (sd, _), x, y in zip(members, xs, ys):
             axis.annotate(f"sd {sd:g}", (x, y), fontsize=7, textcoords="offset points", xytext=(3, 3))
-    others = [name for name, row in methods.items() if row.get("mean_spearman_candidates") is not None
-              and not name.startswith("oracle_noise:") and name != "oracle" and name in results]
+    others = [name for name in methods if placed(name) and not name.startswith("oracle_noise:")
+              and name != "oracle" and name in results]
     for name in others:
         x, y, (lo, hi) = point(name)
         axis.errorbar([x], [y], yerr=[[y - lo], [hi - y]], fmt="s", color=colors[name], label=name, capsize=3)
@@ -159,8 +163,8 @@ def plot_gain_curve(path: Path, document: dict, results: dict[str, list[dict]], 
     names = [name for name in results if name != "uniform"]
     axis = axes[1]
     positions = np.arange(len(names))
-    retrained = [methods[name].get("mean_retrained_share") or 0.0 for name in names]
-    never = [regime.get(name, {}).get("never_rolled_out_share") or 0.0 for name in names]
+    retrained = [_or_nan(methods[name].get("mean_retrained_share")) for name in names]
+    never = [_or_nan(regime.get(name, {}).get("never_rolled_out_share")) for name in names]
     axis.barh(positions - 0.2, retrained, height=0.4, label="trained before (share of batch)")
     axis.barh(positions + 0.2, never, height=0.4, label="pool never rolled out")
     axis.set_yticks(positions, names, fontsize=7)
@@ -188,3 +192,8 @@ def plot_gain_curve(path: Path, document: dict, results: dict[str, list[dict]], 
     figure.savefig(path, dpi=90)
     plt.close(figure)
     return path
+
+
+def _or_nan(value) -> float:
+    """A figure that may be missing (null), as a float that plots as nothing."""
+    return float("nan") if value is None else float(value)
