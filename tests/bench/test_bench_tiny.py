@@ -253,3 +253,28 @@ def test_quick_without_a_preset_answers_in_both_regimes(tmp_path, capsys):
         assert (tmp_path / preset / "evidence" / "oracle-seed0.npz").exists()
         assert f"{preset}: Answer" in printed
     assert set(QUICK_PRESETS) == {"fresh", "recurring"}
+
+
+@pytest.mark.slow
+def test_gain_curve_instruments_paired_figures_and_evidence_logs(tmp_path, capsys):
+    out = tmp_path / "gain"
+    selectors = "uniform,oracle,oracle_noise:fresh:1,oracle_noise:visit:1,oracle_pilot:4"
+    assert main(["bench", "--preset", "tiny", "--seeds", "0,1", "--selectors", selectors, "--no-progress",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "Gain against prediction quality" in printed
+    document = json.loads((out / "results.json").read_text())
+    for name, row in document["methods"].items():
+        assert len(row["primary_gain_ci"]) == 2 and row["primary_gain"] is not None, name
+    assert document["methods"]["uniform"]["primary_gain"] == 0.0
+    assert document["methods"]["oracle"]["primary_gain_vs_oracle"] == 1.0
+    # The pilot's screening rollouts are paid for: 4 per candidate, ts_ratio x B candidates per step.
+    config = document["config"]
+    per_step = config["batch_size"] * config["group_size"]
+    pilot = config["ts_ratio"] * config["batch_size"] * 4
+    assert document["methods"]["oracle_pilot:4"]["total_rollouts"] == config["steps"] * (per_step + pilot)
+    assert (out / "gain_curve.png").stat().st_size > 0
+    for name in selectors.split(","):
+        for seed in (0, 1):
+            assert (out / "evidence" / f"{name.replace(':', '_')}-seed{seed}.npz").exists()
+    assert main(["replay", str(out / "evidence" / "oracle-seed0.npz"), "--selectors", "mopps"]) == 0
