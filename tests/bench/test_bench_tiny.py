@@ -162,7 +162,7 @@ def test_answer_leads_the_report(bench):
 
     _, document = bench
     report = format_report(document)
-    assert report.startswith("Answer (test accuracy, 2 seed(s), 90% intervals over seeds")
+    assert report.startswith("Answer (test accuracy, 2 seed(s), 90% paired intervals over seeds (t); primary figure")
     assert report.index("Test accuracy (held-out prompts") < report.index("Prediction vs exact success rate") < report.index("Regime:")
 
 

@@ -49,7 +49,8 @@ def test_contextual_and_refill_methods():
              for name in METHODS if name.startswith("contextual") or name.endswith("_ds")}
     assert {name: method.features for name, method in built.items()} == {
         "contextual": "generic", "contextual_nofeatures": None, "contextual_taskfeatures": "task",
-        "mopps_ds": None, "contextual_ds": "generic"}
+        "mopps_ds": None, "contextual_ds": "generic", "contextual_informative": "generic",
+        "contextual_perturbed": "generic"}
     # Selection-guided dynamic sampling: each generation batch chosen from ts_ratio x as many candidates.
     for name in ("mopps_ds", "contextual_ds"):
         assert built[name].max_num_gen_batches == 10 and built[name].candidates == 8
