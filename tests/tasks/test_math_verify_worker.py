@@ -50,8 +50,11 @@ def test_the_kernel_kills_a_child_stuck_in_c_code_just_above_its_budget():
     assert os.waitstatus_to_exitcode(status) == -signal.SIGXCPU
     assert len(lines) == 1, "the stuck call must not have returned"
     spent = usage.ru_utime + usage.ru_stime - json.loads(lines[0])["cpu_before_s"]
-    # RLIMIT_CPU counts whole seconds: the kill comes at ceil(cpu so far + budget + margin).
-    assert 0.3 + HARD_LIMIT_MARGIN_S <= spent < 0.3 + HARD_LIMIT_MARGIN_S + 1.0 + 0.2
+    # RLIMIT_CPU counts whole seconds: the kill comes at ceil(cpu so far + budget + margin). The kernel
+    # samples CPU time at scheduler ticks, so on a busy machine the child's own reading and the
+    # kernel's can differ by a few ticks (seen: 0.78 s against 0.8 with two other jobs running).
+    tick_tolerance_s = 0.05
+    assert 0.3 + HARD_LIMIT_MARGIN_S - tick_tolerance_s <= spent < 0.3 + HARD_LIMIT_MARGIN_S + 1.0 + 0.2
 
 
 def test_start_up_and_queueing_count_against_no_answer(closing):
