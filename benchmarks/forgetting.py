@@ -19,33 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from mopps import ContextualMoPPS, MoPPS
-from mopps.core.metrics import spearman
-
-
-def tracking(selector, logit_sd: float, seed: int, pool: int, steps: int = 300, features: bool = False,
-             k: int = 16, candidates: int = 64, n: int = 8) -> tuple[float, float]:
-    """(Brier, Spearman) of the candidates' predictions over the second half of the run."""
-    rng = np.random.default_rng(seed)
-    if features:
-        x = rng.standard_normal((pool, 4))
-        shared = x @ (rng.standard_normal(4) * 0.5)
-        own = rng.normal(0.0, 1.0, pool)
-        selector.add_features(np.arange(pool), x)
-    else:
-        shared, own = np.zeros(pool), rng.normal(0.0, 1.5, pool)
-    briers, rhos = [], []
-    for step in range(steps):
-        offered = rng.choice(pool, candidates, replace=False)
-        rates = 1.0 / (1.0 + np.exp(-(shared + own)))
-        choice = selector.select(offered, k)
-        if step >= steps // 2:
-            briers.append(np.mean((choice.predicted_rate - rates[offered]) ** 2))
-            rhos.append(spearman(choice.predicted_rate, rates[offered]))
-        ids = np.asarray(choice.ids)
-        selector.update(ids, rng.binomial(n, rates[ids]).astype(float), np.full(k, float(n)))
-        selector.policy_updated()
-        own = own + rng.normal(0.0, logit_sd, pool)
-    return float(np.mean(briers)), float(np.mean(rhos))
+from mopps.testing import drift_tracking
 
 
 def main() -> None:
@@ -54,7 +28,7 @@ def main() -> None:
     for logit_sd in (0.0, 0.05, 0.15):
         for discount in (1.0, 0.5, "auto"):
             selectors = [MoPPS(discount=discount, seed=seed) for seed in range(3)]
-            scores = np.mean([tracking(selector, logit_sd, seed, 200) for seed, selector in enumerate(selectors)], 0)
+            scores = np.mean([drift_tracking(selector, logit_sd, seed, 200) for seed, selector in enumerate(selectors)], 0)
             q = np.mean([selector.drift_variance() for selector in selectors]) if discount == "auto" else float("nan")
             print(f"{logit_sd:>13} {discount!s:>9} {scores[0]:>7.4f} {scores[1]:>8.3f} {q:>8.4f}")
     print()
@@ -63,7 +37,7 @@ def main() -> None:
     for logit_sd in (0.0, 0.15, 0.4):
         for halflife in (200.0, "auto", 20.0):
             selectors = [ContextualMoPPS(seed=seed, model={"residual_halflife": halflife}) for seed in range(2)]
-            scores = np.mean([tracking(selector, logit_sd, seed, 300, features=True)
+            scores = np.mean([drift_tracking(selector, logit_sd, seed, 300, features=True)
                               for seed, selector in enumerate(selectors)], 0)
             learned = " ".join("never" if h is None else f"{h:.0f}" for h in
                                (selector.residual_halflife() for selector in selectors)) if halflife == "auto" else ""
