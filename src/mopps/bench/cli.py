@@ -46,6 +46,9 @@ def register(subparsers) -> None:
     parser.add_argument("--pool-seed", type=int, default=None,
                         help="which prompts form the pool and test set (default: the preset's, 1234); another "
                              "value gives held-out pools for tuning")
+    parser.add_argument("--pool-per-seed", action="store_true",
+                        help="each RL seed draws its own pool and test set (pool seed + RL seed), so the "
+                             "paired intervals cover the draw of the pool as well as the run")
     parser.add_argument("--selectors", default=None,
                         help="comma-separated subset of the methods (default: every selector; the gain-curve "
                              "instruments oracle_noise:<fresh|persistent|visit>:<sd>, oracle_pilot:<m> and "
@@ -130,6 +133,8 @@ def _plan(args, preset: str, methods: list[str], several: bool):
                                 seeds=args.seeds, warm_start_steps=args.warm_start_steps, regime_map=args.map)
         if args.pool_seed is not None:
             config = replace(config, pool_seed=args.pool_seed)
+        if args.pool_per_seed:
+            config = replace(config, pool_per_seed=True)
     except ValueError as error:
         raise SystemExit(f"mopps bench: {error}")
     if not seeds:

@@ -219,6 +219,27 @@ def check_count(k, n_candidates: int, name: str = "k") -> int:
     return k
 
 
+def check_positions(values, name: str, size: int) -> np.ndarray:
+    """Return ``values`` as an int64 array (m,) of distinct row positions in [0, ``size``), m >= 1;
+    ``ValueError`` naming ``name`` and the first bad position otherwise."""
+    array = np.asarray(values)
+    if array.ndim != 1 or array.size == 0:
+        raise ValueError(f"{name} must be a non-empty one-dimensional array of row positions; got shape {array.shape}")
+    if array.dtype.kind not in "iu":
+        raise ValueError(f"{name} must be integers; got dtype {array.dtype}")
+    array = array.astype(np.int64)
+    outside = (array < 0) | (array >= size)
+    if outside.any():
+        position = int(np.argmax(outside))
+        raise ValueError(f"{name}[{position}] = {array[position]}; {name} must lie in [0, {size})")
+    order = np.argsort(array, kind="stable")
+    repeated = np.flatnonzero(array[order][1:] == array[order][:-1])
+    if repeated.size:
+        position = int(order[repeated[0] + 1])
+        raise ValueError(f"{name}[{position}] = {array[position]} is repeated; {name} must be distinct")
+    return array
+
+
 def check_probability(value, name: str) -> float:
     """``value`` as a Python float; ``ValueError`` naming ``name`` unless it is a real number in [0, 1]."""
     return check_number(value, name, minimum=0.0, maximum=1.0)

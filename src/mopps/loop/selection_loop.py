@@ -40,6 +40,7 @@ from mopps.core.validation import (
     check_header,
     check_integer,
     check_number,
+    check_positions,
     check_same_length,
 )
 from mopps.loop.evidence_log import EvidenceLog
@@ -200,14 +201,32 @@ class SelectionLoop:
         # A selector that fails (e.g. an oracle's rate function) must not cost the stream a batch.
         with self.atomic():
             candidates = self.stream.next(min(int(round(self.ts_ratio * k)), len(self)))
-            selection = self.selector.select(self.ids_at(candidates), k)
-            positions = candidates[selection.index]
-            predicted = None if selection.predicted_rate is None else selection.predicted_rate[selection.index]
-            self.step += 1
-            self.ledger.record(self.id_kind, selection.ids, predicted, self.step)
-            if self.evidence_log is not None:
-                self.evidence_log.record_selection(self.step, self.ids_at(candidates), selection.index,
-                                                   selection.predicted_rate, self.selector.tick)
+            return self._choose(candidates, k)
+
+    def choose_among(self, positions, k: int) -> Batch:
+        """Choose ``k`` of the dataset rows ``positions`` (distinct ints in [0, N)) without drawing
+        from the candidate stream: a second choice among prompts the loop offered earlier in the same
+        step (``mopps.loop.Allocation`` chooses whom to train after a pilot this way). Like ``next``
+        it opens a prediction per chosen prompt and counts a step (a ``Batch`` of its own)."""
+        k = check_integer(k, "k", minimum=1)
+        positions = check_positions(positions, "positions", len(self))
+        if k > len(positions):
+            raise ValueError(f"k = {k} > {len(positions)} positions to choose among")
+        if self.evidence_log is not None:
+            self.evidence_log.require_next_step(self.step + 1)
+        with self.atomic():
+            return self._choose(positions, k)
+
+    def _choose(self, candidates: np.ndarray, k: int) -> Batch:
+        """The selector's choice of ``k`` among the dataset rows ``candidates`` (checked), recorded."""
+        selection = self.selector.select(self.ids_at(candidates), k)
+        positions = candidates[selection.index]
+        predicted = None if selection.predicted_rate is None else selection.predicted_rate[selection.index]
+        self.step += 1
+        self.ledger.record(self.id_kind, selection.ids, predicted, self.step)
+        if self.evidence_log is not None:
+            self.evidence_log.record_selection(self.step, self.ids_at(candidates), selection.index,
+                                               selection.predicted_rate, self.selector.tick)
         return Batch(positions, selection.ids, predicted, self.step, candidates, selection)
 
     def ids_at(self, positions) -> Any:

@@ -25,7 +25,7 @@ import torch
 
 from mopps.core.evidence import SuccessRule
 from mopps.core.metrics import spearman
-from mopps.loop import AT_CAP, EvidenceLog, Refill, SelectionLoop
+from mopps.loop import AT_CAP, Allocation, EvidenceLog, Refill, SelectionLoop
 from mopps.testbed.features import pool_features
 from mopps.testbed.measure import calibration_counts, logit, nearest_by_rate, prediction_scores
 from mopps.testbed.methods import build_method
@@ -44,6 +44,7 @@ class TestbedConfig:
     train_pool_size: int = 640  # prompts RL may train on (ids 0..train_pool_size-1)
     test_size: int = 1000  # held-out prompts, disjoint from the pool; test accuracy is their mean exact rate
     pool_seed: int = 1234  # which prompts are in the pool and test set (fixed per preset)
+    pool_per_seed: bool = False  # True: each RL seed draws its own pool and test set (pool_seed + seed)
     # -- GRPO, as the paper runs it --
     steps: int = 400  # optimiser steps (= trained batches)
     batch_size: int = 32  # B: prompts per trained batch
@@ -100,9 +101,10 @@ class Pool:
 
 
 def make_pools(config: TestbedConfig) -> tuple[Task, Pool, Pool]:
-    """The task, the training pool and the disjoint test set, fixed by ``pool_seed``."""
+    """The task, the training pool and the disjoint test set, fixed by ``pool_seed`` (plus the RL
+    ``seed`` with ``pool_per_seed``, so an interval over seeds covers the draw of the pool too)."""
     task = config.warm_start.task
-    rng = np.random.default_rng(config.pool_seed)
+    rng = np.random.default_rng(config.pool_seed + (config.seed if config.pool_per_seed else 0))
     train = sample_unique(task, config.train_pool_size, rng)
     test = sample_unique(task, config.test_size, rng, exclude=train)
     return task, Pool(task, train), Pool(task, test)
@@ -241,6 +243,7 @@ def run(config: TestbedConfig, method_name: str, on_step: Callable[[int], None] 
         # Computed once from the frozen warm start, before any RL update (what a user has).
         loop.add_features(np.arange(len(train_pool)), pool_features(method.features, task, train_pool, policy))
     refill = Refill(loop, method.max_num_gen_batches) if method.max_num_gen_batches else None
+    allocation = Allocation(loop, method.allocation, config.group_size) if method.allocation is not None else None
     influence = InfluenceProbe(config, train_pool, test_pool)
     pool_sample = np.arange(min(config.pool_eval_size, len(train_pool)))
     B, n = config.batch_size, config.group_size
@@ -295,6 +298,35 @@ def run(config: TestbedConfig, method_name: str, on_step: Callable[[int], None] 
             scores = prediction_scores(None, np.zeros(0))
             chosen_exact = train_pool.exact_rates(policy, chosen) if len(chosen) else np.zeros(0)
             row.update(spearman_selected=float("nan"), generation_batches=len(result.rounds))
+        elif allocation is not None:
+            # Rollout allocation: pilot / screening rounds, then the trained groups of n (pilot rows included).
+            generated = []
+
+            def roll_request(request):
+                completions, rewards = rollout(policy, task, train_pool, request.positions,
+                                               request.rollouts_per_prompt, generator)
+                generated.append((completions, rewards))
+                return rewards
+
+            result = allocation.step(B, roll_request)
+            rollouts += result.rollouts
+            for round_ in result.rounds:
+                visits[round_.request.positions] += 1
+            if (result.group_sizes() != n).any():
+                raise RuntimeError(f"the allocation trained groups of sizes {sorted(set(result.group_sizes().tolist()))}; "
+                                   f"the testbed's GRPO takes groups of n = {n}")
+            members = np.concatenate(result.members)  # (B * n, 2): (round, row), group by group
+            flat = np.cumsum([0] + [len(round_rewards) for _, round_rewards in generated])[members[:, 0]] + members[:, 1]
+            completions = torch.cat([round_completions for round_completions, _ in generated])[torch.from_numpy(flat)]
+            rewards = np.concatenate([round_rewards for _, round_rewards in generated])[flat]
+            chosen = result.positions
+            without_advantage = None
+            scores = prediction_scores(None, np.zeros(0))
+            chosen_exact = train_pool.exact_rates(policy, chosen)
+            metrics = result.metrics()
+            row.update(spearman_selected=float("nan"), generation_batches=len(result.rounds),
+                       pilot_rollouts=metrics["mopps/pilot_rollouts"], unused_rollouts=metrics["mopps/unused_rollouts"],
+                       step_rollouts=result.rollouts)
         else:
             batch = loop.next(B)
             without_advantage = None

@@ -27,19 +27,22 @@ from typing import Callable
 
 import numpy as np
 
+from mopps.loop.allocation import PilotCommit, PosteriorPilot, ReinforceAda, SpeedScreen
 from mopps.selectors import ContextualMoPPS, HistoryFilter, MoPPS, Oracle, Selector, Uniform
 from mopps.testbed.instruments import NOISE_KINDS, InformativeOracle, NoisyOracle, PilotOracle
 
 METHODS = ("uniform", "ds", "mopps", "mopps_lambda0.5", "mopps_threshold", "history", "oracle", "contextual",
            "contextual_nofeatures", "contextual_taskfeatures", "mopps_ds", "contextual_ds", "mopps_informative",
            "contextual_informative", "oracle_informative", "mopps_auto", "mopps_perturbed",
-           "contextual_perturbed", "uniform_wide")
+           "contextual_perturbed", "uniform_wide", "pilot_commit", "speed_rl", "reinforce_ada", "mopps_pilot")
+# The rollout-allocation methods (``mopps.loop.Allocation``): each step pilots, chooses and commits.
+ALLOCATION_METHODS = ("pilot_commit", "speed_rl", "reinforce_ada", "mopps_pilot")
 # Fresh logit noise of the "perturbed" strategy in the bench methods (chosen on seeds 100-101, see
 # docs/mechanism.md).
 PERTURBED_NOISE_SD = 1.0
 # Instruments with parameters: the name's prefix, then the parameters after ':'.
 INSTRUMENT_PATTERNS = ("oracle_noise:<fresh|persistent|visit>:<sd>", "oracle_pilot:<m>", "mopps_perturbed:<sd>",
-                       "contextual_perturbed:<sd>")
+                       "contextual_perturbed:<sd>", "mopps_pilot:<pilot fraction>:<max rounds>")
 # The gain curve's default points: three noise kinds x three sizes, and the pilot estimate from 8 rollouts.
 GAIN_CURVE = tuple(f"oracle_noise:{kind}:{sd}" for kind in NOISE_KINDS for sd in ("0.5", "1", "2")) \
     + ("oracle_pilot:8", "oracle_informative")
@@ -56,6 +59,7 @@ class Method:
     max_num_gen_batches: int | None = None
     features: str | None = None
     screening_rollouts: int = 0  # rollouts spent per candidate before selection (the pilot oracle)
+    allocation: object | None = None  # a rule of mopps.loop.allocation: the run allocates rollouts per step
 
 
 def is_method(name: str) -> bool:
@@ -84,6 +88,10 @@ def parse_instrument(name: str) -> tuple[str, tuple]:
             sd = float(parts[0])
             if np.isfinite(sd) and sd >= 0.0:
                 return prefix, (sd,)
+        elif prefix == "mopps_pilot" and len(parts) == 2:
+            fraction, rounds = float(parts[0]), int(parts[1])
+            if 0.0 < fraction < 1.0 and rounds >= 1:
+                return prefix, (fraction, rounds)
         elif not parts and name in METHODS:
             return name, ()
     except ValueError:
@@ -124,6 +132,17 @@ def build_method(name: str, seed: int, ts_ratio: int, ds_max_gen_batches: int,
     if name == "contextual_informative":
         return Method(ContextualMoPPS(strategy="informative", group_size=group_size, seed=seed), ts_ratio,
                       features="generic")
+    if name == "pilot_commit":
+        return Method(Uniform(seed=seed), 1, allocation=PilotCommit())
+    if name == "speed_rl":
+        # The screening cap is DS's refill cap: both stop after that many generation batches of B.
+        return Method(Uniform(seed=seed), 1, allocation=SpeedScreen(max_rounds=ds_max_gen_batches))
+    if name == "reinforce_ada":
+        return Method(Uniform(seed=seed), 1, allocation=ReinforceAda())
+    if prefix == "mopps_pilot":
+        # MoPPS lambda = 0.5 (the paper's Countdown setting, our best rollout-free MoPPS on recurring).
+        rule = PosteriorPilot(*parameters) if parameters else PosteriorPilot()
+        return Method(MoPPS(discount=0.5, strategy="topk", seed=seed), ts_ratio, allocation=rule)
     if name == "uniform":
         return Method(Uniform(seed=seed), 1)
     if name == "uniform_wide":
