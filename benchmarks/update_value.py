@@ -34,11 +34,11 @@ from mopps.testbed.warmstart import load_warm_start
 
 
 def informative_batch(policy, task, pool, config, k: int, rng, generator):
-    """``(prompt rows (k,), completions (k*n, L), rewards (k*n,))`` of k mixed groups, and of up to
-    ``config.batch_size - k`` all-equal groups met on the way (``fill``, same layout)."""
+    """``(mixed, fill)``: k mixed groups and at least ``config.batch_size - k`` all-equal ones, each
+    ``(prompt row, completions (n, L), rewards (n,))``, from uniform batches of the pool."""
     n = config.group_size
     mixed, fill = [], []
-    while len(mixed) < k:
+    while len(mixed) < k or len(fill) < config.batch_size - k:
         rows = rng.choice(len(pool), config.batch_size, replace=False)
         completions, rewards = rollout(policy, task, pool, rows, n, generator)
         grouped = rewards.reshape(-1, n)
@@ -88,8 +88,6 @@ def main() -> None:
         for _ in range(args.trials):
             mixed, fill = informative_batch(policy, task, train_pool, config, k, rng, generator)
             for shape, groups in (("k of B", mixed + fill[:B - k]), ("k alone", mixed)):
-                if shape == "k of B" and len(mixed) + len(fill[:B - k]) < B:
-                    continue  # too few all-equal groups met; rare
                 trial_policy = copy.deepcopy(policy)
                 trial_optimizer = torch.optim.Adam(trial_policy.parameters(), lr=config.learning_rate)
                 trial_optimizer.load_state_dict(optimizer.state_dict())
