@@ -145,7 +145,7 @@ def rescore(prompts: list[str], completions: list[str]) -> list[float]:
 
 
 class TrainedBatches(MoPPSGRPOTrainer):
-    """Records every generation batch dynamic sampling hands to TRL on this process: ``trained``
+    """Records every generation batch dynamic sampling or allocation hands to TRL on this process: ``trained``
     holds, per generation, the dataset rows of its groups (all processes') and, for this process's
     rows, the decoded prompt and completion, the advantage, and the loss-token counts."""
 
@@ -154,7 +154,12 @@ class TrainedBatches(MoPPSGRPOTrainer):
         self.trained: list[dict] = []
 
     def _refilled_generation(self, local_size):
-        local = super()._refilled_generation(local_size)
+        return self._recorded(super()._refilled_generation(local_size))
+
+    def _allocated_generation(self, local_size):
+        return self._recorded(super()._allocated_generation(local_size))
+
+    def _recorded(self, local):
         decode = self.processing_class.batch_decode
         self.trained.append({
             "positions": self._positions.tolist(),

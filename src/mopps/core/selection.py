@@ -89,6 +89,9 @@ def largest_learnability(scores: np.ndarray, k: int) -> np.ndarray:
 # What a host trains on when dynamic sampling hits its cap before k informative groups were kept
 # (``mopps.RefillResult.trained_groups`` applies it; ``ReferenceSettings.dynamic_sampling_at_cap`` names it).
 AT_CAP = ("fill", "repeat", "raise")
+# The rollout-allocation rules a host can turn on by name (mopps.loop.allocation.RULES builds them):
+# ours first, then Pilot-Commit, SPEED-RL's screening and Reinforce-Ada.
+ALLOCATION_RULES = ("mopps_pilot", "pilot_commit", "speed_rl", "reinforce_ada")
 
 
 def informative_groups(successes: np.ndarray, trials: np.ndarray) -> np.ndarray:

@@ -49,7 +49,7 @@ import numpy as np
 
 from mopps.core.evidence import as_verdict_mask
 from mopps.core.posterior import log_gamma
-from mopps.core.selection import informative_groups
+from mopps.core.selection import ALLOCATION_RULES, informative_groups
 from mopps.core.validation import as_number_array, check_band, check_choice, check_integer, check_number
 from mopps.loop.selection_loop import RUNNING_TOTALS, Batch, SelectionLoop
 
@@ -252,6 +252,11 @@ class PilotCommit:
         check_number(self.pilot_multiple, "pilot_multiple", minimum=1.0)
         check_band(self.band)
 
+    def request_sizes(self, group_size: int) -> tuple[int, ...]:
+        """The rollouts per prompt this rule asks for in a round, with groups of ``group_size``."""
+        m = pilot_size(group_size, self.pilot_fraction)
+        return m, group_size - m
+
     def allocate(self, session: Session, k: int) -> AllocationResult:
         n = session.group_size
         m = pilot_size(n, self.pilot_fraction)
@@ -279,6 +284,11 @@ class SpeedScreen:
     def __post_init__(self) -> None:
         check_number(self.screen_fraction, "screen_fraction", minimum=0.0, maximum=1.0)
         check_integer(self.max_rounds, "max_rounds", minimum=1)
+
+    def request_sizes(self, group_size: int) -> tuple[int, ...]:
+        """The rollouts per prompt this rule asks for in a round, with groups of ``group_size``."""
+        m = pilot_size(group_size, self.screen_fraction)
+        return m, group_size - m
 
     def allocate(self, session: Session, k: int) -> AllocationResult:
         n = session.group_size
@@ -331,6 +341,10 @@ class ReinforceAda:
         if self.round_size is not None:
             check_integer(self.round_size, "round_size", minimum=1)
         check_choice(self.exit, "exit", ("balanced", "positive"))
+
+    def request_sizes(self, group_size: int) -> tuple[int, ...]:
+        """The rollouts per prompt this rule asks for in a round, with groups of ``group_size``."""
+        return (self.round_size or group_size,)
 
     def allocate(self, session: Session, k: int) -> AllocationResult:
         n = session.group_size
@@ -388,6 +402,11 @@ class PosteriorPilot:
     def __post_init__(self) -> None:
         check_number(self.pilot_fraction, "pilot_fraction", minimum=0.0, maximum=1.0)
         check_integer(self.max_rounds, "max_rounds", minimum=1)
+
+    def request_sizes(self, group_size: int) -> tuple[int, ...]:
+        """The rollouts per prompt this rule asks for in a round, with groups of ``group_size``."""
+        m = pilot_size(group_size, self.pilot_fraction)
+        return m, group_size - m
 
     def allocate(self, session: Session, k: int) -> AllocationResult:
         n = session.group_size
@@ -454,8 +473,37 @@ def _group_all_equal_chance(loop, positions, size: int) -> np.ndarray:
     return np.zeros(len(positions)) if believed is None else believed[0] + believed[1]
 
 
-RULES = {"pilot_commit": PilotCommit, "speed_rl": SpeedScreen, "reinforce_ada": ReinforceAda,
-         "posterior_pilot": PosteriorPilot}
+# By the names hosts and the bench use (``mopps.core.selection.ALLOCATION_RULES``).
+RULES = {"mopps_pilot": PosteriorPilot, "pilot_commit": PilotCommit, "speed_rl": SpeedScreen,
+         "reinforce_ada": ReinforceAda}
+
+
+def group_size_for(rule, unit: int, most: int = 64) -> int:
+    """The smallest group size n (a multiple of ``unit``, >= 2) for which every round ``rule`` asks for
+    is a whole number of ``unit`` rollouts per prompt (a host that generates ``unit`` answers per
+    prompt at a time, like TRL's ``num_generations``); ``ValueError`` if none up to ``most`` units."""
+    unit = check_integer(unit, "unit", minimum=1)
+    for units in range(1, most + 1):
+        size = units * unit
+        if size >= 2 and all(part >= 1 and part % unit == 0 for part in rule.request_sizes(size)):
+            return size
+    raise ValueError(f"no group size up to {most} x {unit} makes every round of {rule!r} a multiple of {unit}")
+
+
+def check_group_size(rule, group_size: int, unit: int, name: str = "rollout_allocation_group_size") -> int:
+    """``group_size`` if every round ``rule`` asks for is a multiple of ``unit`` rollouts per prompt;
+    ``ValueError`` naming ``name`` otherwise."""
+    group_size = check_integer(group_size, name, minimum=2)
+    sizes = rule.request_sizes(group_size)
+    if any(part < 1 or part % unit for part in sizes):
+        raise ValueError(f"{name} = {group_size}; with it {type(rule).__name__} asks for rounds of {sizes} rollouts "
+                         f"per prompt, which must be multiples of {unit} (e.g. {name} = {group_size_for(rule, unit)})")
+    return group_size
+
+
+def build_rule(name: str):
+    """The allocation rule called ``name`` (one of ``ALLOCATION_RULES``), as its paper configures it."""
+    return RULES[check_choice(name, "rollout_allocation", ALLOCATION_RULES)]()
 
 
 class Allocation:

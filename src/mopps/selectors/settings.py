@@ -24,6 +24,8 @@ reference ``tasksampler.*``     here
                                 per-prompt features for selectors that take them
 (DAPO's ``max_num_gen_batches``)  ``max_num_gen_batches``: dynamic sampling through ``mopps.Refill``;
                                 ``dynamic_sampling_at_cap``: what is trained at its cap
+(none)                          ``rollout_allocation``: pilot / choose / commit per step
+                                (``mopps.loop.Allocation``) and ``rollout_allocation_group_size``
 ==============================  ==================================================================
 
 Defaults are neutral, those of ``mopps.MoPPS``; the paper tunes two per task: ``ts_ratio`` 8 and
@@ -43,7 +45,7 @@ import numpy as np
 
 from mopps.core.evidence import SuccessRule
 from mopps.core.id_index import STR_KIND, normalize_ids
-from mopps.core.selection import AT_CAP
+from mopps.core.selection import ALLOCATION_RULES, AT_CAP
 from mopps.core.validation import (
     check_choice,
     check_flag,
@@ -139,6 +141,16 @@ class ReferenceSettings:
                 "'repeat' = the kept groups repeated in order (every trained group informative; with none kept, as "
                 "'fill'; TRL only), 'raise' = stop with an error (verl's DAPO).")
 
+    rollout_allocation: str | None = help_field(
+        None, f"Rollout allocation (mopps.loop.Allocation): one of {ALLOCATION_RULES}, or None = off. Each step then "
+              "pilots candidates with part of a group, lets the evidence reach the selector, chooses whom to train "
+              "and completes their groups (pilot rollouts stay in the group). 'mopps_pilot' (ours): the selector "
+              "chooses, a prompt whose pilot makes the rest of its group likely wasted is replaced; 'pilot_commit', "
+              "'speed_rl', 'reinforce_ada': the published rules. Not with max_num_gen_batches.")
+    rollout_allocation_group_size: int | None = help_field(
+        None, "With rollout_allocation: rollouts per trained prompt (n), a multiple of every round the rule asks "
+              "for; None = the rule's default for the host (TRL: num_generations / the rule's pilot share).")
+
     def __post_init__(self) -> None:
         # Each field is checked by the rule of the argument it becomes (core.validation), under its own
         # name: ts_ratio as SelectionLoop's, the bandit_* and prior_* fields as MoPPS's. Numbers may
@@ -161,6 +173,15 @@ class ReferenceSettings:
         self.seed = check_seed(self.seed)
         self.max_num_gen_batches = check_integer(self.max_num_gen_batches, "max_num_gen_batches")
         check_choice(self.dynamic_sampling_at_cap, "dynamic_sampling_at_cap", AT_CAP)
+        if self.rollout_allocation is not None:
+            check_choice(self.rollout_allocation, "rollout_allocation", ALLOCATION_RULES)
+            if self.max_num_gen_batches:
+                raise ValueError(f"rollout_allocation = {self.rollout_allocation!r} and max_num_gen_batches = "
+                                 f"{self.max_num_gen_batches} are both set; a step either allocates rollouts or "
+                                 "refills generation batches")
+        if self.rollout_allocation_group_size is not None:
+            self.rollout_allocation_group_size = check_integer(self.rollout_allocation_group_size,
+                                                               "rollout_allocation_group_size", minimum=2)
         try:
             self.build_success_rule()
         except ValueError as error:

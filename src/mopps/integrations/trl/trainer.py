@@ -45,12 +45,14 @@ from datasets import Dataset
 from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
+from trl.trainer.utils import nanstd
 
 from mopps.core.validation import check_header, check_integer
 from mopps.features import load_features_for, vector_column
 from mopps.integrations.trl.config import TrlSelectionSettings
 from mopps.integrations.trl.rollout_rows import assemble_rollouts, count_loss_tokens, gather_rollouts
-from mopps.loop import RUNNING_TOTALS, Batch, Refill, SelectionLoop
+from mopps.loop import RUNNING_TOTALS, Allocation, Batch, Refill, SelectionLoop
+from mopps.loop.allocation import build_rule, check_group_size, group_size_for
 from mopps.loop.evidence_log import open_evidence_log
 from mopps.selectors import Selector
 from mopps.storage import load_state, save_state
@@ -97,7 +99,9 @@ class MoPPSGRPOTrainer(GRPOTrainer):
                 f"train_dataset is a {type(dataset).__name__}; MoPPSGRPOTrainer needs a map-style "
                 "datasets.Dataset (the selector picks rows by position)"
             )
-        self.prompts_per_generation = self.args.generation_batch_size // self.num_generations
+        self._allocation_rule = build_rule(settings.rollout_allocation) if settings.rollout_allocation else None
+        self.group_rows = self._group_rows(settings)  # rollouts per trained prompt
+        self.prompts_per_generation = self.args.generation_batch_size // self.group_rows
         if len(dataset) < self.prompts_per_generation:
             raise ValueError(
                 f"train_dataset has {len(dataset)} rows but one generation needs "
@@ -126,7 +130,8 @@ class MoPPSGRPOTrainer(GRPOTrainer):
         self._awaiting_evidence = False
         self._last_rewards = None  # float (prompts * num_generations, reward funcs) of the latest training generation
         self.refill = self._dynamic_sampling(settings)  # mopps.Refill over the loop, or None
-        self._refill_pending = False  # the next training generation is a dynamic-sampling one
+        self.allocation = self._rollout_allocation(settings)  # mopps.loop.Allocation over the loop, or None
+        self._refill_pending = False  # the next training generation is a dynamic-sampling or allocation one
 
     @property
     def selector(self) -> Selector:
@@ -178,14 +183,49 @@ class MoPPSGRPOTrainer(GRPOTrainer):
                 f"dynamic_sampling_round_prompts = {self.round_prompts}; a round must roll out between B = "
                 f"{self.prompts_per_generation} and the {len(self.loop)} prompts of the dataset, and its "
                 f"{rollouts} rollouts must split evenly over {self.accelerator.num_processes} processes")
+        self._check_multi_round(f"dynamic sampling (max_num_gen_batches = {settings.max_num_gen_batches})")
+        return Refill(self.loop, settings.max_num_gen_batches)
+
+    def _group_rows(self, settings: TrlSelectionSettings) -> int:
+        """Rollouts per trained prompt: ``num_generations``, or with rollout allocation the group size n,
+        a multiple of ``num_generations`` (TRL generates ``num_generations`` answers per prompt at a
+        time, so every allocation round asks for whole multiples of it). Refuses, naming the field, a
+        group size whose rounds do not split so, or a generation batch it does not divide."""
+        if self._allocation_rule is None:
+            return self.num_generations
+        if settings.rollout_allocation_group_size is None:
+            rows = group_size_for(self._allocation_rule, self.num_generations)
+        else:
+            rows = check_group_size(self._allocation_rule, settings.rollout_allocation_group_size, self.num_generations)
+        if self.args.generation_batch_size % rows:
+            raise ValueError(f"rollout_allocation_group_size = {rows} (rollouts per trained prompt) does not divide "
+                             f"generation_batch_size = {self.args.generation_batch_size}; the trained batch is "
+                             "generation_batch_size // rollout_allocation_group_size prompts")
+        return rows
+
+    def _rollout_allocation(self, settings: TrlSelectionSettings) -> Allocation | None:
+        """``Allocation`` over the loop when ``rollout_allocation`` is set (else None). Refuses what
+        dynamic sampling refuses (its trained batch mixes rounds too) and ``num_generations`` that does
+        not split over the processes (a round's rollouts are spread evenly over them)."""
+        if self._allocation_rule is None:
+            return None
+        if self.num_generations % self.accelerator.num_processes:
+            raise ValueError(f"rollout_allocation = {settings.rollout_allocation!r} needs num_generations = "
+                             f"{self.num_generations} divisible by the {self.accelerator.num_processes} processes "
+                             "(every round's rollouts are split evenly over them)")
+        self._check_multi_round(f"rollout allocation (rollout_allocation = {settings.rollout_allocation!r})")
+        return Allocation(self.loop, self._allocation_rule, self.group_rows)
+
+    def _check_multi_round(self, what: str) -> None:
+        """Refuse, naming the setting, what cannot hold when a trained batch mixes generation rounds
+        (``what``: the feature, with its setting): advantage settings that normalise over a whole round
+        (only per-group advantages stay right) and reused log-probs on a model without rotary positions."""
         if self.scale_rewards == "batch":
             raise ValueError("scale_rewards = 'batch' scales advantages by one generation round's reward std; with "
-                             f"dynamic sampling (max_num_gen_batches = {settings.max_num_gen_batches}) the trained batch "
-                             "mixes rounds, so use scale_rewards='group' or 'none'")
+                             f"{what} the trained batch mixes rounds, so use scale_rewards='group' or 'none'")
         if self.multi_objective_aggregation != "sum_then_normalize":
             raise ValueError(f"multi_objective_aggregation = {self.multi_objective_aggregation!r} normalises over one "
-                             "generation round; with dynamic sampling (max_num_gen_batches = "
-                             f"{settings.max_num_gen_batches}) use 'sum_then_normalize'")
+                             f"generation round; with {what} use 'sum_then_normalize'")
         # Groups of several rounds share one padded width, so a prompt may get more left padding than when its
         # old / reference log-probs were computed. Rotary position embeddings only see relative positions, so
         # those log-probs still hold; with absolute positions they would not, and are refused when TRL uses them.
@@ -194,11 +234,10 @@ class MoPPSGRPOTrainer(GRPOTrainer):
             self.use_vllm and self.vllm_importance_sampling_correction)
         if uses_logps and not _has_rotary_positions(self.accelerator.unwrap_model(self.model)):
             raise ValueError(
-                "dynamic sampling (max_num_gen_batches = {}) re-pads prompts of several rounds to one width, which moves "
-                "absolute positions after old / reference log-probs were computed; this model has no rotary position "
-                "embeddings, so use it with beta=0, generation aligned with gradient_accumulation_steps and no vLLM "
-                "importance-sampling correction".format(settings.max_num_gen_batches))
-        return Refill(self.loop, settings.max_num_gen_batches)
+                f"{what} re-pads prompts of several rounds to one width, which moves absolute positions after old / "
+                "reference log-probs were computed; this model has no rotary position embeddings, so use it with "
+                "beta=0, generation aligned with gradient_accumulation_steps and no vLLM importance-sampling "
+                "correction")
 
     # -- choosing prompts ----------------------------------------------------------------------------
 
@@ -209,7 +248,7 @@ class MoPPSGRPOTrainer(GRPOTrainer):
             # Same condition as GRPOTrainer._prepare_inputs: TRL is about to generate. After a resume in
             # the middle of a generation the buffer is empty but the prompts were already chosen (and
             # their evidence observed): TRL regenerates completions for the same prompts.
-            if fresh and self.refill is not None:
+            if fresh and (self.refill is not None or self.allocation is not None):
                 # _generate_and_score_completions runs the rounds; the prefetched rows only give the size.
                 self._refill_pending = True
             elif fresh or self._buffered_inputs is None:
@@ -228,9 +267,73 @@ class MoPPSGRPOTrainer(GRPOTrainer):
 
     def _generate_and_score_completions(self, inputs):
         if not (self.model.training and self._refill_pending):
-            return super()._generate_and_score_completions(inputs)
+            output = super()._generate_and_score_completions(inputs)
+            if self.model.training and self.allocation is not None:
+                # Resumed mid-generation: the trained prompts' groups are regenerated whole (group_rows
+                # each); TRL normalised per num_generations, the group is group_rows.
+                output["advantages"] = self._local(self._group_advantages(self._last_rewards), len(inputs))
+            return output
         self._refill_pending = False
+        if self.allocation is not None:
+            return self._allocated_generation(len(inputs))
         return self._refilled_generation(len(inputs))
+
+    def _allocated_generation(self, local_size: int) -> dict:
+        """This process's part of a generation batch assembled by rollout allocation (``local_size``
+        rows): the rule's rounds, each rolled out by TRL (a prompt asked for c * num_generations
+        rollouts appears as c consecutive TRL groups), then the trained prompts' groups of
+        ``group_rows`` rollouts (pilot rows included), with advantages normalised over each whole group."""
+        rounds: list[dict] = []  # every round's rows, gathered from all processes
+        round_rewards: list[np.ndarray] = []  # every round's rewards per function, all processes
+        pad_token_id = self._tokenizer.pad_token_id
+
+        def roll_out(request):
+            self._positions = request.positions
+            self._check_processes_agree()
+            layout = np.repeat(request.positions, request.rollouts_per_prompt)
+            output = super(MoPPSGRPOTrainer, self)._generate_and_score_completions(self._local_rows(layout))
+            rounds.append(gather_rollouts(output, self.accelerator, pad_token_id))
+            round_rewards.append(self._last_rewards)
+            return self._judged(self._last_rewards, len(layout))
+
+        result = self.allocation.step(self.prompts_per_generation, roll_out)
+        if (result.group_sizes() != self.group_rows).any():
+            raise RuntimeError(f"the allocation trained groups of {sorted(set(result.group_sizes().tolist()))} "
+                               f"rollouts; TRL trains groups of rollout_allocation_group_size = {self.group_rows} "
+                               "(rollouts without a verdict may have left a group short)")
+        rows = np.concatenate(result.members)  # (round, row in that round's gathered batch), group by group
+        trained = assemble_rollouts(rounds, rows, pad_token_id)
+        flat = np.cumsum([0] + [len(values) for values in round_rewards])[rows[:, 0]] + rows[:, 1]
+        advantages = self._group_advantages(np.concatenate(round_rewards)[flat])
+        trained["advantages"] = advantages.to(device=trained["advantages"].device, dtype=trained["advantages"].dtype)
+        self._positions = result.positions
+        self._record({**result.metrics(), "mopps/trained_rollouts": float(len(rows))})
+        local = {key: self._local(value, local_size) for key, value in trained.items()}
+        local["num_items_in_batch"] = count_loss_tokens(trained)
+        return local
+
+    def _group_advantages(self, rewards_per_func: np.ndarray) -> torch.Tensor:
+        """Advantages (rows,) of rollouts laid out as consecutive groups of ``group_rows``, computed as
+        TRL computes them per group (``sum_then_normalize``: the weighted sum of the reward functions, a
+        row where every function returned None is NaN and gets 0; minus the group's mean, divided by
+        its std + 1e-4 unless ``scale_rewards="none"``). ``rewards_per_func``: float (rows, funcs)."""
+        values = torch.as_tensor(rewards_per_func, dtype=torch.float32)
+        rewards = (values * self.reward_weights.detach().float().cpu().unsqueeze(0)).nansum(dim=1)
+        rewards[torch.isnan(values).all(dim=1)] = torch.nan
+        grouped = rewards.view(-1, self.group_rows)
+        advantages = grouped - torch.nanmean(grouped, dim=1, keepdim=True)
+        if self.scale_rewards != "none":
+            advantages = advantages / (nanstd(grouped, dim=1).unsqueeze(1) + 1e-4)
+        return torch.nan_to_num(advantages.reshape(-1), nan=0.0)
+
+    def _local(self, values, local_size: int):
+        """This process's ``local_size`` rows of all processes' ``values`` (rows in generation-batch order)."""
+        start = self.accelerator.process_index * local_size
+        return values[start:start + local_size]
+
+    def _local_rows(self, layout: np.ndarray) -> list[dict[str, Any]]:
+        """This process's slice of the dataset rows ``layout`` (one entry per rollout), as row dicts."""
+        return [self._rows[int(position)] for position in self._local(layout, len(layout) // self.accelerator.num_processes)]
 
     def _refilled_generation(self, local_size: int) -> dict:
         """This process's part of a generation batch assembled by dynamic sampling (``local_size`` rows,
@@ -269,15 +372,14 @@ class MoPPSGRPOTrainer(GRPOTrainer):
         """This process's slice of the chosen prompts' rollouts (each prompt ``num_generations`` times
         in a row), as a list of ``local_size`` row dicts."""
         num_processes = self.accelerator.num_processes
-        layout = np.repeat(self._positions, self.num_generations)
+        layout = np.repeat(self._positions, self.group_rows)
         if local_size * num_processes != len(layout):
             raise RuntimeError(
                 f"the dataloader served {local_size} rows per process x {num_processes} processes, but "
-                f"{len(self._positions)} prompts x {self.num_generations} generations make {len(layout)}; "
+                f"{len(self._positions)} prompts x {self.group_rows} rollouts make {len(layout)}; "
                 "MoPPSGRPOTrainer relies on TRL's generation-batch layout"
             )
-        start = self.accelerator.process_index * local_size
-        return [self._rows[int(position)] for position in layout[start:start + local_size]]
+        return self._local_rows(layout)
 
     def _check_processes_agree(self) -> None:
         if self.accelerator.num_processes == 1:
@@ -303,16 +405,17 @@ class MoPPSGRPOTrainer(GRPOTrainer):
                 self._awaiting_evidence = False
         return rewards_per_func
 
-    def _judged(self, rewards_per_func: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _judged(self, rewards_per_func: np.ndarray, expected: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(rewards, has_verdict)`` (prompts * num_generations,) of the latest generation (its prompts
-        are ``self._positions``) for the loop.
+        are ``self._positions``; ``expected``: its rollouts, when a round gives each more than
+        num_generations) for the loop.
         ``rewards_per_func``: float (prompts * num_generations, reward funcs), all processes' rewards in
         generation-batch order; NaN = the function returned None, i.e. no verdict: such a rollout is
         not evidence (the judged function's, or every function's when the weighted sum is judged)."""
-        expected = len(self._positions) * self.num_generations
+        expected = len(self._positions) * self.num_generations if expected is None else expected
         if len(rewards_per_func) != expected:
-            raise RuntimeError(f"got {len(rewards_per_func)} rewards for {expected} rollouts "
-                               f"({len(self._positions)} prompts x {self.num_generations} generations)")
+            raise RuntimeError(f"got {len(rewards_per_func)} rewards for {expected} rollouts of "
+                               f"{len(self._positions)} prompts")
         if self._success_column is None:
             weights = self.reward_weights.detach().float().cpu().numpy()
             has_verdict = ~np.isnan(rewards_per_func).all(axis=1)
