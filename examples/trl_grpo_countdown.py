@@ -16,12 +16,16 @@ optimizer steps of 64 rollouts, the paper's 4 mini-batches per batch.
 
     # dynamic sampling (DAPO) with MoPPS choosing every refill; --selector uniform gives plain DAPO
     python examples/trl_grpo_countdown.py --dynamic-sampling 10 --output-dir runs/countdown-mopps-ds
+    # rollout allocation: pilot half of each group, replace prompts whose pilot says the rest is wasted
+    # (ours; or pilot_commit, speed_rl, reinforce_ada); groups of 16 = 2 TRL groups of num_generations 8
+    python examples/trl_grpo_countdown.py --allocation mopps_pilot --output-dir runs/countdown-mopps-pilot
 
     # CPU run, offline, about a minute: Countdown is out of reach for a model small enough for a CPU
     # (every reward would be 0, so nothing to select), so --tiny trains mopps.testbed.hf_tiny's Qwen2,
     # warm-started on 2-digit addition (built once into the mopps cache, ~20 s), whose groups are mixed
     python examples/trl_grpo_countdown.py --tiny --output-dir /tmp/tiny
     python examples/trl_grpo_countdown.py --tiny --dynamic-sampling 8 --output-dir /tmp/tiny-ds
+    python examples/trl_grpo_countdown.py --tiny --allocation mopps_pilot --output-dir /tmp/tiny-pilot
 
 Instances come from ``mopps.tasks.prepare.prepare_countdown`` (generated, solvable by construction,
 same ranges as ``Jiayi-Pan/Countdown-Tasks-3to4``, the reference's prompt wording); the reward is the
@@ -66,6 +70,9 @@ def training_config(args: argparse.Namespace) -> MoPPSGRPOConfig:
         bandit_sample_strategy="uniform" if args.selector == "uniform" else "topk",
         # Dynamic sampling: up to this many generation rounds, each chosen by the selector (0 = off).
         max_num_gen_batches=args.dynamic_sampling, dynamic_sampling_at_cap=args.at_cap,
+        # Rollout allocation (None = off): a trained group is rollout_allocation_group_size rollouts
+        # (default: num_generations / the rule's pilot share, e.g. 2 x num_generations for mopps_pilot).
+        rollout_allocation=args.allocation,
     )
     if args.tiny:
         # 4 prompts x 4 rollouts per generation, 2 optimizer steps per generation; the checkpoint at
@@ -101,6 +108,8 @@ def main() -> None:
                              "selector (max_num_gen_batches; the paper's Countdown cap is 10); 0 = off")
     parser.add_argument("--at-cap", choices=["fill", "repeat", "raise"], default="fill",
                         help="what is trained when N rounds kept too few informative groups (see docs/trl.md)")
+    parser.add_argument("--allocation", default=None, choices=["mopps_pilot", "pilot_commit", "speed_rl", "reinforce_ada"],
+                        help="rollout allocation per step (rollout_allocation; docs/allocation.md); default off")
     parser.add_argument("--tiny", action="store_true",
                         help="CPU run, offline: a tiny Qwen2 warm-started on 2-digit addition (mixed rewards)")
     args = parser.parse_args()

@@ -373,7 +373,8 @@ def test_prior_file_that_matches_no_prompt_is_refused(tmp_path, keys):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("switches", [[], ["--dynamic-sampling", "8", "--selector", "uniform"]], ids=["plain", "ds"])
+@pytest.mark.parametrize("switches", [[], ["--dynamic-sampling", "8", "--selector", "uniform"],
+                                      ["--allocation", "mopps_pilot"]], ids=["plain", "ds", "allocation"])
 def test_countdown_example_runs_tiny_on_cpu(tmp_path, monkeypatch, switches):
     example = Path(__file__).resolve().parents[2] / "examples" / "trl_grpo_countdown.py"
     monkeypatch.setattr(sys, "argv", [str(example), "--tiny", "--max-steps", "4", "--output-dir", str(tmp_path),
@@ -384,7 +385,11 @@ def test_countdown_example_runs_tiny_on_cpu(tmp_path, monkeypatch, switches):
     rewards = [entry["reward"] for entry in history if "reward" in entry]
     assert any(0.0 < reward < 1.0 for reward in rewards)  # the warm start's groups are mixed
     rounds = [entry["mopps/generation_batches"] for entry in history if "mopps/generation_batches" in entry]
-    if switches:
+    if "--allocation" in switches:
+        pilots = [entry["mopps/pilot_rollouts"] for entry in history if "mopps/pilot_rollouts" in entry]
+        assert rounds == [] and pilots and min(pilots) >= 2 * 4  # each of 2 prompts piloted with 4 rollouts
+        assert {entry["mopps/trained_rollouts"] for entry in history if "mopps/trained_rollouts" in entry} == {16.0}
+    elif switches:
         assert rounds and [entry["mopps/trained_zero_variance_frac"] for entry in history
                            if "mopps/trained_zero_variance_frac" in entry] == [0.0] * len(rounds)
     else:
