@@ -43,6 +43,13 @@ def rlhf_dataset(train_file: str, cache_dir: str, **data):
     return RLHFDataset(train_file, tokenizer=None, config=config)
 
 
+def _plain(value):
+    """A field value as TransferQueue hands it back: non-tensor data (e.g. a uid) as the value itself."""
+    from tensordict import NonTensorData
+
+    return value.data if isinstance(value, NonTensorData) else value
+
+
 class MemoryQueue:
     """In-memory stand-in for the TransferQueue calls verl's trainer and replay buffer make
     (``kv_list``, ``kv_batch_put``, ``kv_batch_get``, ``kv_clear``)."""
@@ -61,8 +68,9 @@ class MemoryQueue:
     def kv_batch_put(self, keys, partition_id, tags=None, fields=None):
         for i, key in enumerate(keys):
             self.tags[partition_id].setdefault(key, {}).update(tags[i] if tags else {})
-            if fields is not None:
-                self.fields[partition_id][key] = fields[i]
+            if fields is not None:  # a put adds or overwrites fields of a key, as TransferQueue's does
+                self.fields[partition_id].setdefault(key, {}).update(
+                    {name: _plain(value) for name, value in fields[i].items()})
 
     def kv_batch_get(self, keys, partition_id, select_fields):
         """Per field, the values of ``keys``; a tensor field as one jagged nested tensor, as TransferQueue
@@ -84,7 +92,8 @@ class ScriptedRollouts:
     of prompt ``extra_info.index`` (lists of unequal length make unequal groups); ``verdicts(index)``,
     if given, the ``has_verdict`` (1.0 / 0.0) of each, written beside ``acc`` as ``mopps.tasks``'s
     ``compute_score`` does; prompts whose index is in ``multi_output`` get a second, earlier output
-    in session 0 (a multi-turn agent loop)."""
+    in session 0 (a multi-turn agent loop). A row with ``__rollout_n__`` gets that many sessions, taking
+    the prompt's outcomes in turn from where its earlier sessions stopped (cyclically)."""
 
     def __init__(self, queue: MemoryQueue, outcomes, multi_output=(), seed: int = 0, verdicts=None) -> None:
         self.queue = queue
@@ -98,9 +107,13 @@ class ScriptedRollouts:
 
     def generate_sequences(self, batch) -> None:
         writes = []
-        for uid, info in zip(batch["uid"], batch["extra_info"]):
+        rollout_n = batch["__rollout_n__"] if "__rollout_n__" in batch.keys() else [None] * len(batch["uid"])
+        for uid, info, sessions in zip(batch["uid"], batch["extra_info"], rollout_n):
             index = int(info["index"])
             accs = self.outcomes(index)
+            if sessions is not None:  # a per-row rollout count: the script's outcomes continue across rounds
+                served = self.sessions_by_index[index]
+                accs = [accs[(served + session) % len(accs)] for session in range(int(sessions))]
             self.sessions_by_index[index] += len(accs)
             self.uids.append(uid)
             self.submitted_indices.append(index)

@@ -502,3 +502,54 @@ def test_the_loop_is_told_of_each_actor_optimiser_step_after_the_steps_evidence(
         assert trainer.loop.tick == trainer.selector.tick == expected
         # The actor was updated before the step's evidence was observed, the loop told after it.
         assert trainer.selector.step == step and observed_at == [step - 1]
+
+
+def test_allocation_pilots_merges_each_trained_prompts_uids_into_one_group_and_learns_from_all(
+        write_parquet, verl_config, memory_queue):
+    # mopps.rollout_allocation: pilot_commit with rollout.n = 4 pilots 1 of 4 (a quarter) on 3 x 4 prompts,
+    # then commits 3 more to the 4 trained; each trained prompt's pilot and commit uids become one group.
+    config = verl_config(write_parquet(verl_rows(40)), batch_size=4, rollout_allocation="pilot_commit")
+    config.actor_rollout_ref.rollout.n = 4
+    trainer = build_trainer(config)
+    trainer.agent_loop_manager = rollouts = ScriptedRollouts(memory_queue, outcomes)
+    merged = {}  # trajectory key -> the uid verl's advantage groups it by, as the batch was sampled
+
+    def recording(buffer, batch_size):
+        sampled, sample_metrics = trainer._allocation_sample(buffer, batch_size)
+        merged.update({key: memory_queue.fields["train"][key]["uid"] for key in sampled.keys})
+        return sampled, sample_metrics
+
+    trainer.replay_buffer._fill = recording
+    batch, metrics = run_step(trainer, 1)
+
+    index_of_uid = dict(zip(rollouts.uids, rollouts.submitted_indices))
+    assert len(rollouts.uids) == 12 + 4  # a pilot row per piloted prompt, a commit row per trained prompt
+    assert metrics["mopps/allocated_rollouts"] == 12 * 1 + 4 * 3 == sum(rollouts.sessions_by_index.values())
+    assert metrics["mopps/pilot_rollouts"] == 12 and metrics["mopps/trained_rollouts"] == len(batch.keys) == 16
+    assert set(merged) == set(batch.keys)
+    groups: dict[str, list[str]] = {}
+    for key, group in merged.items():
+        groups.setdefault(group, []).append(key)
+    assert len(groups) == 4 and all(len(keys) == 4 for keys in groups.values())
+    for group, keys in groups.items():
+        uids = {key.split("_")[0] for key in keys}
+        assert len(uids) == 2 and group in uids  # pilot uid + commit uid, named after the pilot's
+        assert len({index_of_uid[uid] for uid in uids}) == 1  # one prompt
+    # every rollout taught the selector, piloted-only prompts too; the untrained pilots were cleared
+    alpha, beta = trainer.selector.posterior([f"countdown/{i}" for i in rollouts.sessions_by_index])
+    assert (alpha + beta - 2.0).sum() == sum(rollouts.sessions_by_index.values())
+    assert memory_queue.tags["train"] == {}
+
+
+def test_allocation_settings_verl_cannot_run_are_refused(write_parquet, verl_config):
+    rows = write_parquet(verl_rows(16))
+    with pytest.raises(ValueError, match="'reinforce_ada' down-samples"):
+        build_trainer(verl_config(rows, rollout_allocation="reinforce_ada"))
+    config = verl_config(rows, rollout_allocation="mopps_pilot")
+    config.algorithm.adv_estimator = "gae"
+    with pytest.raises(ValueError, match="adv_estimator = 'gae'"):
+        build_trainer(config)
+    with pytest.raises(ValueError, match="rollout_allocation = 'mopps_pilot' assembles the batch itself"):
+        MoPPSTrainer(verl_config(rows, dapo=True, rollout_allocation="mopps_pilot"))
+    with pytest.raises(ValueError, match="mopps.rollout_allocation"):
+        MoPPSTrainer(verl_config(rows, rollout_allocation="buffet"))

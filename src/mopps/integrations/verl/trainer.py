@@ -20,6 +20,13 @@ verl's DAPO filter: generation batches of B prompts chosen by the loop, each rol
 observed, until B groups with unequal successes are kept or the cap is hit (``_refill_sample``); what
 is trained at the cap is ``mopps.dynamic_sampling_at_cap`` (``RefillResult.trained_groups``, as in TRL).
 
+With ``mopps.rollout_allocation`` set (docs/allocation.md) the batch is assembled by
+``mopps.loop.Allocation`` (``_allocation_sample``): each round's prompts go out with the round's
+rollouts per row (verl's per-row ``__rollout_n__``), each under a fresh uid; a trained prompt's
+pilot and commit uids are kept and its trajectories all carry its first uid, so verl's uid-grouped
+advantage (GRPO, RLOO, ...) sees one group of ``mopps.rollout_allocation_group_size`` (default
+``rollout.n``) per prompt; verl pads the batch to its data-parallel multiple itself.
+
 verl looks trainers up in the Ray actor that runs ``TaskRunnerV1``, so this module must be imported
 there: set ``+ray_kwargs.ray_init.runtime_env.worker_process_setup_hook=
 mopps.integrations.verl.trainer.setup_worker`` (the recipes' ``mopps_trainer.yaml`` does).
@@ -46,7 +53,8 @@ from verl.utils.dataset.rl_dataset import collate_fn
 from verl.utils.fs import local_mkdir_safe
 
 from mopps.integrations.verl.config import SCORE_KEY, VERDICT_KEY, MoPPSVerlConfig, verdict_mask
-from mopps.loop import Batch, Refill
+from mopps.loop import Allocation, Batch, Refill
+from mopps.loop.allocation import build_rule, check_group_size
 from mopps.selectors.base import Selector
 from mopps.storage import load_state
 
@@ -56,6 +64,11 @@ TRAINER_NAME = "mopps"
 LOOP_FILE = "mopps_loop.npz"
 OLD_SELECTOR_FILE = "mopps_selector.npz"  # what checkpoints of mopps <= 0.1's trainer hold
 TRAIN_PARTITION = "train"
+ROLLOUT_N_KEY = "__rollout_n__"  # a row's own rollout count, read by verl's V1 agent loop
+# Advantage estimators of verl 0.9.1 that group a batch by uid (ray_trainer.compute_advantage's index).
+UID_GROUPED_ESTIMATORS = frozenset({"grpo", "grpo_vectorized", "gdpo", "grpo_passk", "reinforce_plus_plus_baseline",
+                                    "rloo", "rloo_vectorized", "opo", "gpg", "optimal_token_baseline",
+                                    "tir_optimal_token_baseline"})
 
 
 def setup_worker() -> None:
@@ -78,6 +91,23 @@ def final_trajectory_keys(trajectory_keys, uids: set[str]) -> list[str]:
         if best is None or int(output) > best[0]:
             last[(uid, session)] = (int(output), key)
     return sorted(key for _, key in last.values())
+
+
+def session_grid(uids: list[str], trajectory_keys: list[str], rewards: np.ndarray, has_verdict: np.ndarray,
+                 sessions: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(rewards, has_verdict)`` flat (len(uids) * sessions,): row i * sessions + s is session s of
+    group ``uids[i]`` (an allocation round's layout); ``trajectory_keys`` (t,) with their ``rewards``
+    and ``has_verdict`` (from ``final_trajectory_keys`` / ``read_rewards``). A session that never
+    finished is a rollout without a verdict."""
+    grid_rewards = np.full(len(uids) * sessions, np.nan)
+    grid_verdict = np.zeros(len(uids) * sessions, dtype=bool)
+    row_of_uid = {uid: row for row, uid in enumerate(uids)}
+    for key, reward, verdict in zip(trajectory_keys, rewards.tolist(), has_verdict.tolist(), strict=True):
+        uid, session, _ = key.rsplit("_", 2)
+        if int(session) < sessions:
+            position = row_of_uid[uid] * sessions + int(session)
+            grid_rewards[position], grid_verdict[position] = reward, verdict
+    return grid_rewards, grid_verdict
 
 
 def read_rewards(trajectory_keys: list[str], reward_key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -187,6 +217,7 @@ class MoPPSTrainer(PPOTrainerSync):
         self.selector = self.mopps_config.checked_selector(selector)  # the loop's, once built
         self.loop = None  # built with the dataset (_init_dataloader)
         self.refill = None  # mopps.Refill over the loop when mopps.max_num_gen_batches > 0
+        self.allocation = None  # mopps.loop.Allocation over the loop when mopps.rollout_allocation is set
         self._prompt_of_uid: dict[str, str] = {}  # uid -> prompt key of every group not yet read back
         self._filler_uids: set[str] = set()  # groups of the sampled batch that only fill it at the cap
         self._finished: list[tuple[list[str], np.ndarray, np.ndarray]] = []  # rollouts read, not yet observed
@@ -212,8 +243,15 @@ class MoPPSTrainer(PPOTrainerSync):
                 "to see rewards before filtering"
             )
         fill = None
+        filter_groups = self.config.algorithm.get("filter_groups") or {}
+        if self.mopps_config.rollout_allocation:
+            if filter_groups.get("enable", False):
+                raise ValueError(
+                    f"mopps.rollout_allocation = {self.mopps_config.rollout_allocation!r} assembles the batch itself "
+                    "(mopps.loop.Allocation); set algorithm.filter_groups.enable=False, or mopps.rollout_allocation=null "
+                    "to keep verl's DAPO filter")
+            fill = self._allocation_sample
         if self.mopps_config.max_num_gen_batches:
-            filter_groups = self.config.algorithm.get("filter_groups") or {}
             if filter_groups.get("enable", False):
                 raise ValueError(
                     f"mopps.max_num_gen_batches = {self.mopps_config.max_num_gen_batches} runs dynamic sampling "
@@ -236,6 +274,8 @@ class MoPPSTrainer(PPOTrainerSync):
                                                  group_size=int(self.config.actor_rollout_ref.rollout.n))
         if self.mopps_config.max_num_gen_batches:
             self.refill = Refill(self.loop, self.mopps_config.max_num_gen_batches)
+        if self.mopps_config.rollout_allocation:
+            self.allocation = self._build_allocation()
         logger.info("MoPPS: %d training prompts keyed by data_source/extra_info.index", len(self.loop))
 
     # -- selection, before rollout ---------------------------------------------------------------
@@ -247,15 +287,46 @@ class MoPPSTrainer(PPOTrainerSync):
         return self._rows_of(batch)
 
     def prepare_step(self) -> dict:
-        # With Refill, sampling submits each generation batch itself (_refill_sample).
-        return {} if self.refill is not None else super().prepare_step()
+        # With Refill or an allocation, sampling submits each round itself (_refill_sample, _allocation_sample).
+        return {} if self.refill is not None or self.allocation is not None else super().prepare_step()
+
+    def _build_allocation(self) -> Allocation:
+        """``Allocation`` over the loop with the rule ``mopps.rollout_allocation`` and groups of
+        ``mopps.rollout_allocation_group_size`` (default ``rollout.n``). verl's replay buffer trains
+        whole uids, so a rule that trains a subset of a prompt's rollouts (Reinforce-Ada's down-sampling)
+        is refused, as is an advantage estimator that does not group by uid."""
+        name = self.mopps_config.rollout_allocation
+        if name == "reinforce_ada":
+            raise ValueError("mopps.rollout_allocation = 'reinforce_ada' down-samples each group to a subset of its "
+                             "rollouts; verl's replay buffer trains whole uids, so use mopps_pilot, pilot_commit or "
+                             "speed_rl here (Reinforce-Ada runs in TRL and the testbed)")
+        estimator = str(self.config.algorithm.adv_estimator)
+        if estimator not in UID_GROUPED_ESTIMATORS:
+            raise ValueError(f"mopps.rollout_allocation = {name!r} merges a prompt's pilot and commit uids into one "
+                             f"group, which only an advantage estimator that groups by uid uses; algorithm.adv_estimator "
+                             f"= {estimator!r} (use one of {sorted(UID_GROUPED_ESTIMATORS)})")
+        rule = build_rule(name)
+        group_size = self.mopps_config.rollout_allocation_group_size or int(self.config.actor_rollout_ref.rollout.n)
+        try:
+            group_size = check_group_size(rule, group_size, 1)
+        except ValueError as error:
+            raise ValueError(f"mopps.{error}") from None
+        return Allocation(self.loop, rule, group_size)
 
     def _rows_of(self, batch: Batch) -> TensorDict:
         """The dataset rows of a loop ``batch`` as verl's dataloader hands them over, each with a fresh uid."""
-        rows = collate_fn([self.train_dataset[int(position)] for position in batch.positions])
-        uids = [str(uuid.uuid4()) for _ in range(len(batch))]  # as verl's _fetch_one_gen_batch
+        return self._rows_at(batch.positions, batch.ids)
+
+    def _rows_at(self, positions: np.ndarray, ids, rollout_n: int | None = None) -> TensorDict:
+        """Dataset rows ``positions`` (their prompt ``ids``) as verl's dataloader hands them over, each
+        with a fresh uid; ``rollout_n``: rollouts per row instead of ``rollout.n`` (verl's per-row
+        ``__rollout_n__``)."""
+        rows = collate_fn([self.train_dataset[int(position)] for position in positions])
+        uids = [str(uuid.uuid4()) for _ in range(len(positions))]  # as verl's _fetch_one_gen_batch
         rows["uid"] = np.array(uids, dtype=object)
-        self._prompt_of_uid.update(zip(uids, batch.ids))
+        if rollout_n is not None:
+            rows[ROLLOUT_N_KEY] = np.full(len(positions), rollout_n, dtype=np.int64)
+        self._prompt_of_uid.update(zip(uids, ids))
         chosen = tu.get_tensordict(rows)
         tu.assign_non_tensor_data(chosen, "global_steps", self.global_steps)
         return chosen
@@ -317,6 +388,42 @@ class MoPPSTrainer(PPOTrainerSync):
         buffer._clear_groups(TRAIN_PARTITION, generated - set(trained))
         batch = buffer._materialize_batch(TRAIN_PARTITION, trained, dict(buffer.partitions[TRAIN_PARTITION]))
         return batch, {**result.metrics(), **trained_groups.metrics(), "mopps/trained_rollouts": float(len(batch.keys))}
+
+    def _allocation_sample(self, buffer: ObservingReplayBuffer, batch_size: int):
+        """verl's training batch from ``mopps.loop.Allocation``: each round's prompts submitted with the
+        round's rollouts per row (``__rollout_n__``), waited for and observed; the trained prompts' uids
+        (pilot and commit) are kept and the rest cleared, and every trajectory of a trained prompt gets
+        its first uid, so verl's uid-grouped advantage sees one group of ``group_size`` per prompt.
+        verl pads the batch to its data-parallel multiple itself (``_balance_batch``). Returns
+        ``(KVBatchMeta, metrics)``: ``AllocationResult.metrics`` and ``mopps/trained_rollouts``."""
+        uids_of_round: list[list[str]] = []
+
+        def roll_out(request):
+            rows = self._rows_at(request.positions, request.ids, request.rollouts_per_prompt)
+            self._submit_batch_to_rollout(rows)
+            uids = list(rows["uid"])
+            uids_of_round.append(uids)
+            groups = set(uids)
+            buffer.wait_for(groups)
+            keys = final_trajectory_keys(buffer.partitions[TRAIN_PARTITION], groups)
+            for uid in groups:
+                del self._prompt_of_uid[uid]
+            return session_grid(uids, keys, *read_rewards(keys, self.mopps_config.reward_key),
+                                request.rollouts_per_prompt)
+
+        result = self.allocation.step(batch_size, roll_out)
+        buffer._sync_metadata_from_transfer_queue()
+        generated = {uid for uids in uids_of_round for uid in uids}
+        # A prompt's uids in its group, in order: one per round it was rolled out in.
+        group_uids = [list(dict.fromkeys(uids_of_round[r][row // result.rounds[r].request.rollouts_per_prompt]
+                                         for r, row in member.tolist())) for member in result.members]
+        trained = [uid for uids in group_uids for uid in uids]
+        buffer._clear_groups(TRAIN_PARTITION, generated - set(trained))
+        batch = buffer._materialize_batch(TRAIN_PARTITION, trained, dict(buffer.partitions[TRAIN_PARTITION]))
+        group_of = {uid: uids[0] for uids in group_uids for uid in uids}
+        merged = tu.list_of_dict_to_tensordict([{"uid": group_of[key.split("_", 1)[0]]} for key in batch.keys])
+        tq.kv_batch_put(keys=batch.keys, partition_id=TRAIN_PARTITION, fields=merged)
+        return batch, {**result.metrics(), "mopps/trained_rollouts": float(len(batch.keys))}
 
     def _compute_advantage(self, batch, metrics: dict):
         # A group that only fills the batch at the cap teaches nothing, whatever a shaped score beside the
