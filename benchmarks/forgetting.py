@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from mopps import ContextualMoPPS, MoPPS
-from mopps.testing import drift_tracking
+from mopps.testbed.drift import drift_tracking
 
 
 def main() -> None:

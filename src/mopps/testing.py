@@ -47,7 +47,7 @@ import numpy as np
 
 from mopps.selectors.base import Selection, Selector
 
-__all__ = ["check_selector", "drift_tracking"]
+__all__ = ["check_selector"]
 
 _POOL, _K, _N = 120, 6, 8
 
@@ -371,40 +371,3 @@ def _seed_type(factory, id_kind, load_kwargs) -> None:
             _require("seed" in str(error), f"the ValueError for seed = {seed!r} does not name seed: {error}")
         else:
             raise _Failed(f"seed = {seed!r} was accepted; a seed must be an integer >= 0 the selector owns")
-
-
-def drift_tracking(selector: Selector, logit_sd: float, seed: int, pool: int = 200, steps: int = 300,
-                   features: bool = False, k: int = 16, candidates: int = 64, n: int = 8) -> tuple[float, float]:
-    """How well ``selector`` tracks prompts whose success logits drift: ``(Brier, Spearman)`` of the
-    candidates' predicted rates against their true rates, means over the second half of the run.
-
-    Each of ``steps`` policy ticks: ``candidates`` of ``pool`` prompts are offered, ``k`` chosen, ``n``
-    rollouts each observed (``update``), then ``policy_updated``; then every prompt's logit takes a
-    Gaussian step of sd ``logit_sd`` (logit units per tick). Logits start N(0, 1.5^2); with
-    ``features`` they are a shared part x @ w (x: 4 features per prompt, handed to the selector's
-    ``add_features``; w ~ N(0, 0.5^2)) plus an own part N(0, 1), and only the own part drifts.
-    ``seed`` fixes the simulator (the selector keeps its own generator).
-    """
-    from mopps.core.metrics import spearman
-
-    rng = np.random.default_rng(seed)
-    if features:
-        x = rng.standard_normal((pool, 4))
-        shared = x @ (rng.standard_normal(4) * 0.5)
-        own = rng.normal(0.0, 1.0, pool)
-        selector.add_features(np.arange(pool), x)
-    else:
-        shared, own = np.zeros(pool), rng.normal(0.0, 1.5, pool)
-    briers, rhos = [], []
-    for step in range(steps):
-        offered = rng.choice(pool, candidates, replace=False)
-        rates = 1.0 / (1.0 + np.exp(-(shared + own)))
-        choice = selector.select(offered, k)
-        if step >= steps // 2:
-            briers.append(np.mean((choice.predicted_rate - rates[offered]) ** 2))
-            rhos.append(spearman(choice.predicted_rate, rates[offered]))
-        ids = np.asarray(choice.ids)
-        selector.update(ids, rng.binomial(n, rates[ids]).astype(float), np.full(k, float(n)))
-        selector.policy_updated()
-        own = own + rng.normal(0.0, logit_sd, pool)
-    return float(np.mean(briers)), float(np.mean(rhos))

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from mopps import MoPPS, Uniform
-from mopps.testing import drift_tracking
+from mopps.testbed.drift import drift_tracking
 
 
 def test_unseen_ids_report_the_prior_and_select_does_not_create_entries():
