@@ -32,7 +32,7 @@ GENERATIONS = 4
 PROMPTS_PER_STEP = 4
 # 16 prompts, 40 steps: each prompt is chosen about ten times, enough for MoPPS's posteriors to steer
 # (chosen with benchmarks/trl_tiny_hf_zero_variance.py on seeds 0-4, where at 20 steps the two
-# overlapped on some seeds; seeds 5-9 at these settings: docs/bench_trl_tiny.txt, MoPPS lower on 5 of 5).
+# overlapped on some seeds; seeds 5-9 at these settings: docs/results/2026-12-02-selection/bench_trl_tiny.txt, MoPPS lower on 5 of 5).
 DATASET = hf_tiny.build_dataset(16, seed=0)
 
 
