@@ -10,6 +10,8 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
+from mopps.core.validation import check_integer
+
 PRESET_NAMES = ("recurring", "fresh", "transfer", "tiny")  # mirrors mopps.bench.presets.PRESETS (torch-free)
 TASK_NAMES = ("addition", "sort")  # mirrors mopps.testbed.task.BUILTIN_TASKS
 
@@ -89,8 +91,11 @@ def handle_bench(args) -> int:
     if len(set(methods)) != len(methods):
         raise SystemExit(f"mopps bench: --selectors = {args.selectors!r} names a method twice")
     for flag, value in (("--steps", args.steps), ("--workers", args.workers), ("--warm-start-steps", args.warm_start_steps)):
-        if value is not None and value < 1:
-            raise SystemExit(f"mopps bench: {flag} = {value}; it must be >= 1")
+        if value is not None:
+            try:
+                check_integer(value, flag, minimum=1)
+            except ValueError as error:
+                raise SystemExit(f"mopps bench: {error}") from None
     presets = [args.preset] if args.preset is not None else \
         list(QUICK_PRESETS) if args.quick and not args.map else ["recurring"]
     if args.map and len(presets) > 1:

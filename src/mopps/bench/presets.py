@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from mopps.core.validation import check_choice
 from mopps.testbed.grpo import TestbedConfig
 from mopps.testbed.task import AdditionTask, SortTask, load_task
 from mopps.testbed.warmstart import WarmStartConfig
@@ -96,8 +97,7 @@ def resolve(name: str, task: str | None = None, quick: bool = False, steps: int 
     A user's task gets the preset's default policy and warm-start schedule; choose its supervised
     ``warm_start_steps`` so the start's zero-variance share (printed by the bench) is 40-80%.
     """
-    if name not in PRESETS:
-        raise ValueError(f"preset = {name!r}; preset must be one of {sorted(PRESETS)}")
+    check_choice(name, "preset", sorted(PRESETS))
     preset = PRESETS[name]
     task = preset.default_task if task is None else task
     if task in preset.warm_starts:

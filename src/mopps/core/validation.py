@@ -116,12 +116,13 @@ def is_number(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
-def check_integer(value, name: str, minimum: int = 0) -> int:
+def check_integer(value, name: str, minimum: int | None = 0) -> int:
     """``value`` as a Python int; ``ValueError`` naming ``name`` unless it is an integer (not a bool,
-    not a float such as 2.0) and ``>= minimum``."""
+    not a float such as 2.0) and ``>= minimum`` (any integer with ``minimum=None``)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} = {value!r}; {name} must be an integer >= {minimum}")
-    if value < minimum:
+        bound = "" if minimum is None else f" >= {minimum}"
+        raise ValueError(f"{name} = {value!r}; {name} must be an integer{bound}")
+    if minimum is not None and value < minimum:
         raise ValueError(f"{name} = {value}; {name} must be an integer >= {minimum}")
     return int(value)
 

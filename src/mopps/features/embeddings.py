@@ -33,6 +33,7 @@ import numpy as np
 
 from mopps.core.id_index import INT_KIND
 from mopps.core.projection import KINDS, matrix_digest, project
+from mopps.core.validation import check_choice, check_integer
 from mopps.features import data as data_files
 from mopps.features.files import load_features, save_features
 
@@ -79,8 +80,7 @@ def embed_token_ids(model, token_ids: Sequence[Sequence[int]], *, layer: int = -
 def check_layer(config, layer: int) -> None:
     """Raise ``ValueError`` unless ``layer`` indexes the ``num_hidden_layers + 1`` hidden states."""
     count = getattr(config, "num_hidden_layers", None)
-    if isinstance(layer, bool) or not isinstance(layer, int):
-        raise ValueError(f"layer = {layer!r}; layer must be an integer")
+    check_integer(layer, "layer", minimum=None)
     if count is not None and not -(count + 1) <= layer <= count:
         raise ValueError(f"layer = {layer}; the model has hidden states 0..{count} (or -{count + 1}..-1)")
 
@@ -93,8 +93,7 @@ def prepare_tokens(tokenizer, prompts: Sequence, max_length: int,
     ``max_length`` tokens are kept). ``templated``: whether a chat template was applied. Raises
     ``ValueError`` naming the first prompt with no tokens.
     """
-    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
-        raise ValueError(f"max_length = {max_length!r}; max_length must be an integer >= 1")
+    check_integer(max_length, "max_length", minimum=1)
     token_ids, templated = data_files.tokenize(tokenizer, list(prompts), chat_template)
     empty = [row for row, ids in enumerate(token_ids) if not ids]
     if empty:
@@ -248,17 +247,13 @@ def _read_parts(partial: Path, run: dict) -> dict:
 
 
 def _check_settings(batch_size, chunk_size, dtype, project_to, projection, projection_seed) -> None:
-    for name, value in (("batch_size", batch_size), ("chunk_size", chunk_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} = {value!r}; {name} must be an integer >= 1")
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype = {dtype!r}; must be one of {DTYPES}")
-    if project_to is not None and (isinstance(project_to, bool) or not isinstance(project_to, int) or project_to < 1):
-        raise ValueError(f"project_to = {project_to!r}; project_to must be an integer >= 1")
-    if projection not in KINDS:
-        raise ValueError(f"projection = {projection!r}; must be one of {KINDS}")
-    if isinstance(projection_seed, bool) or not isinstance(projection_seed, int) or projection_seed < 0:
-        raise ValueError(f"projection_seed = {projection_seed!r}; must be an integer >= 0")
+    check_integer(batch_size, "batch_size", minimum=1)
+    check_integer(chunk_size, "chunk_size", minimum=1)
+    check_choice(dtype, "dtype", DTYPES)
+    if project_to is not None:
+        check_integer(project_to, "project_to", minimum=1)
+    check_choice(projection, "projection", KINDS)
+    check_integer(projection_seed, "projection_seed", minimum=0)
 
 
 def _torch_dtype(dtype: str, device: str):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from mopps.core.validation import check_choice
 from mopps.testbed.task import task_features
 
 FEATURE_SOURCES = ("generic", "task")
@@ -26,6 +27,7 @@ def pool_features(source: str, task, pool, policy, chunk: int = 4096) -> np.ndar
     reads it; call before any RL update). d = the policy width for ``"generic"``, the number of the
     task's feature columns for ``"task"`` (4 for addition), in the task's order.
     """
+    check_choice(source, "source", FEATURE_SOURCES)
     if source == "task":
         columns = task_features(task, pool.problems)
         if not columns:
@@ -35,4 +37,4 @@ def pool_features(source: str, task, pool, policy, chunk: int = 4096) -> np.ndar
         pooled = [policy.hidden_states(pool.prompts[start:start + chunk]).mean(dim=1)
                   for start in range(0, len(pool), chunk)]
         return torch.cat(pooled).numpy().astype(np.float32)
-    raise ValueError(f"source = {source!r}; source must be one of {FEATURE_SOURCES}")
+    raise NotImplementedError(f"source {source!r} is in FEATURE_SOURCES but has no branch here")

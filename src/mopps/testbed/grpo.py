@@ -25,6 +25,7 @@ import torch
 
 from mopps.core.evidence import SuccessRule
 from mopps.core.metrics import spearman
+from mopps.core.validation import check_choice, check_integer
 from mopps.loop import AT_CAP, Allocation, EvidenceLog, Refill, SelectionLoop
 from mopps.testbed.features import pool_features
 from mopps.testbed.measure import calibration_counts, logit, nearest_by_rate, prediction_scores
@@ -72,10 +73,9 @@ class TestbedConfig:
         for name in ("train_pool_size", "test_size", "steps", "batch_size", "group_size", "minibatches",
                      "ts_ratio", "ds_max_gen_batches", "eval_every", "pool_eval_size", "influence_every",
                      "influence_reservoir"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} = {getattr(self, name)}; {name} must be >= 1")
-        if self.ds_at_cap not in AT_CAP:
-            raise ValueError(f"ds_at_cap = {self.ds_at_cap!r}; ds_at_cap must be one of {AT_CAP}")
+            check_integer(getattr(self, name), name, minimum=1)
+        check_integer(self.seed, "seed")
+        check_choice(self.ds_at_cap, "ds_at_cap", AT_CAP)
         if self.batch_size * self.ts_ratio > self.train_pool_size:
             raise ValueError(f"ts_ratio * batch_size = {self.ts_ratio * self.batch_size} exceeds "
                              f"train_pool_size = {self.train_pool_size}; candidates must be distinct prompts")

@@ -46,6 +46,7 @@ from datasets import Dataset
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
+from mopps.core.validation import check_integer
 from mopps.testbed.cache import cache_key, entry_path, load_or_build
 from mopps.testbed.task import AdditionTask, Task, sample_unique, task_features, task_key
 
@@ -206,9 +207,8 @@ def build_dataset(count: int, seed: int = 0, task: Task = AdditionTask(2)) -> Da
     their dict order; for ``AdditionTask``: a_digits, b_digits, answer_digits, carries; empty if the
     task has none).
     """
-    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
-        raise ValueError(f"count = {count!r}; count must be an int >= 1")
-    problems = sample_unique(task, int(count), np.random.default_rng(seed))
+    count = check_integer(count, "count", minimum=1)
+    problems = sample_unique(task, count, np.random.default_rng(seed))
     prompts = task.encode_prompts(problems)
     features = task_features(task, problems)
     matrix = (np.stack([np.asarray(values, dtype=np.float64) for values in features.values()], axis=1)

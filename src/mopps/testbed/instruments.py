@@ -26,7 +26,7 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 from mopps.core.selection import informative_draw, topk_toward_target
-from mopps.core.validation import check_integer, check_number
+from mopps.core.validation import check_choice, check_integer, check_number
 from mopps.selectors.base import NoLearnedState
 from mopps.selectors.oracle import Oracle
 
@@ -51,9 +51,7 @@ class NoisyOracle(Oracle):
 
     def __init__(self, success_rate: Callable[[Any], np.ndarray], kind: str, sd: float, num_prompts: int,
                  target: float = 0.5, seed: int | None = 0) -> None:
-        if kind not in NOISE_KINDS:
-            raise ValueError(f"kind = {kind!r}; kind must be one of {NOISE_KINDS}")
-        self.kind = kind
+        self.kind = check_choice(kind, "kind", NOISE_KINDS)
         self.sd = check_number(sd, "sd", minimum=0.0)
         self.num_prompts = check_integer(num_prompts, "num_prompts", minimum=1)
         super().__init__(success_rate, target=target, seed=seed)

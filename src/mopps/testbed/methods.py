@@ -27,6 +27,7 @@ from typing import Callable
 
 import numpy as np
 
+from mopps.core.validation import check_choice
 from mopps.loop.allocation import PilotCommit, PosteriorPilot, ReinforceAda, SpeedScreen
 from mopps.selectors import ContextualMoPPS, HistoryFilter, MoPPS, Oracle, Selector, Uniform
 from mopps.testbed.instruments import NOISE_KINDS, InformativeOracle, NoisyOracle, PilotOracle
@@ -96,8 +97,8 @@ def parse_instrument(name: str) -> tuple[str, tuple]:
             return name, ()
     except ValueError:
         pass
-    raise ValueError(f"method = {name!r}; method must be one of {METHODS} or {INSTRUMENT_PATTERNS} "
-                     "(sd >= 0, m >= 1)")
+    check_choice(name, "method (sd >= 0, m >= 1 in an instrument's name)", METHODS + INSTRUMENT_PATTERNS)
+    raise ValueError(f"method = {name!r} is not a well-formed instrument name {INSTRUMENT_PATTERNS}")
 
 
 def build_method(name: str, seed: int, ts_ratio: int, ds_max_gen_batches: int,
@@ -174,4 +175,4 @@ def build_method(name: str, seed: int, ts_ratio: int, ds_max_gen_batches: int,
     if name == "contextual_ds":
         return Method(ContextualMoPPS(seed=seed), ts_ratio, max_num_gen_batches=ds_max_gen_batches,
                       features="generic")
-    raise ValueError(f"method = {name!r}; method must be one of {METHODS}")
+    raise NotImplementedError(f"method {name!r} is in METHODS but build_method has no branch for it")
