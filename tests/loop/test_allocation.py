@@ -273,3 +273,52 @@ def test_choose_among_checks_positions_and_opens_predictions():
     with pytest.raises(ValueError, match="k = 3 > 2"):
         loop.choose_among(np.array([1, 2]), 3)
     assert loop.step == 1
+
+
+def test_speed_trains_a_prompt_on_the_screen_that_qualified_it_even_when_screened_again():
+    # 6 prompts, k = 2: the stream offers every prompt again every 3 rounds. Prompt 1 is mixed on its
+    # first screen only (then all wrong); the rest are always wrong, so the step screens 6 rounds, and
+    # prompt 1 must train on the screen that qualified it, not on a later all-wrong one.
+    def pattern(prompt_id):
+        return np.array([1, 0] + [0] * 62) if prompt_id == 1 else np.zeros(64, dtype=int)
+
+    loop = SelectionLoop(Uniform(seed=0), np.arange(6), seed=0)
+    script = Script(pattern)
+    result = Allocation(loop, SpeedScreen(screen_fraction=0.5, max_rounds=6), 4).step(2, script)
+    screens = [request for request in script.requests if request.purpose == "screen"]
+    assert len(screens) == 6 and sum(1 in request.positions.tolist() for request in screens) == 2
+    assert result.positions[0] == 1 and result.informative.tolist() == [True, False]
+    assert (result.group_sizes() == 4).all()
+    first_screen = next(request.index for request in screens if 1 in request.positions.tolist())
+    assert set(result.members[0][:, 0].tolist()) == {first_screen, script.requests[-1].index}
+
+
+def test_reinforce_ada_keeps_groups_of_n_when_rollouts_lack_a_verdict():
+    loop = SelectionLoop(Uniform(seed=0), np.arange(40), seed=0)
+
+    def no_verdict_for_id_zero(request):
+        count = len(request) * request.rollouts_per_prompt
+        has_verdict = np.repeat(np.asarray(request.ids) != 0, request.rollouts_per_prompt)
+        return np.where(has_verdict, np.arange(count) % 2, np.nan), has_verdict
+
+    result = Allocation(loop, ReinforceAda(), N).step(40, no_verdict_for_id_zero)
+    assert (result.group_sizes() == N).all()
+
+
+def test_reinforce_ada_with_an_odd_group_exits_at_floor_half_of_each():
+    loop = SelectionLoop(Uniform(seed=0), np.arange(100), seed=0)
+    script = Script(lambda prompt_id: (np.arange(64) % 2 == 0).astype(int))  # 1, 0, 1, 0, 1, ...
+    result = Allocation(loop, ReinforceAda(), 5).step(4, script)
+    assert len(script.requests) == 1  # 3 successes and 2 failures: balanced at floor(5 / 2) = 2 each
+    assert (result.group_sizes() == 5).all()
+
+
+def test_a_list_of_rewards_and_verdicts_is_read_like_a_tuple():
+    loop = SelectionLoop(Uniform(seed=0), np.arange(50), seed=0)
+
+    def as_list(request):
+        count = len(request) * request.rollouts_per_prompt
+        return [(np.arange(count) % 2).astype(float), np.ones(count, dtype=bool)]
+
+    result = Allocation(loop, PilotCommit(), N).step(4, as_list)
+    assert result.rollouts == loop.rollouts and result.informative.all()

@@ -168,6 +168,8 @@ class Session:
         positions = np.asarray(positions, dtype=np.int64)
         request = RolloutRequest(positions, self.loop.ids_at(positions), rollouts_per_prompt, purpose, len(self.rounds))
         records = self._rollout(request)
+        if isinstance(records, list) and len(records) == 2 and all(np.ndim(part) == 1 for part in records):
+            records = tuple(records)  # [rewards, has_verdict], as Refill's hosts write it
         if isinstance(records, tuple):
             if len(records) != 2:
                 raise ValueError(f"rollout(request) returned a tuple of {len(records)}; it must return rewards "
@@ -293,43 +295,49 @@ class SpeedScreen:
     def allocate(self, session: Session, k: int) -> AllocationResult:
         n = session.group_size
         m = pilot_size(n, self.screen_fraction)
-        screened, qualified = [], []
+        # dataset row -> the round of its screen that counts: the one that qualified it, or (not
+        # qualified) its latest; a prompt offered again in a later round (an epoch wrap) is screened
+        # again, but a qualified one keeps its qualifying screen.
+        counted: dict[int, int] = {}
+        rate: dict[int, float] = {}
+        qualified: list[int] = []
         for _ in range(self.max_rounds):
             offered = session.offer(k)
-            successes, trials = session.roll(offered.positions, m, "screen").per_prompt()
-            fresh = informative_groups(successes, trials) & ~np.isin(offered.positions, qualified)
-            qualified.extend(offered.positions[fresh][: k - len(qualified)].tolist())
-            screened.append((offered.positions, successes, trials))
+            screen = session.roll(offered.positions, m, "screen")
+            successes, trials = screen.per_prompt()
+            mixed = informative_groups(successes, trials)
+            for position, is_mixed, hits, count in zip(offered.positions.tolist(), mixed.tolist(),
+                                                       successes.tolist(), trials.tolist()):
+                if position in qualified:
+                    continue
+                counted[position] = screen.request.index
+                rate[position] = hits / count if count else float("nan")
+                if is_mixed and len(qualified) < k:
+                    qualified.append(position)
             if len(qualified) >= k:
                 break
         trained = np.array(qualified, dtype=np.int64)
         if len(trained) < k:
-            positions = np.concatenate([rows for rows, _, _ in screened])
-            successes = np.concatenate([values for _, values, _ in screened])
-            trials = np.concatenate([values for _, _, values in screened])
-            _, first = np.unique(positions, return_index=True)  # a prompt screened twice counts once
-            spare = np.sort(first)[~np.isin(positions[np.sort(first)], trained)]
-            rates = np.divide(successes[spare], trials[spare], out=np.full(len(spare), np.nan), where=trials[spare] > 0)
-            order = _fill_order(rates, trials[spare], (0.5, 0.5))
-            trained = np.concatenate([trained, positions[spare[order]][: k - len(trained)]])
-        session.roll(trained, n - m, "commit")
-        # A prompt screened in two rounds trains on its latest screen and the commit only.
-        return session.result(trained, [_last(session.members_of(position), n) for position in trained])
-
-
-def _last(members: np.ndarray, size: int) -> np.ndarray:
-    """The last ``size`` rollouts of a prompt's (round, row) list (its latest rounds)."""
-    return members[-size:]
+            spare = np.array([position for position in counted if position not in qualified], dtype=np.int64)
+            rates = np.array([rate[position] for position in spare.tolist()])
+            judged = np.where(np.isnan(rates), 0.0, 1.0)
+            order = _fill_order(np.nan_to_num(rates, nan=0.5), judged, (0.5, 0.5))
+            trained = np.concatenate([trained, spare[order][: k - len(trained)]])
+        commit = session.roll(trained, n - m, "commit").request.index
+        members = [session.members_of(position) for position in trained.tolist()]
+        return session.result(trained, [member[np.isin(member[:, 0], (counted[position], commit))]
+                                        for position, member in zip(trained.tolist(), members)])
 
 
 @dataclass(frozen=True)
 class ReinforceAda:
     """Reinforce-Ada (arXiv 2510.04996): ``max_rounds`` (4) rounds of ``round_size`` rollouts (default:
     the group size n) of every unfinished prompt of the k the loop offers; a prompt finishes when it
-    has n/2 successes and n/2 failures (``exit="balanced"``) or one success (``"positive"``). Each
-    group is then down-sampled to n: for a balanced prompt n/2 of each outcome, otherwise as
-    balanced as the outcomes allow (successes and failures taken in rollout order, which is a uniform
-    choice among exchangeable samples). Adapted: the paper's advantage baseline uses all of a
+    has floor(n/2) successes and floor(n/2) failures (``exit="balanced"``) or one success
+    (``"positive"``). Each group is then down-sampled to n: for a balanced prompt n/2 of each outcome,
+    otherwise as balanced as the outcomes allow (successes and failures taken in rollout order, which
+    is a uniform choice among exchangeable samples), topped up with rollouts without a verdict if
+    too few have one. Adapted: the paper's advantage baseline uses all of a
     prompt's responses; here the group is the n kept (hosts normalise within a group)."""
 
     max_rounds: int = 4
@@ -354,7 +362,7 @@ class ReinforceAda:
             session.roll(offered[active], self.round_size or n, "round")
             successes, trials = session.step_counts(offered)
             failures = trials - successes
-            done = (successes >= n // 2) & (failures >= n - n // 2) if self.exit == "balanced" else successes >= 1
+            done = (successes >= n // 2) & (failures >= n // 2) if self.exit == "balanced" else successes >= 1
             active = ~done
             if not active.any():
                 break
@@ -370,6 +378,9 @@ class ReinforceAda:
         take_losses = min(len(losses), n - take_wins)
         chosen = np.concatenate([wins[:take_wins], losses[:take_losses]])
         chosen = np.concatenate([chosen, other[: n - len(chosen)]])
+        # Rollouts without a verdict fill a group short of n (a host gives them no advantage), so every
+        # group keeps the host's size.
+        chosen = np.concatenate([chosen, np.flatnonzero(np.isnan(success))[: n - len(chosen)]])
         return members[np.sort(chosen)]
 
 

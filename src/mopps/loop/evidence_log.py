@@ -185,14 +185,24 @@ class EvidenceLog:
 
     def _latest_choice(self, prompt_ids: np.ndarray, fallback: np.ndarray) -> np.ndarray:
         """int64 (m,): the latest recorded step that chose each of ``prompt_ids`` (``fallback`` for one
-        never chosen). Only for evidence without an open prediction, which is rare."""
-        candidates = self.tables()["candidates"]
-        chosen_ids, chosen_steps = candidates["prompt_id"][candidates["chosen"]], candidates["step"][candidates["chosen"]]
+        never chosen). For evidence without an open prediction (late evidence; an allocation's commit
+        rounds, whose prompts were chosen a round earlier): the recorded parts are searched from the
+        newest back, so a prompt chosen in the last few steps costs those steps' rows, not the run's."""
         result = np.array(fallback, dtype=np.int64)
-        for position, prompt in enumerate(prompt_ids.tolist()):
-            steps = chosen_steps[chosen_ids == prompt]
-            if len(steps):
-                result[position] = steps.max()
+        unresolved = np.ones(len(prompt_ids), dtype=bool)
+        for part in reversed(self._parts["candidates"]):
+            if not unresolved.any():
+                break
+            chosen_ids, chosen_steps = part["prompt_id"][part["chosen"]], part["step"][part["chosen"]]
+            if not len(chosen_ids):
+                continue
+            latest_first = np.argsort(-chosen_steps, kind="stable")
+            known, first = np.unique(chosen_ids[latest_first], return_index=True)  # each id's latest row
+            wanted = np.flatnonzero(unresolved)
+            rows = np.minimum(np.searchsorted(known, prompt_ids[wanted]), len(known) - 1)
+            found = known[rows] == prompt_ids[wanted]
+            result[wanted[found]] = chosen_steps[latest_first][first][rows[found]]
+            unresolved[wanted[found]] = False
         return result
 
     def record_exact(self, step: int, prompt_ids, exact_rate: np.ndarray) -> None:
