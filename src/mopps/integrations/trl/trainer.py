@@ -499,7 +499,8 @@ class MoPPSGRPOTrainer(GRPOTrainer):
         in_dataset = (positions >= 0) & (positions < len(self.loop))
         if positions.shape != (self.prompts_per_generation,) or not in_dataset.all():
             raise ValueError(f"{path}: generation_positions {positions.tolist()} are not {self.prompts_per_generation} "
-                             f"rows of this dataset; resume with the same dataset and generation batch")
+                             f"rows of this dataset; resume with the same dataset, generation batch, "
+                             f"rollout_allocation and rollout_allocation_group_size")
         try:
             self.loop.load_state_dict(state["loop"])
         except ValueError as error:
