@@ -50,7 +50,7 @@ import numpy as np
 from mopps.core.evidence import as_verdict_mask
 from mopps.core.posterior import log_gamma
 from mopps.core.selection import ALLOCATION_RULES, informative_groups
-from mopps.core.validation import as_number_array, check_band, check_choice, check_integer, check_number
+from mopps.core.validation import as_number_array, check_band, check_choice, check_flag, check_integer, check_number
 from mopps.loop.selection_loop import RUNNING_TOTALS, Batch, SelectionLoop
 
 PURPOSES = ("pilot", "commit", "screen", "round")
@@ -403,16 +403,23 @@ class PosteriorPilot:
     kept prompt gets its remaining n - m. Where the posterior is unsure (a flat prior) a short pilot
     never moves z past the bar, and the step spends nothing beyond k * n. Needs a selector with
     ``posterior(ids)`` (Beta) or ``predict(ids)`` (point rates); with neither it never replaces.
+
+    ``replace=False`` drops such a prompt instead (no replacement, no commit): the step trains fewer
+    than k groups and spends fewer rollouts, which is where the measured value of an update (concave
+    in its informative groups, ``benchmarks/update_value.py``) says the rollouts are better spent.
+    Only for hosts that train a variable number of groups (the testbed, verl); TRL's batch is fixed.
     """
 
     # Half the group: chosen over a quarter on seeds 100-101, pool seed 777 (recurring), where a quarter
     # reached 0.24 of the exact oracle's paired gain and a half 0.81 (docs/allocation.md).
     pilot_fraction: float = 0.5
     max_rounds: int = 3
+    replace: bool = True
 
     def __post_init__(self) -> None:
         check_number(self.pilot_fraction, "pilot_fraction", minimum=0.0, maximum=1.0)
         check_integer(self.max_rounds, "max_rounds", minimum=1)
+        check_flag(self.replace, "replace")
 
     def request_sizes(self, group_size: int) -> tuple[int, ...]:
         """The rollouts per prompt this rule asks for in a round, with groups of ``group_size``."""
@@ -438,12 +445,16 @@ class PosteriorPilot:
             replace = waste > 1.0 - (n - m) / n * (1.0 - reference)
             if not replace.any():
                 break
+            if not self.replace:
+                kept = kept[~replace]
+                break
             count = min(int(replace.sum()), len(reserve))
             replace[np.flatnonzero(replace)[np.argsort(-waste[replace], kind="stable")][count:]] = False
             newest = session.choose(reserve, count).positions
             reserve = reserve[~np.isin(reserve, newest)]
             kept = np.concatenate([kept[~replace], newest])
-        session.roll(kept, n - m, "commit")
+        if len(kept):
+            session.roll(kept, n - m, "commit")
         return session.result(kept)
 
 

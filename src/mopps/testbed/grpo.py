@@ -315,14 +315,15 @@ def run(config: TestbedConfig, method_name: str, on_step: Callable[[int], None] 
             if (result.group_sizes() != n).any():
                 raise RuntimeError(f"the allocation trained groups of sizes {sorted(set(result.group_sizes().tolist()))}; "
                                    f"the testbed's GRPO takes groups of n = {n}")
-            members = np.concatenate(result.members)  # (B * n, 2): (round, row), group by group
+            # (groups * n, 2): (round, row), group by group; a dropping rule may train fewer than B groups.
+            members = np.concatenate(result.members) if result.members else np.zeros((0, 2), dtype=np.int64)
             flat = np.cumsum([0] + [len(round_rewards) for _, round_rewards in generated])[members[:, 0]] + members[:, 1]
             completions = torch.cat([round_completions for round_completions, _ in generated])[torch.from_numpy(flat)]
             rewards = np.concatenate([round_rewards for _, round_rewards in generated])[flat]
             chosen = result.positions
             without_advantage = None
             scores = prediction_scores(None, np.zeros(0))
-            chosen_exact = train_pool.exact_rates(policy, chosen)
+            chosen_exact = train_pool.exact_rates(policy, chosen) if len(chosen) else np.zeros(0)
             metrics = result.metrics()
             row.update(spearman_selected=float("nan"), generation_batches=len(result.rounds),
                        pilot_rollouts=metrics["mopps/pilot_rollouts"], unused_rollouts=metrics["mopps/unused_rollouts"],

@@ -11,6 +11,10 @@ with the selector before training (``mopps.testbed.features``), or None.
 ``mopps_auto`` is MoPPS with learned forgetting (``discount="auto"``). ``mopps_perturbed`` and
 ``contextual_perturbed`` rank their point predictions seen through fresh logit noise at every step
 (``strategy="perturbed"``) instead of a Thompson draw.
+The rollout-allocation methods (``mopps.loop.Allocation``; docs/allocation.md) pilot, choose and
+commit every step: ``pilot_commit``, ``speed_rl``, ``reinforce_ada`` (the published rules, with
+Uniform's candidates), ``mopps_pilot`` (ours, MoPPS lambda = 0.5 choosing; ``mopps_pilot:<share>:<rounds>``
+sets its pilot share and rounds) and ``mopps_pilot_drop`` (ours, dropping instead of replacing).
 ``mopps_informative`` and ``contextual_informative`` draw the batch in proportion to the predicted
 chance that a group is mixed instead of taking the k nearest 0.5 (``strategy="informative"``).
 
@@ -35,9 +39,7 @@ from mopps.testbed.instruments import NOISE_KINDS, InformativeOracle, NoisyOracl
 METHODS = ("uniform", "ds", "mopps", "mopps_lambda0.5", "mopps_threshold", "history", "oracle", "contextual",
            "contextual_nofeatures", "contextual_taskfeatures", "mopps_ds", "contextual_ds", "mopps_informative",
            "contextual_informative", "oracle_informative", "mopps_auto", "mopps_perturbed",
-           "contextual_perturbed", "uniform_wide", "pilot_commit", "speed_rl", "reinforce_ada", "mopps_pilot")
-# The rollout-allocation methods (``mopps.loop.Allocation``): each step pilots, chooses and commits.
-ALLOCATION_METHODS = ("pilot_commit", "speed_rl", "reinforce_ada", "mopps_pilot")
+           "contextual_perturbed", "uniform_wide", "pilot_commit", "speed_rl", "reinforce_ada", "mopps_pilot", "mopps_pilot_drop")
 # Fresh logit noise of the "perturbed" strategy in the bench methods (chosen on seeds 100-101, see
 # docs/mechanism.md).
 PERTURBED_NOISE_SD = 1.0
@@ -140,6 +142,10 @@ def build_method(name: str, seed: int, ts_ratio: int, ds_max_gen_batches: int,
         return Method(Uniform(seed=seed), 1, allocation=SpeedScreen(max_rounds=ds_max_gen_batches))
     if name == "reinforce_ada":
         return Method(Uniform(seed=seed), 1, allocation=ReinforceAda())
+    if name == "mopps_pilot_drop":
+        # Ours, dropping instead of replacing a prompt whose pilot says the rest of its group is wasted.
+        return Method(MoPPS(discount=0.5, strategy="topk", seed=seed), ts_ratio,
+                      allocation=PosteriorPilot(replace=False))
     if prefix == "mopps_pilot":
         # MoPPS lambda = 0.5 (the paper's Countdown setting, our best rollout-free MoPPS on recurring).
         rule = PosteriorPilot(*parameters) if parameters else PosteriorPilot()
