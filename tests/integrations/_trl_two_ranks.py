@@ -1,6 +1,6 @@
 """Run by ``test_trl_distributed.py`` under ``torchrun --nproc_per_node 2`` (gloo, CPU).
 
-Usage: ``_trl_two_ranks.py OUT_DIR [same-seed|rank-seed|dynamic-sampling|dynamic-sampling-wide]``. Each rank trains the
+Usage: ``_trl_two_ranks.py OUT_DIR [same-seed|rank-seed|dynamic-sampling|dynamic-sampling-wide|allocation]``. Each rank trains the
 tiny model with MoPPSGRPOTrainer and writes ``OUT_DIR/rank<r>.json``: its selector's choices, the
 prompt ids its own reward function scored, its final posterior arrays, the loop's ``rollouts``, or
 the error it raised; with ``dynamic-sampling`` (same seeds, max_num_gen_batches 6; ``-wide``: rounds
@@ -25,8 +25,13 @@ def main(out_dir: Path, seeding: str) -> None:
     refill = {"dynamic-sampling": dict(max_num_gen_batches=6),
               # rounds of 5 prompts (20 rollouts, 10 per rank) for a trained batch of 3 (12 rollouts, 6 per rank)
               "dynamic-sampling-wide": dict(max_num_gen_batches=6, dynamic_sampling_round_prompts=5)}.get(seeding, {})
-    args = tiny_grpo_config(out_dir / "run", per_device_train_batch_size=3, gradient_accumulation_steps=2,
-                            max_steps=3, ts_ratio=2, **refill)
+    if seeding == "allocation":
+        # mopps_pilot: groups of 8 (a pilot of 4 + 4), 16 rows per generation = 2 prompts, 8 rows per rank.
+        args = tiny_grpo_config(out_dir / "run", per_device_train_batch_size=4, gradient_accumulation_steps=2,
+                                max_steps=3, ts_ratio=3, rollout_allocation="mopps_pilot")
+    else:
+        args = tiny_grpo_config(out_dir / "run", per_device_train_batch_size=3, gradient_accumulation_steps=2,
+                                max_steps=3, ts_ratio=2, **refill)
     seed = args.process_index if seeding == "rank-seed" else 0
     selector = RecordingMoPPS(seed=seed)
     scored: list[int] = []
@@ -41,6 +46,8 @@ def main(out_dir: Path, seeding: str) -> None:
                   rollouts=trainer.loop.rollouts, trained=trainer.trained,
                   generation_batches=[entry["mopps/generation_batches"] for entry in trainer.state.log_history
                                       if "mopps/generation_batches" in entry],
+                  pilot_rollouts=[entry["mopps/pilot_rollouts"] for entry in trainer.state.log_history
+                                  if "mopps/pilot_rollouts" in entry],
                   arrays={name: (values.tolist() if hasattr(values, "tolist") else values)
                           for name, values in selector.state_dict()["arrays"].items()})
     (out_dir / f"rank{args.process_index}.json").write_text(json.dumps(record))

@@ -77,3 +77,19 @@ def test_two_ranks_refill_identically_and_train_the_kept_groups(tmp_path, mode, 
         outcomes = np.array(rescore(prompts, mine["completions"] + theirs["completions"])).reshape(3, 4)
         assert ((outcomes.min(axis=1) == 0) & (outcomes.max(axis=1) == 1)).all()
         assert mine["num_items_in_batch"] == theirs["num_items_in_batch"] == mine["loss_tokens"] + theirs["loss_tokens"]
+
+
+def test_two_ranks_allocate_identically_and_train_pilot_plus_commit_groups(tmp_path):
+    rank0, rank1 = run_two_ranks(tmp_path, "allocation")
+    assert "error" not in rank0 and "error" not in rank1
+    assert rank0["choices"] == rank1["choices"] and rank0["arrays"] == rank1["arrays"]
+    assert rank0["pilot_rollouts"] == rank1["pilot_rollouts"] and len(rank0["pilot_rollouts"]) >= 1
+    assert rank0["rollouts"] == rank1["rollouts"] > 0
+    for mine, theirs in zip(rank0["trained"], rank1["trained"], strict=True):
+        assert mine["positions"] == theirs["positions"] and len(mine["positions"]) == 2
+        # 16 rows: each trained prompt's group of 8 (its 4 pilot and 4 commit rollouts); rank 0 holds
+        # the first prompt's group, rank 1 the second's.
+        prompts = mine["prompts"] + theirs["prompts"]
+        assert prompts == [f"{a} + {b} =" for position in mine["positions"]
+                           for a, b in [((position % 10), (position * 7 + 3) % 10)] for _ in range(8)]
+        assert mine["num_items_in_batch"] == theirs["num_items_in_batch"] == mine["loss_tokens"] + theirs["loss_tokens"]
