@@ -196,27 +196,43 @@ class Session:
 
     def step_counts(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(successes, trials)`` float (len(positions),) of this step's rollouts of each prompt
-        (``positions`` distinct)."""
-        return self._counts(self._position[None, :] == np.asarray(positions, dtype=np.int64)[:, None])
+        (``positions`` distinct dataset rows)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        order = np.argsort(positions, kind="stable")
+        rows = np.minimum(np.searchsorted(positions[order], self._position), max(len(positions) - 1, 0))
+        mine = (positions[order][rows] == self._position) if len(positions) else np.zeros(0, dtype=bool)
+        return self._summed(order[rows[mine]], self._success[mine], len(positions))
 
-    def _counts(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per row of the bool ``mask`` (g, rollouts): summed successes and rollouts with a verdict."""
-        judged = mask & ~np.isnan(self._success)[None, :]
-        return (np.where(judged, self._success[None, :], 0.0).sum(axis=1), judged.sum(axis=1).astype(np.float64))
+    @staticmethod
+    def _summed(group: np.ndarray, success: np.ndarray, groups: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per group 0 .. groups - 1 of the rollouts' ``group`` (r,): summed successes and rollouts with
+        a verdict (a NaN success has none)."""
+        judged = ~np.isnan(success)
+        return (np.bincount(group, weights=np.where(judged, success, 0.0), minlength=groups),
+                np.bincount(group, weights=judged.astype(np.float64), minlength=groups))
+
+    def members(self, positions: np.ndarray) -> list[np.ndarray]:
+        """Per dataset row of ``positions``: int64 (g, 2), every (round, row) of this step's rollouts
+        of it, in the order they were rolled out."""
+        order = np.argsort(self._position, kind="stable")  # stable: a prompt's rollouts stay in order
+        ordered = self._position[order]
+        positions = np.asarray(positions, dtype=np.int64)
+        starts, ends = np.searchsorted(ordered, positions, "left"), np.searchsorted(ordered, positions, "right")
+        return [self._where[order[start:end]] for start, end in zip(starts.tolist(), ends.tolist())]
 
     def members_of(self, position: int) -> np.ndarray:
         """int64 (g, 2): every (round, row) of this step's rollouts of ``position``, in order."""
-        return self._where[self._position == int(position)]
+        return self.members(np.array([position]))[0]
 
     def result(self, positions: np.ndarray, members: list[np.ndarray] | None = None) -> AllocationResult:
         """The step's result training ``positions`` with ``members`` (default: all their rollouts)."""
         positions = np.asarray(positions, dtype=np.int64)
-        members = [self.members_of(position) for position in positions] if members is None else members
+        members = self.members(positions) if members is None else members
+        sizes = np.array([len(member) for member in members], dtype=np.int64)
+        chosen = np.concatenate(members) if members else np.zeros((0, 2), dtype=np.int64)
         offsets = np.cumsum([0] + [len(round_.success) for round_ in self.rounds])
-        mask = np.zeros((len(members), self.rollouts), dtype=bool)
-        for index, member in enumerate(members):
-            mask[index, offsets[member[:, 0]] + member[:, 1]] = True
-        successes, trials = self._counts(mask)
+        flat = offsets[chosen[:, 0]] + chosen[:, 1]
+        successes, trials = self._summed(np.repeat(np.arange(len(members)), sizes), self._success[flat], len(members))
         return AllocationResult(self.rounds, positions, members, informative_groups(successes, trials), self.rollouts)
 
 
@@ -295,38 +311,37 @@ class SpeedScreen:
     def allocate(self, session: Session, k: int) -> AllocationResult:
         n = session.group_size
         m = pilot_size(n, self.screen_fraction)
-        # dataset row -> the round of its screen that counts: the one that qualified it, or (not
-        # qualified) its latest; a prompt offered again in a later round (an epoch wrap) is screened
-        # again, but a qualified one keeps its qualifying screen.
-        counted: dict[int, int] = {}
-        rate: dict[int, float] = {}
-        qualified: list[int] = []
+        qualified = np.zeros(0, dtype=np.int64)
+        # Per screened prompt, the screen that counts: the one that qualified it, or (not qualified) its
+        # latest; a prompt the stream offers again later in the step (an epoch wrap) is screened again,
+        # but a qualified one keeps its qualifying screen.
+        counted = np.zeros(0, dtype=np.int64)
+        counted_round, counted_rate = np.zeros(0, dtype=np.int64), np.zeros(0)
         for _ in range(self.max_rounds):
-            offered = session.offer(k)
-            screen = session.roll(offered.positions, m, "screen")
+            offered = session.offer(k).positions
+            screen = session.roll(offered, m, "screen")
             successes, trials = screen.per_prompt()
-            mixed = informative_groups(successes, trials)
-            for position, is_mixed, hits, count in zip(offered.positions.tolist(), mixed.tolist(),
-                                                       successes.tolist(), trials.tolist()):
-                if position in qualified:
-                    continue
-                counted[position] = screen.request.index
-                rate[position] = hits / count if count else float("nan")
-                if is_mixed and len(qualified) < k:
-                    qualified.append(position)
+            fresh = ~np.isin(offered, qualified)
+            stays = ~np.isin(counted, offered[fresh])
+            counted = np.concatenate([counted[stays], offered[fresh]])
+            counted_round = np.concatenate([counted_round[stays], np.full(int(fresh.sum()), screen.request.index)])
+            rates = np.divide(successes, trials, out=np.full(len(trials), np.nan), where=trials > 0)
+            counted_rate = np.concatenate([counted_rate[stays], rates[fresh]])
+            newly = offered[fresh & informative_groups(successes, trials)][: k - len(qualified)]
+            qualified = np.concatenate([qualified, newly])
             if len(qualified) >= k:
                 break
-        trained = np.array(qualified, dtype=np.int64)
+        trained = qualified
         if len(trained) < k:
-            spare = np.array([position for position in counted if position not in qualified], dtype=np.int64)
-            rates = np.array([rate[position] for position in spare.tolist()])
-            judged = np.where(np.isnan(rates), 0.0, 1.0)
-            order = _fill_order(np.nan_to_num(rates, nan=0.5), judged, (0.5, 0.5))
-            trained = np.concatenate([trained, spare[order][: k - len(trained)]])
+            spare = ~np.isin(counted, qualified)
+            judged = (~np.isnan(counted_rate[spare])).astype(np.float64)
+            order = _fill_order(np.nan_to_num(counted_rate[spare], nan=0.5), judged, (0.5, 0.5))
+            trained = np.concatenate([trained, counted[spare][order][: k - len(trained)]])
         commit = session.roll(trained, n - m, "commit").request.index
-        members = [session.members_of(position) for position in trained.tolist()]
-        return session.result(trained, [member[np.isin(member[:, 0], (counted[position], commit))]
-                                        for position, member in zip(trained.tolist(), members)])
+        # Every trained prompt was screened (qualified or filled from the screened), so it is in counted.
+        screen_of = counted_round[np.argsort(counted)][np.searchsorted(np.sort(counted), trained)]
+        return session.result(trained, [member[(member[:, 0] == screen) | (member[:, 0] == commit)]
+                                        for member, screen in zip(session.members(trained), screen_of.tolist())])
 
 
 @dataclass(frozen=True)
@@ -366,22 +381,34 @@ class ReinforceAda:
             active = ~done
             if not active.any():
                 break
-        return session.result(offered, [self._downsampled(session, position, n) for position in offered])
+        return session.result(offered, _balanced_subsets(session, session.members(offered), n))
 
-    @staticmethod
-    def _downsampled(session: Session, position: int, n: int) -> np.ndarray:
-        members = session.members_of(position)
-        success = np.array([session.rounds[r].success[row] for r, row in members.tolist()])
-        wins, losses = np.flatnonzero(success == 1.0), np.flatnonzero(success == 0.0)
-        other = np.flatnonzero((success != 1.0) & (success != 0.0) & ~np.isnan(success))  # fractional rewards
-        take_wins = min(len(wins), max(n // 2, n - len(losses) - len(other)))
-        take_losses = min(len(losses), n - take_wins)
-        chosen = np.concatenate([wins[:take_wins], losses[:take_losses]])
-        chosen = np.concatenate([chosen, other[: n - len(chosen)]])
-        # Rollouts without a verdict fill a group short of n (a host gives them no advantage), so every
-        # group keeps the host's size.
-        chosen = np.concatenate([chosen, np.flatnonzero(np.isnan(success))[: n - len(chosen)]])
-        return members[np.sort(chosen)]
+
+def _balanced_subsets(session: Session, members: list[np.ndarray], n: int) -> list[np.ndarray]:
+    """Each prompt's ``members`` (g_i, 2) cut to n rollouts, in rollout order: successes up to
+    max(n/2, what the failures leave), then failures, then fractional outcomes, then rollouts without
+    a verdict, each taken in rollout order (a uniform choice among exchangeable samples). Vectorised
+    over prompts."""
+    sizes = np.array([len(member) for member in members], dtype=np.int64)
+    rows = np.concatenate(members) if members else np.zeros((0, 2), dtype=np.int64)
+    offsets = np.cumsum([0] + [len(round_.success) for round_ in session.rounds])
+    success = session._success[offsets[rows[:, 0]] + rows[:, 1]]
+    group = np.repeat(np.arange(len(members)), sizes)
+    # outcome class per rollout: 0 success, 1 failure, 2 fractional, 3 no verdict
+    kind = np.where(np.isnan(success), 3, np.where(success == 1.0, 0, np.where(success == 0.0, 1, 2)))
+    counts = np.zeros((len(members), 4), dtype=np.int64)
+    np.add.at(counts, (group, kind), 1)
+    take = np.zeros_like(counts)
+    take[:, 0] = np.minimum(counts[:, 0], np.maximum(n // 2, n - counts[:, 1] - counts[:, 2]))
+    for outcome in (1, 2, 3):
+        take[:, outcome] = np.minimum(counts[:, outcome], n - take[:, :outcome].sum(axis=1))
+    order = np.lexsort((np.arange(len(rows)), kind, group))  # by prompt, outcome, rollout order
+    key = group[order] * 4 + kind[order]
+    first = np.searchsorted(key, key, "left")
+    rank = np.empty(len(rows), dtype=np.int64)
+    rank[order] = np.arange(len(rows)) - first
+    kept = rank < take[group, kind]
+    return np.split(rows[kept], np.cumsum(np.bincount(group[kept], minlength=len(members)))[:-1])
 
 
 @dataclass(frozen=True)
@@ -459,7 +486,12 @@ class PosteriorPilot:
 
 
 def _beta_moment(alpha: np.ndarray, beta: np.ndarray, power: int) -> np.ndarray:
-    """E[p^power] for p ~ Beta(alpha, beta), float (m,)."""
+    """E[p^power] for p ~ Beta(alpha, beta), float (m,): the product over i < power of
+    (alpha + i) / (alpha + beta + i) for a group-sized power, the log-gamma ratio beyond."""
+    alpha, beta = np.asarray(alpha, dtype=np.float64), np.asarray(beta, dtype=np.float64)
+    if power <= 64:
+        steps = np.arange(power, dtype=np.float64)
+        return np.prod((alpha[:, None] + steps) / (alpha[:, None] + beta[:, None] + steps), axis=1)
     return np.exp(log_gamma(alpha + power) - log_gamma(alpha) + log_gamma(alpha + beta)
                   - log_gamma(alpha + beta + power))
 
