@@ -113,6 +113,40 @@ def test_nested_blocks_undo_their_own_part_and_learning_before_them_stays():
     assert differing(after_outer, loop.state_dict()) == []  # the outer block did not raise: it stays
 
 
+def test_an_outer_block_that_raises_after_an_inner_one_failed_restores_its_own_start():
+    # The inner block's undo restores a record the outer block's snapshot shares; a write after it in
+    # the outer block must not go into that shared record.
+    loop = SelectionLoop(MoPPS(seed=0), np.arange(20), seed=0)
+    loop.observe(np.repeat(np.arange(20), 2), np.tile([0.0, 1.0], 20))  # a row per prompt: in-place writes
+    before = loop.state_dict()
+    with pytest.raises(Interrupted):
+        with loop.atomic():
+            with pytest.raises(Interrupted):
+                with loop.atomic():
+                    loop.observe(np.arange(20), np.ones(20))
+                    raise Interrupted
+            loop.observe(np.arange(20), np.zeros(20))  # writes after the inner undo
+            raise Interrupted
+    assert differing(before, loop.state_dict()) == []
+
+
+def test_a_selector_owns_its_snapshot_and_direct_calls_inside_a_block_are_undone():
+    loop = SelectionLoop(MoPPS(seed=0), np.arange(10), seed=0)
+    loop.observe(np.arange(10), np.ones(10))
+    before = loop.state_dict()
+    with pytest.raises(Interrupted):
+        with loop.atomic():
+            loop.selector.update(np.arange(10), np.zeros(10), np.ones(10))  # not through the loop
+            loop.selector.select(np.arange(10), 3)
+            raise Interrupted
+    assert differing(before, loop.state_dict()) == []
+    snapshot = loop.selector.snapshot()
+    loop.selector.update(np.arange(10), np.zeros(10), np.ones(10))
+    assert snapshot.record is not loop.selector.state  # copied before the write, the snapshot kept
+    loop.selector.restore(snapshot)
+    assert differing(before["selector"], loop.selector.state_dict()) == []
+
+
 def test_a_failed_refill_round_is_undone_by_the_loop():
     loop = SelectionLoop(MoPPS(seed=3), np.arange(10), seed=0)
     Refill(loop).fill(2, lambda batch: (np.repeat(batch.ids, 4), np.tile([0.0, 1.0], 2 * len(batch))))

@@ -22,7 +22,6 @@ adapters do this: one generation may span several optimiser steps).
 
 from __future__ import annotations
 
-import copy
 import hashlib
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -149,7 +148,6 @@ class SelectionLoop:
         self.step = 0  # batches chosen
         self.rollouts = 0  # rollouts with a verdict that reached the loop
         self.rollouts_without_verdict = 0
-        self._open_marks: list[_Mark] = []  # of the ``atomic`` blocks now running, outermost first
 
     def __len__(self) -> int:
         """Number of prompts in the dataset."""
@@ -171,7 +169,6 @@ class SelectionLoop:
                              f"{self.clock!r} and ticks once per observe itself")
         ticks = check_integer(ticks, "ticks", minimum=1)
         if self.learn:
-            self._before_selector_writes()  # aging may write into the selector's record
             self.selector.policy_updated(ticks)
 
     @contextmanager
@@ -186,7 +183,6 @@ class SelectionLoop:
             self._open_updates -= 1
             if self._open_updates == 0 and self._taught_in_update:
                 self._taught_in_update = False
-                self._before_selector_writes()
                 self.selector.policy_updated()
 
     # -- choosing --------------------------------------------------------------------------------
@@ -258,7 +254,6 @@ class SelectionLoop:
         judged = evidence.trials > 0
         if self.learn and judged.any():
             judged_ids = select_ids(evidence.kind, evidence.ids, judged)
-            self._before_selector_writes()
             self.selector.update(judged_ids, evidence.successes[judged], evidence.trials[judged])
             if self.clock == "observe":
                 if self._open_updates:
@@ -305,7 +300,6 @@ class SelectionLoop:
         add = getattr(self.selector, "add_features", None)
         if add is None:
             return False
-        self._before_selector_writes()
         add(normalized, features)
         return True
 
@@ -346,29 +340,19 @@ class SelectionLoop:
                 loop.observe(*records)
 
         Blocks nest (an inner block that raises undoes its own part). Covered are changes made
-        through the loop (``next``, ``observe``/``apply``, ``add_features``, ``load_state_dict``),
-        not a host's direct calls on ``loop.selector``. Cheap when nothing is learned inside: the
-        selector's record is copied only before the loop lets the selector write into it.
+        through the loop (``next``, ``observe``/``apply``, ``add_features``, ``load_state_dict``)
+        and through the selector's own methods. Cheap when nothing is learned inside: the selector
+        copies its record only before it writes into it while a block's snapshot holds it
+        (``Selector.snapshot``).
         """
         mark = _Mark(self)
-        self._open_marks.append(mark)
         try:
             yield
         except BaseException:
-            mark.rewind(self)
+            mark.rewind(self)  # the restored record may be an outer block's too: the selector copies before writing
             raise
-        finally:
-            self._open_marks.pop()
-
-    def _before_selector_writes(self) -> None:
-        """Keep a copy of the selector's record for the open marks that share it: ``Selector.update``
-        and ``add_features`` may write into its arrays in place."""
-        current = self.selector.state
-        kept = None
-        for mark in self._open_marks:
-            if mark.selector_record is current:
-                kept = kept if kept is not None else _copied_record(current)
-                mark.selector_record = kept
+        else:
+            self.selector.release(mark.selector)
 
     # -- state -----------------------------------------------------------------------------------
 
@@ -438,19 +422,17 @@ class SelectionLoop:
 
 
 class _Mark:
-    """The loop as an ``atomic`` block found it. The selector's ``record`` is held by reference until
-    the loop is about to let the selector write into it (``SelectionLoop._before_selector_writes``
-    swaps in a copy then); the ledger's arrays are never written in place, so references suffice."""
+    """The loop as an ``atomic`` block found it, as whole values: counters, stream position, the
+    ledger's entries, the selector's snapshot (``Selector.snapshot``: record, generator, step, tick;
+    the selector copies its record before writing while the snapshot holds it) and the evidence log's
+    mark. ``rewind`` puts them back; nothing here knows a selector's insides."""
 
     def __init__(self, loop: SelectionLoop) -> None:
         self.counters = (loop.step, loop.rollouts, loop.rollouts_without_verdict)
         self.stream_position = (loop.stream.epoch, loop.stream.offset)
         self.ledger = loop.ledger
         self.ledger_entries = loop.ledger.entries()
-        self.selector_record = loop.selector.state
-        self.selector_rng = loop.selector.rng.bit_generator.state  # a fresh dict on every read
-        self.selector_step = loop.selector.step
-        self.selector_tick = loop.selector.tick
+        self.selector = loop.selector.snapshot()
         self.taught_in_update = loop._taught_in_update
         # Not part of the state but kept in step with it: the rows the log held.
         self.log_mark = None if loop.evidence_log is None else loop.evidence_log.mark()
@@ -460,18 +442,10 @@ class _Mark:
         loop.stream.epoch, loop.stream.offset = self.stream_position
         loop.ledger = self.ledger
         loop.ledger.restore_entries(self.ledger_entries)
-        loop.selector.state = self.selector_record
-        loop.selector.rng.bit_generator.state = self.selector_rng
-        loop.selector.step = self.selector_step
-        loop.selector.tick = self.selector_tick
+        loop.selector.restore(self.selector)
         loop._taught_in_update = self.taught_in_update
         if self.log_mark is not None:
             loop.evidence_log.rewind(self.log_mark)
-
-
-def _copied_record(record):
-    """A selector's learned-state record with every field copied (as ``Selector.state_dict`` copies it)."""
-    return record._replace(**{field: copy.copy(value) for field, value in record._asdict().items()})
 
 
 def _shown(prompt_id) -> str:

@@ -39,8 +39,9 @@ Writing a selector (the subclass contract; ``mopps.testing.check_selector`` chec
      TypeError) on anything inconsistent. It must not touch ``self``.
 4. If the selector learns, implement ``_observe(self, state, kind, ids, successes, trials) -> State``:
    the record after one batch of validated, de-duplicated evidence (float (m,) arrays). It may write
-   into ``state``'s arrays (the old record is not used again), so it must not fail half-way: do any
-   check of your own before the first write.
+   into ``state``'s arrays (the old record is not used again: the base class hands it a record no
+   snapshot shares), so it must not fail half-way: do any check of your own before the first write.
+   A method of your own that writes into the record in place first calls ``self._writable_state()``.
 5. If the selector's beliefs change with time, implement ``_advance(self, state, ticks) -> State``:
    the record after ``ticks`` (int >= 1) policy updates without evidence (default: unchanged). The
    base class counts ``tick`` (read it as ``self.tick`` in ``_choose`` and ``_observe``); per-prompt
@@ -111,6 +112,17 @@ class NoLearnedState(NamedTuple):
         return cls()
 
 
+class SelectorSnapshot(NamedTuple):
+    """What ``Selector.snapshot`` returns and ``Selector.restore`` takes back: the learned ``record``
+    (shared with the selector until its next write), the generator's ``rng_state`` (a dict), ``step``
+    and ``tick``."""
+
+    record: Any
+    rng_state: dict
+    step: int
+    tick: int
+
+
 class Selector(ABC):
     """Base class of all selectors. ``seed`` seeds the selector's own ``numpy.random.Generator``
     (an integer >= 0, or None for fresh entropy); see the module docstring for the subclass contract."""
@@ -120,6 +132,36 @@ class Selector(ABC):
         self.step = 0  # number of update() calls that applied evidence
         self.tick = 0  # number of policy updates (policy_updated ticks)
         self.state = self.initial_state()
+        self._held = 0  # live snapshots that share the current record: copy it before writing into it
+
+    # -- snapshots (the undo of a caller's block) ---------------------------------------------------
+
+    def snapshot(self) -> "SelectorSnapshot":
+        """The selector as it is now, for ``restore``: the learned record (shared, not copied: the
+        selector copies it before its next write while a snapshot holds it), the generator's state,
+        ``step`` and ``tick``. Call ``release`` when the snapshot is no longer needed."""
+        self._held += 1
+        return SelectorSnapshot(self.state, self.rng.bit_generator.state, self.step, self.tick)
+
+    def restore(self, snapshot: "SelectorSnapshot") -> None:
+        """Back to ``snapshot``, whole values only (record, generator state, step, tick)."""
+        self.state = snapshot.record
+        self.rng.bit_generator.state = snapshot.rng_state
+        self.step, self.tick = snapshot.step, snapshot.tick
+        self._held = 1  # other snapshots may share the restored record: copy before the next write
+
+    def release(self, snapshot: "SelectorSnapshot") -> None:
+        """``snapshot`` will not be restored: the current record need not be copied for it."""
+        if snapshot.record is self.state and self._held > 0:
+            self._held -= 1
+
+    def _writable_state(self) -> Any:
+        """The current record, copied first if a live snapshot shares it. Every method that writes
+        into the record's arrays in place calls this first (``update`` and ``policy_updated`` do)."""
+        if self._held:
+            self.state = self.state._replace(**{field: copy.copy(value) for field, value in self.state._asdict().items()})
+            self._held = 0
+        return self.state
 
     # -- the protocol ----------------------------------------------------------------------------
 
@@ -148,7 +190,7 @@ class Selector(ABC):
             return
         if first_duplicate(kind, normalized) >= 0:
             normalized, (successes, trials) = sum_by_id(kind, normalized, successes, trials)
-        self.state = self._observe(self.state, kind, normalized, successes, trials)
+        self.state = self._observe(self._writable_state(), kind, normalized, successes, trials)
         self.step += 1
 
     def policy_updated(self, ticks: int = 1) -> None:
@@ -156,7 +198,7 @@ class Selector(ABC):
         last call: one tick per optimiser step, however many ``update`` calls it spans. Selectors that
         do not age ignore it (the counter ``tick`` still moves and is saved)."""
         ticks = check_integer(ticks, "ticks", minimum=1)
-        self.state = self._advance(self.state, ticks)
+        self.state = self._advance(self._writable_state(), ticks)
         self.tick += ticks
 
     def predict(self, ids) -> np.ndarray | None:
@@ -235,6 +277,7 @@ class Selector(ABC):
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"{name}['arrays'] is invalid: {error}") from None
         self.state, self.rng, self.step, self.tick = record, rng, step, tick
+        self._held = 0  # a new record: no snapshot shares it
 
     def save(self, path) -> None:
         """Write the state atomically to ``path`` (see ``mopps.storage``)."""

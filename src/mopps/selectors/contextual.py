@@ -233,6 +233,7 @@ class ContextualMoPPS(Selector):
                     "prompt's features cannot change (the model has learned from them)"
                 )
         # Validated: build the new record (the old one stays intact until it is replaced).
+        state = self._writable_state()
         if state.feature_matrix is None:
             state = self._with_feature_space(state, matrix, offset)
         state, slots = self._with_entries(state, kind, normalized)

@@ -164,7 +164,8 @@ class MoPPS(Selector):
         if overflow.any():
             position = int(np.argmax(overflow))
             raise ValueError(f"weight = {weight} makes the prior of ids[{position}] infinite; use a smaller weight")
-        self.state = table.assign(self.state, self._lookup, kind, normalized, alpha, beta, as_prior, *self.prior)
+        self.state = table.assign(self._writable_state(), self._lookup, kind, normalized, alpha, beta, as_prior,
+                                  *self.prior)
 
     # -- protocol hooks ----------------------------------------------------------------------------
 
