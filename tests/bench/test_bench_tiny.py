@@ -107,6 +107,11 @@ def test_target_is_uniform_final_and_accuracies_are_probabilities(bench):
         assert 0.0 <= float(row["test_accuracy"]) <= 1.0 and 0.0 <= float(row["pool_accuracy"]) <= 1.0
 
 
+def row_has(rows: list[dict], column: str) -> bool:
+    """Whether the steps.csv rows carry a value in ``column`` (methods without it leave it empty)."""
+    return bool(rows) and rows[0].get(column, "") not in ("", "nan")
+
+
 @pytest.mark.slow
 def test_rollout_accounting(bench):
     out, document = bench
@@ -119,6 +124,16 @@ def test_rollout_accounting(bench):
             batches = np.array([int(row["generation_batches"]) for row in rows])
             trained = np.array([int(row["trained_groups"]) for row in rows])
             cumulative = np.array([int(row["rollouts"]) for row in rows])
+            if row_has(rows, "step_rollouts"):  # rollout allocation: rounds of their own sizes
+                spent = np.array([int(row["step_rollouts"]) for row in rows])
+                unused = np.array([int(row["unused_rollouts"]) for row in rows])
+                # Every rollout is counted: the trained groups' n each, and the ones no group used.
+                assert np.array_equal(cumulative, np.cumsum(spent)), method
+                assert np.array_equal(spent, trained * config["group_size"] + unused), method
+                assert np.all(trained <= config["batch_size"]) and np.all(batches >= 1)
+                if method != "mopps_pilot_drop":  # the dropping variant trains fewer groups by design
+                    assert np.all(trained == config["batch_size"]), method
+                continue
             # Every generated rollout is counted, including DS's discarded groups.
             assert np.array_equal(cumulative, np.cumsum(batches) * per_batch), method
             if method == "ds" or method.endswith("_ds"):  # refill: DAPO, or selection-guided

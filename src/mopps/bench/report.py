@@ -18,7 +18,10 @@ STEP_COLUMNS = ("method", "seed", "step", "rollouts", "trained_groups", "generat
                 "zero_variance_share", "batch_success_rate", "spearman_candidates", "brier_candidates",
                 "logloss_candidates", "spearman_selected", "influence_trained", "influence_untrained",
                 "influence_matched", "influence_logit_trained", "influence_logit_matched", "retrained_share",
-                "revisit_gap", "revisit_drift", "revisit_change", "trained_exact_mean", "trained_zero_variance")
+                "revisit_gap", "revisit_drift", "revisit_change", "trained_exact_mean", "trained_zero_variance",
+                # rollout allocation only (empty otherwise): all rollouts of the step, its pilot or
+                # screening rollouts, and those in no trained group
+                "step_rollouts", "pilot_rollouts", "unused_rollouts")
 CEILING = "oracle"  # knows the exact rates: a ceiling, never "the best selector"
 
 

@@ -326,7 +326,8 @@ def run(config: TestbedConfig, method_name: str, on_step: Callable[[int], None] 
             chosen_exact = train_pool.exact_rates(policy, chosen) if len(chosen) else np.zeros(0)
             metrics = result.metrics()
             row.update(spearman_selected=float("nan"), generation_batches=len(result.rounds),
-                       pilot_rollouts=metrics["mopps/pilot_rollouts"], unused_rollouts=metrics["mopps/unused_rollouts"],
+                       pilot_rollouts=int(metrics["mopps/pilot_rollouts"]),
+                       unused_rollouts=int(metrics["mopps/unused_rollouts"]),
                        step_rollouts=result.rollouts)
         else:
             batch = loop.next(B)
