@@ -130,6 +130,23 @@ def test_an_outer_block_that_raises_after_an_inner_one_failed_restores_its_own_s
     assert differing(before, loop.state_dict()) == []
 
 
+def test_three_nested_blocks_where_the_innermost_fails_and_is_caught_keep_the_outermost_undo():
+    loop = SelectionLoop(MoPPS(seed=0), np.arange(20), seed=0)
+    loop.observe(np.repeat(np.arange(20), 2), np.tile([0.0, 1.0], 20))
+    before = loop.state_dict()
+    with pytest.raises(Interrupted):
+        with loop.atomic():
+            with loop.atomic():
+                with pytest.raises(Interrupted):
+                    with loop.atomic():
+                        loop.observe(np.arange(20), np.ones(20))
+                        raise Interrupted
+            loop.observe(np.arange(20), np.zeros(20))  # the middle block ended normally; the outer holds
+            raise Interrupted
+    assert differing(before, loop.state_dict()) == []
+    assert loop.selector._snapshots == []  # every block released its snapshot
+
+
 def test_a_selector_owns_its_snapshot_and_direct_calls_inside_a_block_are_undone():
     loop = SelectionLoop(MoPPS(seed=0), np.arange(10), seed=0)
     loop.observe(np.arange(10), np.ones(10))

@@ -42,7 +42,7 @@ def register(subparsers) -> None:
     parser.add_argument("--warm-start-steps", type=int, default=None,
                         help="supervised warm-start steps (default: the preset's calibrated value; set it for "
                              "your own task so the start's zero-variance share is 40-80%%)")
-    parser.add_argument("--quick", action="store_true", help="one seed, at most 200 steps, five selectors unless --selectors says otherwise (uniform, ds, mopps_lambda0.5, contextual, oracle): a check, no intervals")
+    parser.add_argument("--quick", action="store_true", help="one seed, at most 200 steps, four selectors unless --selectors says otherwise (uniform, mopps_lambda0.5, contextual, oracle), fresh and recurring: a check, no intervals")
     parser.add_argument("--seeds", type=_int_list, default=None, help="comma-separated RL seeds (default: the preset's)")
     parser.add_argument("--steps", type=int, default=None, help="GRPO steps per run (default: the preset's)")
     parser.add_argument("--pool-seed", type=int, default=None,

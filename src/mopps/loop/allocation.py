@@ -166,6 +166,7 @@ class Session:
     def roll(self, positions: np.ndarray, rollouts_per_prompt: int, purpose: str) -> AllocationRound:
         """Roll out ``rollouts_per_prompt`` answers of each of ``positions`` and teach the loop."""
         positions = np.asarray(positions, dtype=np.int64)
+        check_choice(purpose, "purpose", PURPOSES)
         request = RolloutRequest(positions, self.loop.ids_at(positions), rollouts_per_prompt, purpose, len(self.rounds))
         records = self._rollout(request)
         if isinstance(records, list) and len(records) == 2 and all(np.ndim(part) == 1 for part in records):
@@ -198,9 +199,11 @@ class Session:
         """``(successes, trials)`` float (len(positions),) of this step's rollouts of each prompt
         (``positions`` distinct dataset rows)."""
         positions = np.asarray(positions, dtype=np.int64)
+        if len(positions) == 0:
+            return np.zeros(0), np.zeros(0)
         order = np.argsort(positions, kind="stable")
-        rows = np.minimum(np.searchsorted(positions[order], self._position), max(len(positions) - 1, 0))
-        mine = (positions[order][rows] == self._position) if len(positions) else np.zeros(0, dtype=bool)
+        rows = np.minimum(np.searchsorted(positions[order], self._position), len(positions) - 1)
+        mine = positions[order][rows] == self._position
         return self._summed(order[rows[mine]], self._success[mine], len(positions))
 
     @staticmethod
@@ -219,10 +222,6 @@ class Session:
         positions = np.asarray(positions, dtype=np.int64)
         starts, ends = np.searchsorted(ordered, positions, "left"), np.searchsorted(ordered, positions, "right")
         return [self._where[order[start:end]] for start, end in zip(starts.tolist(), ends.tolist())]
-
-    def members_of(self, position: int) -> np.ndarray:
-        """int64 (g, 2): every (round, row) of this step's rollouts of ``position``, in order."""
-        return self.members(np.array([position]))[0]
 
     def result(self, positions: np.ndarray, members: list[np.ndarray] | None = None) -> AllocationResult:
         """The step's result training ``positions`` with ``members`` (default: all their rollouts)."""
@@ -371,6 +370,9 @@ class ReinforceAda:
 
     def allocate(self, session: Session, k: int) -> AllocationResult:
         n = session.group_size
+        if self.round_size is not None and self.round_size < n:
+            raise ValueError(f"round_size = {self.round_size} < the group size {n}; a prompt that finishes in its "
+                             "first round must have n rollouts to train")
         offered = session.offer(k).positions
         active = np.ones(k, dtype=bool)
         for _ in range(self.max_rounds):
@@ -386,9 +388,11 @@ class ReinforceAda:
 
 def _balanced_subsets(session: Session, members: list[np.ndarray], n: int) -> list[np.ndarray]:
     """Each prompt's ``members`` (g_i, 2) cut to n rollouts, in rollout order: successes up to
-    max(n/2, what the failures leave), then failures, then fractional outcomes, then rollouts without
-    a verdict, each taken in rollout order (a uniform choice among exchangeable samples). Vectorised
-    over prompts."""
+    max(n/2, what the failures and fractional outcomes leave), then failures, then fractional
+    outcomes, then rollouts without a verdict, each taken in rollout order (a uniform choice among
+    exchangeable samples). Vectorised over prompts."""
+    if not members:
+        return []
     sizes = np.array([len(member) for member in members], dtype=np.int64)
     rows = np.concatenate(members) if members else np.zeros((0, 2), dtype=np.int64)
     offsets = np.cumsum([0] + [len(round_.success) for round_ in session.rounds])

@@ -349,9 +349,9 @@ class SelectionLoop:
         try:
             yield
         except BaseException:
-            mark.rewind(self)  # the restored record may be an outer block's too: the selector copies before writing
+            mark.rewind(self)
             raise
-        else:
+        finally:
             self.selector.release(mark.selector)
 
     # -- state -----------------------------------------------------------------------------------

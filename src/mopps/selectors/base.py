@@ -132,35 +132,34 @@ class Selector(ABC):
         self.step = 0  # number of update() calls that applied evidence
         self.tick = 0  # number of policy updates (policy_updated ticks)
         self.state = self.initial_state()
-        self._held = 0  # live snapshots that share the current record: copy it before writing into it
+        self._snapshots: list[SelectorSnapshot] = []  # live snapshots, not yet released
 
     # -- snapshots (the undo of a caller's block) ---------------------------------------------------
 
     def snapshot(self) -> "SelectorSnapshot":
         """The selector as it is now, for ``restore``: the learned record (shared, not copied: the
-        selector copies it before its next write while a snapshot holds it), the generator's state,
-        ``step`` and ``tick``. Call ``release`` when the snapshot is no longer needed."""
-        self._held += 1
-        return SelectorSnapshot(self.state, self.rng.bit_generator.state, self.step, self.tick)
+        selector copies it before its next write while a live snapshot holds it), the generator's
+        state, ``step`` and ``tick``. Call ``release`` when the snapshot is no longer needed."""
+        snapshot = SelectorSnapshot(self.state, self.rng.bit_generator.state, self.step, self.tick)
+        self._snapshots.append(snapshot)
+        return snapshot
 
     def restore(self, snapshot: "SelectorSnapshot") -> None:
-        """Back to ``snapshot``, whole values only (record, generator state, step, tick)."""
+        """Back to ``snapshot``, whole values only (record, generator state, step, tick). The snapshot
+        stays live (and its record protected) until ``release``."""
         self.state = snapshot.record
         self.rng.bit_generator.state = snapshot.rng_state
         self.step, self.tick = snapshot.step, snapshot.tick
-        self._held = 1  # other snapshots may share the restored record: copy before the next write
 
     def release(self, snapshot: "SelectorSnapshot") -> None:
-        """``snapshot`` will not be restored: the current record need not be copied for it."""
-        if snapshot.record is self.state and self._held > 0:
-            self._held -= 1
+        """``snapshot`` will not be restored any more: its record needs no protection from it."""
+        self._snapshots = [live for live in self._snapshots if live is not snapshot]
 
     def _writable_state(self) -> Any:
         """The current record, copied first if a live snapshot shares it. Every method that writes
         into the record's arrays in place calls this first (``update`` and ``policy_updated`` do)."""
-        if self._held:
+        if any(live.record is self.state for live in self._snapshots):
             self.state = self.state._replace(**{field: copy.copy(value) for field, value in self.state._asdict().items()})
-            self._held = 0
         return self.state
 
     # -- the protocol ----------------------------------------------------------------------------
@@ -277,7 +276,6 @@ class Selector(ABC):
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"{name}['arrays'] is invalid: {error}") from None
         self.state, self.rng, self.step, self.tick = record, rng, step, tick
-        self._held = 0  # a new record: no snapshot shares it
 
     def save(self, path) -> None:
         """Write the state atomically to ``path`` (see ``mopps.storage``)."""

@@ -175,7 +175,8 @@ def build_method(name: str, seed: int, ts_ratio: int, ds_max_gen_batches: int,
     if name == "contextual_taskfeatures":
         return Method(ContextualMoPPS(seed=seed), ts_ratio, features="task")
     if name == "mopps_ds":
-        # lambda = 0.5, the better MoPPS on both presets (README), choosing each generation batch.
+        # lambda = 0.5, the better MoPPS on both presets (docs/results/2026-12-02-selection), choosing each
+        # generation batch.
         return Method(MoPPS(discount=0.5, strategy="topk", seed=seed), ts_ratio,
                       max_num_gen_batches=ds_max_gen_batches)
     if name == "contextual_ds":
