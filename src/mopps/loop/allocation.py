@@ -240,6 +240,12 @@ def pilot_size(group_size: int, fraction: float) -> int:
     return int(min(max(round(fraction * group_size), 1), group_size - 1))
 
 
+def pilot_and_rest(group_size: int, fraction: float) -> tuple[int, int]:
+    """``(m, n - m)``: a pilot of ``fraction`` of a group of n (``pilot_size``) and the rest of it."""
+    m = pilot_size(group_size, fraction)
+    return m, group_size - m
+
+
 def _fill_order(rates: np.ndarray, trials: np.ndarray, band: tuple[float, float]) -> np.ndarray:
     """Positions (into ``rates``) in the order a step trains them: inside ``band`` first, most
     variable first (p(1 - p) largest), then the rest by distance to the band; prompts without a
@@ -271,8 +277,7 @@ class PilotCommit:
 
     def request_sizes(self, group_size: int) -> tuple[int, ...]:
         """The rollouts per prompt this rule asks for in a round, with groups of ``group_size``."""
-        m = pilot_size(group_size, self.pilot_fraction)
-        return m, group_size - m
+        return pilot_and_rest(group_size, self.pilot_fraction)
 
     def allocate(self, session: Session, k: int) -> AllocationResult:
         n = session.group_size
@@ -304,8 +309,7 @@ class SpeedScreen:
 
     def request_sizes(self, group_size: int) -> tuple[int, ...]:
         """The rollouts per prompt this rule asks for in a round, with groups of ``group_size``."""
-        m = pilot_size(group_size, self.screen_fraction)
-        return m, group_size - m
+        return pilot_and_rest(group_size, self.screen_fraction)
 
     def allocate(self, session: Session, k: int) -> AllocationResult:
         n = session.group_size
@@ -454,8 +458,7 @@ class PosteriorPilot:
 
     def request_sizes(self, group_size: int) -> tuple[int, ...]:
         """The rollouts per prompt this rule asks for in a round, with groups of ``group_size``."""
-        m = pilot_size(group_size, self.pilot_fraction)
-        return m, group_size - m
+        return pilot_and_rest(group_size, self.pilot_fraction)
 
     def allocate(self, session: Session, k: int) -> AllocationResult:
         n = session.group_size
