@@ -64,7 +64,7 @@ class Batch:
     ``positions``: int64 (k,), dataset rows of the chosen prompts, in the selector's rank order.
     ``ids``: their prompt ids (int64 array (k,) or list of k str).
     ``predicted_rate``: float64 (k,), the selector's predicted success rate of each, or None.
-    ``step``: this batch's number, 1, 2, ... (one per ``next`` call).
+    ``step``: this batch's number, 1, 2, ... (one per ``next`` or ``choose_among`` call).
     ``candidates``: int64 (n,), the dataset rows offered to the selector (n = round(ts_ratio * k),
     at most the dataset size); ``selection``: the selector's answer over them (``selection.index``
     indexes ``candidates``; ``scores`` and ``predicted_rate`` are (n,)).
