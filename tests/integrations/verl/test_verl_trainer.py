@@ -553,3 +553,30 @@ def test_allocation_settings_verl_cannot_run_are_refused(write_parquet, verl_con
         MoPPSTrainer(verl_config(rows, dapo=True, rollout_allocation="mopps_pilot"))
     with pytest.raises(ValueError, match="mopps.rollout_allocation"):
         MoPPSTrainer(verl_config(rows, rollout_allocation="buffet"))
+
+
+def test_allocation_resumes_from_a_verl_checkpoint_exactly(write_parquet, verl_config, memory_queue):
+    # Outcomes that do not depend on how many rollouts a prompt had before (all equal per prompt, or
+    # alternating from any start within a round), so two trainers' rollouts agree round by round.
+    steady = lambda index: [1.0] * 8 if index % 3 == 0 else ([0.0] * 8 if index % 3 == 1 else [1.0, 0.0] * 4)  # noqa: E731
+    config = verl_config(write_parquet(verl_rows(40)), batch_size=4, ts_ratio=3, bandit_decay_ratio=0.5,
+                         rollout_allocation="mopps_pilot")
+    config.actor_rollout_ref.rollout.n = 4
+    trainer = build_trainer(config)
+    trainer.actor_rollout_wg = StubWorkers()
+    trainer.agent_loop_manager = ScriptedRollouts(memory_queue, steady)
+    for step in (1, 2):
+        run_step(trainer, step)
+    trainer._save_checkpoint()
+
+    config.trainer.resume_mode = "auto"
+    resumed = build_trainer(config)
+    resumed.actor_rollout_wg = StubWorkers()
+    resumed._load_checkpoint()
+    resumed.agent_loop_manager = again = ScriptedRollouts(memory_queue, steady)
+    trainer.agent_loop_manager = first = ScriptedRollouts(memory_queue, steady)
+    _, expected = run_step(trainer, 3)
+    _, metrics = run_step(resumed, 3)
+    assert first.submitted_indices == again.submitted_indices  # the same pilots, replacements and commits
+    assert metrics["mopps/allocated_rollouts"] == expected["mopps/allocated_rollouts"]
+    assert resumed.loop.state_dict()["step"] == trainer.loop.state_dict()["step"]
