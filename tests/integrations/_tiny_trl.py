@@ -128,6 +128,11 @@ class FeatureGreedy(RecordingMoPPS):
         return order[:k].astype(np.int64), value, predicted
 
 
+def logged(trainer, key: str) -> list[float]:
+    """Every value of the metric ``key`` in the trainer's log history, in order."""
+    return [entry[key] for entry in trainer.state.log_history if key in entry]
+
+
 def prompt_log_reward(log: list):
     """``contains_answer`` that also appends every ``prompt_id`` it scores (in batch order) to ``log``."""
 

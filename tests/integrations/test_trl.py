@@ -23,11 +23,12 @@ from _tiny_trl import (  # noqa: E402
     RecordingMoPPS,
     addition_dataset,
     contains_answer,
+    logged,
     prompt_log_reward,
     tiny_grpo_config,
     tiny_model,
-    tiny_trl_settings,
     tiny_tokenizer,
+    tiny_trl_settings,
 )
 
 from mopps import Uniform  # noqa: E402
@@ -67,10 +68,6 @@ def evidence_total(selector) -> float:
     (exact with discount 1 and the Beta(1, 1) prior)."""
     arrays = selector.state_dict()["arrays"]
     return float(np.sum(arrays["alpha"] + arrays["beta"]) - 2.0 * len(arrays["ids"]))
-
-
-def logged(trainer, key: str) -> list[float]:
-    return [entry[key] for entry in trainer.state.log_history if key in entry]
 
 
 @pytest.mark.slow

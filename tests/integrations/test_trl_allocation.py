@@ -17,13 +17,14 @@ pytest.importorskip("trl", reason="the TRL adapter needs the trl extra: pip inst
 
 from _tiny_trl import (  # noqa: E402
     RecordingMoPPS,
-    TrainedBatches,
     addition_dataset,
     contains_answer,
+    logged,
     rescore,
     tiny_grpo_config,
     tiny_model,
     tiny_tokenizer,
+    TrainedBatches,
 )
 
 from mopps.integrations.trl import CHECKPOINT_FILE, MoPPSGRPOConfig  # noqa: E402
@@ -49,10 +50,6 @@ def make_trainer(output_dir, reward_funcs=contains_answer, selector=None, **conf
     return TrainedBatches(model=tiny_model(TOKENIZER), reward_funcs=reward_funcs,
                           args=tiny_grpo_config(output_dir, **config), train_dataset=DATASET,
                           processing_class=TOKENIZER, selector=selector)
-
-
-def logged(trainer, key: str) -> list[float]:
-    return [entry[key] for entry in trainer.state.log_history if key in entry]
 
 
 @pytest.mark.slow

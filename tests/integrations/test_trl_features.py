@@ -11,10 +11,11 @@ pytest.importorskip("trl", reason="the TRL adapter needs the trl extra: pip inst
 
 from _tiny_trl import (  # noqa: E402
     FeatureGreedy,
-    RecordingMoPPS,
     addition_dataset,
     contains_answer,
+    logged,
     prompt_log_reward,
+    RecordingMoPPS,
     tiny_grpo_config,
     tiny_model,
     tiny_tokenizer,
@@ -34,10 +35,6 @@ def make_trainer(output_dir, reward_funcs=contains_answer, selector=None, datase
     return MoPPSGRPOTrainer(model=tiny_model(TOKENIZER), reward_funcs=reward_funcs,
                             args=tiny_grpo_config(output_dir, **config), train_dataset=dataset,
                             processing_class=TOKENIZER, selector=selector)
-
-
-def logged(trainer, key: str) -> list[float]:
-    return [entry[key] for entry in trainer.state.log_history if key in entry]
 
 
 @pytest.mark.slow

@@ -54,6 +54,22 @@ def run_step(trainer, step: int) -> tuple:
     return batch, metrics
 
 
+def trained_and_resumed(config, memory_queue, outcomes_of, steps: int):
+    """A trainer run for ``steps`` steps on ``outcomes_of`` and checkpointed, and a second trainer
+    resumed from that checkpoint (``resume_mode="auto"``): ``(trainer, resumed)``."""
+    trainer = build_trainer(config)
+    trainer.actor_rollout_wg = StubWorkers()
+    trainer.agent_loop_manager = ScriptedRollouts(memory_queue, outcomes_of)
+    for step in range(1, steps + 1):
+        run_step(trainer, step)
+    trainer._save_checkpoint()
+    config.trainer.resume_mode = "auto"
+    resumed = build_trainer(config)
+    resumed.actor_rollout_wg = StubWorkers()
+    resumed._load_checkpoint()
+    return trainer, resumed
+
+
 def outcomes(index: int) -> list[float]:
     """Per-prompt session results: index % 4 == 0 all wrong, == 1 all right (both zero-variance, so
     DAPO drops them), else mixed; group sizes 3, 4 or 5."""
@@ -183,17 +199,7 @@ class StubWorkers:
 def test_the_loop_state_travels_with_verl_checkpoints_and_resume_reproduces_choices(write_parquet, verl_config,
                                                                                    memory_queue):
     config = verl_config(write_parquet(verl_rows(40)), batch_size=4, ts_ratio=3, bandit_decay_ratio=0.5)
-    trainer = build_trainer(config)
-    trainer.actor_rollout_wg = StubWorkers()
-    trainer.agent_loop_manager = ScriptedRollouts(memory_queue, outcomes)
-    for step in (1, 2, 3):
-        run_step(trainer, step)
-    trainer._save_checkpoint()
-
-    config.trainer.resume_mode = "auto"
-    resumed = build_trainer(config)
-    resumed.actor_rollout_wg = StubWorkers()
-    resumed._load_checkpoint()
+    trainer, resumed = trained_and_resumed(config, memory_queue, outcomes, steps=3)
     assert resumed.global_steps == 3 and resumed.loop.step == 3
     saved, restored = trainer.loop.state_dict(), resumed.loop.state_dict()
     assert restored["stream"] == saved["stream"]
@@ -562,17 +568,7 @@ def test_allocation_resumes_from_a_verl_checkpoint_exactly(write_parquet, verl_c
     config = verl_config(write_parquet(verl_rows(40)), batch_size=4, ts_ratio=3, bandit_decay_ratio=0.5,
                          rollout_allocation="mopps_pilot")
     config.actor_rollout_ref.rollout.n = 4
-    trainer = build_trainer(config)
-    trainer.actor_rollout_wg = StubWorkers()
-    trainer.agent_loop_manager = ScriptedRollouts(memory_queue, steady)
-    for step in (1, 2):
-        run_step(trainer, step)
-    trainer._save_checkpoint()
-
-    config.trainer.resume_mode = "auto"
-    resumed = build_trainer(config)
-    resumed.actor_rollout_wg = StubWorkers()
-    resumed._load_checkpoint()
+    trainer, resumed = trained_and_resumed(config, memory_queue, steady, steps=2)
     resumed.agent_loop_manager = again = ScriptedRollouts(memory_queue, steady)
     trainer.agent_loop_manager = first = ScriptedRollouts(memory_queue, steady)
     _, expected = run_step(trainer, 3)
